@@ -1,0 +1,246 @@
+//! Validated identifiers: a service's name and an instance's URL.
+//!
+//! Both are cheap to clone (`Arc<str>` inside) because the registry keys its
+//! whole catalog by them, and both keep the exact text the client sent: a classic
+//! client builds its calls by appending to the URL it registered
+//! (`URL + "/log"`), so normalising `http://h:1` into `http://h:1/` would break it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest accepted service name, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+/// Longest accepted URL, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// Why a string is not a valid [`ServiceName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidName {
+    #[error("the service name is empty")]
+    Empty,
+    #[error("the service name is longer than {MAX_NAME_LEN} bytes")]
+    TooLong,
+    #[error("the service name has leading or trailing white space")]
+    Padded,
+    #[error("the service name contains a control character")]
+    ControlCharacter,
+}
+
+/// A service name (`LogService`, `GradingService`, ...). Matching is exact.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceName(Arc<str>);
+
+impl ServiceName {
+    /// Checks `name` and wraps it.
+    pub fn parse(name: &str) -> Result<Self, InvalidName> {
+        if name.is_empty() {
+            return Err(InvalidName::Empty);
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(InvalidName::TooLong);
+        }
+        if name.trim() != name {
+            return Err(InvalidName::Padded);
+        }
+        if name.chars().any(char::is_control) {
+            return Err(InvalidName::ControlCharacter);
+        }
+        Ok(Self(name.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a string is not a valid [`ServiceUrl`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUrl {
+    #[error("the URL is empty")]
+    Empty,
+    #[error("the URL is longer than {MAX_URL_LEN} bytes")]
+    TooLong,
+    #[error("the URL does not parse: {0}")]
+    Unparsable(String),
+    #[error("the URL's scheme is `{0}`; only http and https are accepted")]
+    Scheme(String),
+    #[error("the URL has no host")]
+    NoHost,
+}
+
+/// An absolute `http`/`https` URL, kept exactly as sent (surrounding white space
+/// trimmed). An instance's `ServiceURL` is its identity in the catalog.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceUrl(Arc<str>);
+
+impl ServiceUrl {
+    /// Checks `url` (after trimming surrounding white space) and wraps it.
+    pub fn parse(url: &str) -> Result<Self, InvalidUrl> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(InvalidUrl::Empty);
+        }
+        if url.len() > MAX_URL_LEN {
+            return Err(InvalidUrl::TooLong);
+        }
+        let parsed = url::Url::parse(url).map_err(|e| InvalidUrl::Unparsable(e.to_string()))?;
+        match parsed.scheme() {
+            "http" | "https" => {}
+            other => return Err(InvalidUrl::Scheme(other.to_owned())),
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(InvalidUrl::NoHost);
+        }
+        Ok(Self(url.into()))
+    }
+
+    /// Like [`ServiceUrl::parse`], but an empty or blank string means "none":
+    /// the classic protocol sends `""` for an absent update or heartbeat URL.
+    pub fn parse_optional(url: &str) -> Result<Option<Self>, InvalidUrl> {
+        if url.trim().is_empty() {
+            Ok(None)
+        } else {
+            Self::parse(url).map(Some)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// This URL with `path` appended, with exactly one `/` between them:
+    /// `http://h:1` + `/heartbeat` and `http://h:1/` + `heartbeat` both give
+    /// `http://h:1/heartbeat`.
+    pub fn join(&self, path: &str) -> String {
+        format!(
+            "{}/{}",
+            self.0.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
+    }
+}
+
+macro_rules! text_newtype_impls {
+    ($ty:ident, $err:ident) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $ty {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = $err;
+            fn try_from(value: &str) -> Result<Self, Self::Error> {
+                Self::parse(value)
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = $err;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = $err;
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                Self::parse(value)
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+text_newtype_impls!(ServiceName, InvalidName);
+text_newtype_impls!(ServiceUrl, InvalidUrl);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(ServiceName::parse("LogService").is_ok());
+        assert!(ServiceName::parse("Log_Service").is_ok());
+        assert_eq!(ServiceName::parse(""), Err(InvalidName::Empty));
+        assert_eq!(ServiceName::parse(" Log"), Err(InvalidName::Padded));
+        assert_eq!(
+            ServiceName::parse("a\nb"),
+            Err(InvalidName::ControlCharacter)
+        );
+        assert_eq!(
+            ServiceName::parse(&"x".repeat(MAX_NAME_LEN + 1)),
+            Err(InvalidName::TooLong)
+        );
+    }
+
+    #[test]
+    fn urls_keep_their_text_and_are_checked() {
+        let url = ServiceUrl::parse("  http://localhost:4000 ").unwrap();
+        assert_eq!(url.as_str(), "http://localhost:4000");
+        assert!(ServiceUrl::parse("https://example.test/a/b").is_ok());
+        assert!(matches!(
+            ServiceUrl::parse("ftp://x"),
+            Err(InvalidUrl::Scheme(s)) if s == "ftp"
+        ));
+        assert!(matches!(
+            ServiceUrl::parse("localhost:4000"),
+            Err(InvalidUrl::Scheme(_)) | Err(InvalidUrl::Unparsable(_))
+        ));
+        assert!(matches!(
+            ServiceUrl::parse("not a url"),
+            Err(InvalidUrl::Unparsable(_))
+        ));
+        assert_eq!(ServiceUrl::parse(""), Err(InvalidUrl::Empty));
+        assert_eq!(ServiceUrl::parse_optional("  "), Ok(None));
+    }
+
+    #[test]
+    fn join_puts_exactly_one_slash() {
+        let a = ServiceUrl::parse("http://h:1").unwrap();
+        let b = ServiceUrl::parse("http://h:1/").unwrap();
+        assert_eq!(a.join("/heartbeat"), "http://h:1/heartbeat");
+        assert_eq!(b.join("heartbeat"), "http://h:1/heartbeat");
+    }
+
+    #[test]
+    fn serde_goes_through_the_check() {
+        let ok: ServiceName = serde_json::from_str("\"GradingService\"").unwrap();
+        assert_eq!(ok.as_str(), "GradingService");
+        assert!(serde_json::from_str::<ServiceName>("\"\"").is_err());
+        assert!(serde_json::from_str::<ServiceUrl>("\"gopher://x\"").is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! What the catalog asks the shell to persist, and what it is rebuilt from.
+//!
+//! The durable state is small: every instance's registration and health status,
+//! the catalog revision, and for every receiver the providers it has
+//! acknowledged (its confirmed view). After a restart the catalog compares each
+//! confirmed view with what the receiver should hold and sends the difference,
+//! so a patch lost in a crash is re-derived, not forgotten.
+
+use rollcall_proto::{PatchEntry, Registration, ServiceUrl, Timestamp};
+
+use super::health::Health;
+
+/// One instance as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInstance {
+    pub registration: Registration,
+    pub registered_at: Timestamp,
+    pub status: Health,
+    pub status_since: Timestamp,
+}
+
+/// One change to the durable state. A batch of ops is applied atomically and in
+/// order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Insert or replace an instance; its confirmed view starts empty.
+    PutInstance(StoredInstance),
+    /// An instance's health status changed.
+    SetStatus {
+        url: ServiceUrl,
+        status: Health,
+        since: Timestamp,
+    },
+    /// Remove an instance and its confirmed view.
+    DeleteInstance(ServiceUrl),
+    /// A receiver acknowledged a patch. With `replace`, the view becomes exactly
+    /// `added`.
+    ApplyView {
+        receiver: ServiceUrl,
+        added: Vec<PatchEntry>,
+        removed: Vec<PatchEntry>,
+        replace: bool,
+    },
+    /// The catalog revision.
+    SetRevision(u64),
+}
+
+/// Everything the store holds, as loaded at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredState {
+    pub instances: Vec<StoredInstance>,
+    /// `(receiver, provider)` pairs of confirmed views.
+    pub views: Vec<(ServiceUrl, PatchEntry)>,
+    pub revision: u64,
+}

@@ -1,0 +1,502 @@
+//! Tests of the catalog's rules, without sockets or sleeps: time is a number.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn name(n: &str) -> ServiceName {
+    ServiceName::parse(n).unwrap()
+}
+
+fn url(port: u16) -> ServiceUrl {
+    ServiceUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap()
+}
+
+fn reg(service: &str, port: u16, requires: &[&str]) -> Registration {
+    let u = url(port);
+    Registration {
+        name: name(service),
+        required: requires.iter().map(|r| name(r)).collect(),
+        update_url: Some(ServiceUrl::parse(&u.join("/services")).unwrap()),
+        heartbeat_url: Some(ServiceUrl::parse(&u.join("/heartbeat")).unwrap()),
+        url: u,
+    }
+}
+
+fn entry(service: &str, port: u16) -> PatchEntry {
+    PatchEntry::new(name(service), url(port))
+}
+
+/// Drains the worker of `receiver`, acknowledging every patch; returns them.
+fn deliver_all(c: &mut Catalog, receiver: &ServiceUrl, now: Timestamp) -> Vec<Patch> {
+    let generation = c.get(receiver).unwrap().generation;
+    let mut out = Vec::new();
+    loop {
+        let (next, _) = c.next_delivery(receiver, generation, now);
+        let Some(d) = next else { break };
+        c.delivery_succeeded(&d.ticket, now);
+        out.push(d.patch);
+    }
+    out
+}
+
+const T0: Timestamp = Timestamp(1_000_000);
+
+fn at(ms: u64) -> Timestamp {
+    T0.plus(Duration::from_millis(ms))
+}
+
+#[test]
+fn a_dependent_registered_first_is_told_when_its_provider_arrives() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    let r = c.register(reg("Grading", 6000, &["Log"]), T0);
+    assert!(r.initial_patch.is_some());
+    assert_eq!(r.effects.start_workers.len(), 1);
+    let initial = deliver_all(&mut c, &url(6000), T0);
+    assert_eq!(initial.len(), 1);
+    assert!(initial[0].added.is_empty() && initial[0].resync);
+
+    let r = c.register(reg("Log", 4000, &[]), at(1));
+    assert_eq!(
+        r.effects.patches_queued, 2,
+        "the newcomer's own patch and one Added"
+    );
+    let patches = deliver_all(&mut c, &url(6000), at(1));
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0].added, vec![entry("Log", 4000)]);
+    assert_eq!(patches[0].revision, Some(c.revision()));
+}
+
+#[test]
+fn a_dependent_registered_after_its_provider_gets_it_in_the_initial_patch() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Log", 4000, &[]), T0);
+    let r = c.register(reg("Grading", 6000, &["Log"]), at(1));
+    let ticket = r.initial_patch.unwrap();
+    let (d, _) = c.next_delivery(&url(6000), ticket.generation, at(1));
+    let d = d.unwrap();
+    assert_eq!(d.ticket, ticket);
+    assert_eq!(d.patch.added, vec![entry("Log", 4000)]);
+    assert!(d.patch.resync);
+    assert_eq!(d.update_url.as_str(), "http://127.0.0.1:6000/services");
+}
+
+#[test]
+fn registering_one_url_twice_keeps_one_instance_and_notifies_once() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Grading", 6000, &["Log"]), T0);
+    deliver_all(&mut c, &url(6000), T0);
+    let first = c.register(reg("Log", 4000, &[]), at(1));
+    assert_eq!(first.effects.events[0].kind, EventKind::Registered);
+    let second = c.register(reg("Log", 4000, &[]), at(2));
+    assert_eq!(second.effects.events[0].kind, EventKind::Reregistered);
+    assert_eq!(c.len(), 2);
+    let patches = deliver_all(&mut c, &url(6000), at(3));
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(c.healthy_providers(&name("Log")), vec![url(4000)]);
+}
+
+#[test]
+fn re_registering_under_another_name_moves_the_instance() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("WantsA", 1, &["A"]), T0);
+    c.register(reg("WantsB", 2, &["B"]), T0);
+    deliver_all(&mut c, &url(1), T0);
+    deliver_all(&mut c, &url(2), T0);
+    c.register(reg("A", 9, &[]), at(1));
+    c.register(reg("B", 9, &[]), at(2));
+    let to_a = deliver_all(&mut c, &url(1), at(3));
+    let to_b = deliver_all(&mut c, &url(2), at(3));
+    assert_eq!(to_a[1].removed, vec![entry("A", 9)]);
+    assert_eq!(to_b[0].added, vec![entry("B", 9)]);
+    assert_eq!(c.len(), 3);
+}
+
+#[test]
+fn deregistration_tells_dependents_and_unknown_urls_are_not_found() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Log", 4000, &[]), T0);
+    c.register(reg("Grading", 6000, &["Log"]), T0);
+    deliver_all(&mut c, &url(6000), T0);
+    let fx = c.deregister(&url(4000), at(1)).unwrap();
+    assert_eq!(fx.events[0].kind, EventKind::Deregistered);
+    assert!(fx.persist.contains(&StoreOp::DeleteInstance(url(4000))));
+    let patches = deliver_all(&mut c, &url(6000), at(1));
+    assert_eq!(patches[0].removed, vec![entry("Log", 4000)]);
+    assert!(c.deregister(&url(4000), at(2)).is_none());
+    assert!(c.get(&url(4000)).is_none());
+}
+
+/// Runs every check due by `now` with the given result for `port`, passing all
+/// others.
+fn run_checks(c: &mut Catalog, now: Timestamp, failing: &[u16]) -> Effects {
+    let mut effects = Effects::default();
+    for req in c.take_due_checks(now, usize::MAX) {
+        let fail = failing.iter().any(|p| url(*p) == req.url);
+        let outcome = if fail {
+            CheckOutcome::fail(Duration::from_millis(1), "connection refused")
+        } else {
+            CheckOutcome::pass(Duration::from_millis(1))
+        };
+        effects.merge(c.check_result(&req, &outcome, now));
+    }
+    effects
+}
+
+#[test]
+fn a_failing_provider_goes_critical_after_two_checks_and_comes_back_after_two() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Log", 4000, &[]), T0);
+    c.register(reg("Grading", 6000, &["Log"]), T0);
+    deliver_all(&mut c, &url(6000), T0);
+    // First check within one interval; first failure is not enough.
+    let fx = run_checks(&mut c, at(1000), &[4000]);
+    assert!(fx.events.is_empty());
+    assert_eq!(c.get(&url(4000)).unwrap().status(), Health::Passing);
+    // The undecided instance is rechecked fast, not after a full interval.
+    let next = c.get(&url(4000)).unwrap().next_check().unwrap();
+    assert_eq!(next, at(1250));
+    let fx = run_checks(&mut c, at(1250), &[4000]);
+    assert_eq!(fx.events[0].kind, EventKind::Critical);
+    assert_eq!(fx.events[0].detail.as_deref(), Some("connection refused"));
+    assert!(fx.persist.iter().any(|op| matches!(
+        op,
+        StoreOp::SetStatus {
+            status: Health::Critical,
+            ..
+        }
+    )));
+    let patches = deliver_all(&mut c, &url(6000), at(1250));
+    assert_eq!(patches[0].removed, vec![entry("Log", 4000)]);
+    assert!(c.healthy_providers(&name("Log")).is_empty());
+    // Recovery takes two passes.
+    let when = c.get(&url(4000)).unwrap().next_check().unwrap();
+    assert!(run_checks(&mut c, when, &[]).events.is_empty());
+    let when = c.get(&url(4000)).unwrap().next_check().unwrap();
+    let fx = run_checks(&mut c, when, &[]);
+    assert_eq!(fx.events[0].kind, EventKind::Recovered);
+    let patches = deliver_all(&mut c, &url(6000), when);
+    assert_eq!(patches[0].added, vec![entry("Log", 4000)]);
+}
+
+#[test]
+fn a_closed_watch_stream_triggers_an_immediate_check_that_needs_one_failure() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Log", 4000, &[]), T0);
+    let fx = c.watch_closed(&url(4000), at(5));
+    assert!(fx.schedule_changed);
+    assert_eq!(c.next_check_due(), Some(at(5)));
+    let fx = run_checks(&mut c, at(5), &[4000]);
+    assert_eq!(fx.events[0].kind, EventKind::Critical);
+}
+
+#[test]
+fn suspicion_raised_during_a_check_is_not_cleared_by_it() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Log", 4000, &[]), T0);
+    let reqs = c.take_due_checks(at(1000), 10);
+    assert_eq!(reqs.len(), 1);
+    // The stream closes while the check is in flight; the check then passes.
+    c.watch_closed(&url(4000), at(1001));
+    c.check_result(
+        &reqs[0],
+        &CheckOutcome::pass(Duration::from_millis(1)),
+        at(1002),
+    );
+    assert_eq!(c.next_check_due(), Some(at(1002)), "checked again at once");
+    let fx = run_checks(&mut c, at(1002), &[4000]);
+    assert_eq!(fx.events[0].kind, EventKind::Critical);
+}
+
+#[test]
+fn the_check_bound_is_respected_and_results_of_stale_checks_are_ignored() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    for port in 1..=10 {
+        c.register(reg("S", port, &[]), T0);
+    }
+    let reqs = c.take_due_checks(at(2000), 4);
+    assert_eq!(reqs.len(), 4);
+    assert_eq!(c.take_due_checks(at(2000), 100).len(), 6);
+    // The instance re-registers while its check is out: the old result is stale.
+    let stale = &reqs[0];
+    c.register(
+        reg("S", stale.url.as_str()[17..].parse().unwrap(), &[]),
+        at(2001),
+    );
+    let fx = c.check_result(
+        stale,
+        &CheckOutcome::fail(Duration::ZERO, "refused"),
+        at(2002),
+    );
+    assert!(fx.events.is_empty());
+    assert_eq!(c.get(&stale.url).unwrap().health.consecutive_failures, 0);
+}
+
+#[test]
+fn an_instance_critical_for_too_long_expires() {
+    let config = CatalogConfig {
+        deregister_after: Duration::from_secs(60),
+        ..CatalogConfig::default()
+    };
+    let mut c = Catalog::new(config);
+    c.register(reg("Log", 4000, &[]), T0);
+    run_checks(&mut c, at(1000), &[4000]);
+    run_checks(&mut c, at(1250), &[4000]);
+    assert_eq!(c.get(&url(4000)).unwrap().status(), Health::Critical);
+    assert!(c.tick(at(1250 + 59_000)).events.is_empty());
+    let fx = c.tick(at(1250 + 60_000));
+    assert_eq!(fx.events[0].kind, EventKind::Expired);
+    assert!(c.is_empty());
+}
+
+#[test]
+fn a_receiver_that_fails_is_resynced_when_it_answers_again() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Grading", 6000, &["Log"]), T0);
+    deliver_all(&mut c, &url(6000), T0);
+    c.register(reg("Log", 4000, &[]), at(1));
+    let generation = c.get(&url(6000)).unwrap().generation;
+    let (d, _) = c.next_delivery(&url(6000), generation, at(1));
+    let fx = c.delivery_failed(&d.unwrap().ticket, "timed out", at(2));
+    assert_eq!(fx.events[0].kind, EventKind::DeliveryFailed);
+    // While the back-off runs, changes fold into the debt.
+    c.register(reg("Log", 4001, &[]), at(3));
+    let (none, _) = c.next_delivery(&url(6000), generation, at(3));
+    assert!(none.is_none());
+    // Its heartbeat passes after failing: resync at once, not after back-off.
+    let reqs = c.take_due_checks(at(900), 100);
+    let mine: Vec<_> = reqs.iter().filter(|r| r.url == url(6000)).collect();
+    c.check_result(
+        mine[0],
+        &CheckOutcome::fail(Duration::ZERO, "refused"),
+        at(900),
+    );
+    let reqs = c.take_due_checks(at(1150), 100);
+    let mine: Vec<_> = reqs.iter().filter(|r| r.url == url(6000)).collect();
+    let fx = c.check_result(mine[0], &CheckOutcome::pass(Duration::ZERO), at(1150));
+    assert_eq!(fx.start_workers.len(), 1);
+    let patches = deliver_all(&mut c, &url(6000), at(1150));
+    assert_eq!(patches.len(), 1);
+    let mut added = patches[0].added.clone();
+    added.sort();
+    assert_eq!(added, vec![entry("Log", 4000), entry("Log", 4001)]);
+    assert!(patches[0].resync, "it certainly held nothing");
+}
+
+#[test]
+fn restore_rebuilds_the_catalog_and_resyncs_receivers_that_are_behind() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    let mut ops = Vec::new();
+    let r = c.register(reg("Grading", 6000, &["Log"]), T0);
+    ops.extend(r.effects.persist);
+    for p in deliver_all(&mut c, &url(6000), T0) {
+        let _ = p;
+    }
+    // The delivery's ApplyView is persisted by delivery_succeeded; collect it.
+    ops.push(StoreOp::ApplyView {
+        receiver: url(6000),
+        added: vec![],
+        removed: vec![],
+        replace: true,
+    });
+    // Log registers; the patch to Grading is lost in a crash before delivery.
+    ops.extend(c.register(reg("Log", 4000, &[]), at(1)).effects.persist);
+    let state = crate::store::memory::replay(&ops);
+    let (mut restored, fx) = Catalog::restore(CatalogConfig::default(), state, at(10));
+    assert_eq!(restored.len(), 2);
+    assert_eq!(restored.revision(), c.revision());
+    assert_eq!(fx.start_workers.len(), 1, "Grading is owed Log");
+    let patches = deliver_all(&mut restored, &url(6000), at(10));
+    assert_eq!(patches[0].added, vec![entry("Log", 4000)]);
+}
+
+// ----- the invariant, as a property ---------------------------------------
+
+/// A receiver's table, kept the way the SDK keeps it.
+fn apply(table: &mut BTreeSet<PatchEntry>, patch: &Patch) {
+    if patch.resync {
+        *table = patch.added.iter().cloned().collect();
+        return;
+    }
+    for e in &patch.removed {
+        table.remove(e);
+    }
+    table.extend(patch.added.iter().cloned());
+}
+
+#[derive(Debug, Clone)]
+enum Cmd {
+    Register {
+        port: u16,
+        service: u8,
+        requires: Vec<u8>,
+    },
+    Deregister {
+        port: u16,
+    },
+    Checks {
+        advance_ms: u64,
+        failing: Vec<u16>,
+    },
+    Deliver {
+        port: u16,
+        ok: bool,
+        applied_anyway: bool,
+    },
+    WatchClosed {
+        port: u16,
+    },
+    Tick {
+        advance_ms: u64,
+    },
+}
+
+const NAMES: [&str; 3] = ["A", "B", "C"];
+
+fn cmd() -> impl Strategy<Value = Cmd> {
+    let port = 1u16..7;
+    prop_oneof![
+        3 => (port.clone(), 0u8..3, proptest::collection::vec(0u8..3, 0..3)).prop_map(
+            |(port, service, requires)| Cmd::Register { port, service, requires }
+        ),
+        1 => port.clone().prop_map(|port| Cmd::Deregister { port }),
+        3 => (0u64..1500, proptest::collection::vec(1u16..7, 0..4))
+            .prop_map(|(advance_ms, failing)| Cmd::Checks { advance_ms, failing }),
+        4 => (port.clone(), any::<bool>(), any::<bool>())
+            .prop_map(|(port, ok, applied_anyway)| Cmd::Deliver { port, ok, applied_anyway }),
+        1 => port.clone().prop_map(|port| Cmd::WatchClosed { port }),
+        1 => (0u64..5000).prop_map(|advance_ms| Cmd::Tick { advance_ms }),
+    ]
+}
+
+#[derive(Default)]
+struct Sim {
+    tables: BTreeMap<ServiceUrl, BTreeSet<PatchEntry>>,
+    workers: BTreeSet<(ServiceUrl, u64)>,
+}
+
+impl Sim {
+    fn absorb(&mut self, fx: &Effects) {
+        for w in &fx.start_workers {
+            assert!(
+                self.workers.insert((w.receiver.clone(), w.generation)),
+                "a second worker for one receiver"
+            );
+        }
+    }
+
+    /// One step of the worker of `port`.
+    fn step(&mut self, c: &mut Catalog, port: u16, ok: bool, applied: bool, now: Timestamp) {
+        let Some((receiver, generation)) =
+            self.workers.iter().find(|(u, _)| *u == url(port)).cloned()
+        else {
+            return;
+        };
+        let (next, fx) = c.next_delivery(&receiver, generation, now);
+        self.absorb(&fx);
+        let Some(d) = next else {
+            self.workers.remove(&(receiver, generation));
+            return;
+        };
+        let table = self.tables.entry(receiver.clone()).or_default();
+        if d.patch.resync && d.ticket.seq == 1 {
+            // A (re-)registered instance starts with an empty table.
+            table.clear();
+        }
+        if ok || applied {
+            apply(table, &d.patch);
+        }
+        let fx = if ok {
+            c.delivery_succeeded(&d.ticket, now)
+        } else {
+            c.delivery_failed(&d.ticket, "injected", now)
+        };
+        self.absorb(&fx);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn every_receiver_ends_up_holding_exactly_the_healthy_providers(
+        cmds in proptest::collection::vec(cmd(), 1..60)
+    ) {
+        let config = CatalogConfig {
+            deregister_after: Duration::from_secs(86_400),
+            ..CatalogConfig::default()
+        };
+        let mut c = Catalog::new(config);
+        let mut sim = Sim::default();
+        let mut now = T0;
+        for cmd in cmds {
+            match cmd {
+                Cmd::Register { port, service, requires } => {
+                    let requires: Vec<&str> = requires.iter().map(|i| NAMES[*i as usize]).collect();
+                    // A re-registration replaces the worker's generation.
+                    sim.workers.retain(|(u, _)| *u != url(port));
+                    let r = c.register(reg(NAMES[service as usize], port, &requires), now);
+                    sim.absorb(&r.effects);
+                }
+                Cmd::Deregister { port } => {
+                    if let Some(fx) = c.deregister(&url(port), now) {
+                        sim.absorb(&fx);
+                    }
+                    sim.workers.retain(|(u, _)| *u != url(port));
+                    sim.tables.remove(&url(port));
+                }
+                Cmd::Checks { advance_ms, failing } => {
+                    now = now.plus(Duration::from_millis(advance_ms));
+                    let fx = run_checks(&mut c, now, &failing);
+                    sim.absorb(&fx);
+                }
+                Cmd::Deliver { port, ok, applied_anyway } => {
+                    sim.step(&mut c, port, ok, applied_anyway, now);
+                }
+                Cmd::WatchClosed { port } => {
+                    let fx = c.watch_closed(&url(port), now);
+                    sim.absorb(&fx);
+                }
+                Cmd::Tick { advance_ms } => {
+                    now = now.plus(Duration::from_millis(advance_ms));
+                    let fx = c.tick(now);
+                    sim.absorb(&fx);
+                }
+            }
+        }
+        // Quiesce: every receiver answers from now on.
+        for _ in 0..200 {
+            now = now.plus(Duration::from_secs(61));
+            let fx = c.tick(now);
+            sim.absorb(&fx);
+            let ports: Vec<u16> = sim
+                .workers
+                .iter()
+                .map(|(u, _)| u.as_str()[17..].parse().unwrap())
+                .collect();
+            if ports.is_empty() {
+                break;
+            }
+            for port in ports {
+                for _ in 0..10 {
+                    sim.step(&mut c, port, true, true, now);
+                }
+            }
+        }
+        prop_assert!(sim.workers.is_empty(), "workers never went idle");
+        for instance in c.instances() {
+            if instance.receiver().is_none() {
+                continue;
+            }
+            let held = sim.tables.get(instance.url()).cloned().unwrap_or_default();
+            let desired = c.desired_for(instance.url());
+            prop_assert_eq!(&held, &desired, "receiver {}", instance.url());
+            let r = instance.receiver().unwrap();
+            prop_assert_eq!(&r.confirmed, &desired);
+            prop_assert!(r.resync.is_none());
+        }
+    }
+}

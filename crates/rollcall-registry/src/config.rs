@@ -1,0 +1,119 @@
+//! The registry's settings: every flag also reads a `ROLLCALL_...` environment
+//! variable. Tests build [`RegistryConfig`] directly (see
+//! [`RegistryConfig::for_tests`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::catalog::CatalogConfig;
+use crate::catalog::delivery::DeliveryPolicy;
+use crate::catalog::health::HealthPolicy;
+use crate::store::sqlite::Sync;
+
+/// Parses `500ms`, `1s`, `10m`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (try 500ms, 2s, 10m)"))
+}
+
+/// `rollcall registry` settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryConfig {
+    /// Address to listen on.
+    #[arg(long, env = "ROLLCALL_REGISTRY_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Directory for the catalog file (`registry.db`).
+    #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
+    pub data_dir: PathBuf,
+
+    /// Keep the catalog in memory only: nothing is written to disk, and a
+    /// restart starts empty.
+    #[arg(long, env = "ROLLCALL_IN_MEMORY")]
+    pub in_memory: bool,
+
+    /// SQLite durability: `normal` survives a killed registry; `full` also
+    /// survives a power loss (an fsync per commit).
+    #[arg(long, env = "ROLLCALL_SYNC", value_enum, default_value_t = Sync::Normal)]
+    pub sync: Sync,
+
+    /// Time between health checks of one instance (jittered ±10 %).
+    #[arg(long, env = "ROLLCALL_CHECK_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub check_interval: Duration,
+
+    /// How long one health check may take before it counts as failed.
+    #[arg(long, env = "ROLLCALL_CHECK_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub check_timeout: Duration,
+
+    /// Time to the next check while an instance's status is in doubt (after a
+    /// failure, or a pass while critical).
+    #[arg(long, env = "ROLLCALL_FAST_RECHECK", default_value = "250ms", value_parser = parse_duration)]
+    pub fast_recheck: Duration,
+
+    /// Consecutive failed checks that take an instance out of discovery.
+    #[arg(long, env = "ROLLCALL_FAILURES_TO_CRITICAL", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub failures_to_critical: u32,
+
+    /// Consecutive passed checks that put a critical instance back.
+    #[arg(long, env = "ROLLCALL_PASSES_TO_RECOVER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub passes_to_recover: u32,
+
+    /// Remove an instance that has been critical for this long.
+    #[arg(long, env = "ROLLCALL_DEREGISTER_AFTER", default_value = "10m", value_parser = parse_duration)]
+    pub deregister_after: Duration,
+
+    /// Most health checks in flight at once.
+    #[arg(long, env = "ROLLCALL_MAX_CHECKS_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_checks_in_flight: u32,
+
+    /// How long one patch delivery attempt may take.
+    #[arg(long, env = "ROLLCALL_DELIVERY_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Attempts per patch before the receiver is marked as owed a resync.
+    #[arg(long, env = "ROLLCALL_DELIVERY_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub delivery_attempts: u32,
+
+    /// Most patches waiting per receiver; more collapse into one resync.
+    #[arg(long, env = "ROLLCALL_QUEUE_LIMIT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_limit: u32,
+}
+
+impl RegistryConfig {
+    /// The defaults, in memory, on an ephemeral port: what most tests want.
+    pub fn for_tests() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: std::env::temp_dir().join("rollcall-unused"),
+            in_memory: true,
+            sync: Sync::Normal,
+            check_interval: Duration::from_secs(1),
+            check_timeout: Duration::from_millis(500),
+            fast_recheck: Duration::from_millis(250),
+            failures_to_critical: 2,
+            passes_to_recover: 2,
+            deregister_after: Duration::from_secs(600),
+            max_checks_in_flight: 1024,
+            delivery_timeout: Duration::from_secs(1),
+            delivery_attempts: 4,
+            queue_limit: 64,
+        }
+    }
+
+    /// The rules the catalog applies.
+    pub fn catalog(&self) -> CatalogConfig {
+        CatalogConfig {
+            health: HealthPolicy {
+                interval: self.check_interval,
+                fast_recheck: self.fast_recheck,
+                failures_to_critical: self.failures_to_critical,
+                passes_to_recover: self.passes_to_recover,
+            },
+            delivery: DeliveryPolicy {
+                queue_limit: self.queue_limit as usize,
+                ..DeliveryPolicy::default()
+            },
+            deregister_after: self.deregister_after,
+        }
+    }
+}

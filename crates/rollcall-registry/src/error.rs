@@ -1,0 +1,71 @@
+//! The registry API's one error type, mapped to HTTP in exactly one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rollcall_http::{BodyError, error_response};
+use rollcall_proto::registration::RegistrationError;
+use rollcall_proto::{InvalidName, InvalidUrl};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Registration(#[from] RegistrationError),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("the body must be the instance's ServiceURL as text: {0}")]
+    InvalidUrl(InvalidUrl),
+    #[error("the body is not UTF-8 text")]
+    NotText,
+    #[error("`{param}` is not a valid service name: {reason}")]
+    InvalidName {
+        param: &'static str,
+        reason: InvalidName,
+    },
+    #[error("`{param}` is invalid: {reason}")]
+    InvalidQuery { param: &'static str, reason: String },
+    #[error("no instance is registered at {0}")]
+    NotRegistered(String),
+    #[error("the catalog could not be written to the store; nothing was changed")]
+    StoreUnavailable,
+    #[error("the registry is shutting down")]
+    ShuttingDown,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Registration(_)
+            | ApiError::InvalidUrl(_)
+            | ApiError::NotText
+            | ApiError::InvalidName { .. }
+            | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Body(e) => e.status(),
+            ApiError::NotRegistered(_) => StatusCode::NOT_FOUND,
+            ApiError::StoreUnavailable | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Registration(e) => e.code(),
+            ApiError::Body(e) => e.code(),
+            ApiError::InvalidUrl(_) => "invalid_url",
+            ApiError::NotText => "not_text",
+            ApiError::InvalidName { .. } => "invalid_name",
+            ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::NotRegistered(_) => "not_registered",
+            ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_client_error() {
+            tracing::debug!(code = self.code(), error = %self, "request rejected");
+        }
+        error_response(status, self.code(), self.to_string())
+    }
+}

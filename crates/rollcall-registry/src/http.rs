@@ -1,0 +1,245 @@
+//! The registry's HTTP API: the classic routes of `PROTOCOL.md` §1 and
+//! rollcall's additions (§2). Handlers parse, call one operation on
+//! [`Registry`], and map the result; no rules live here.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rollcall_http::{QueryParams, RawBody};
+use rollcall_proto::{Registration, ServiceName, ServiceUrl, Timestamp, prom};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::health::Health;
+use crate::catalog::{Event, Instance};
+use crate::error::ApiError;
+use crate::shell::Registry;
+use crate::{metrics, watch};
+
+/// Largest accepted request body. A registration is a few hundred bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Builds the router.
+pub fn router(registry: Registry) -> Router {
+    let api = Router::new()
+        .route(
+            "/services",
+            get(list_services).post(register).delete(deregister),
+        )
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/events", get(recent_events))
+        .route("/v1/watch", get(watch::watch));
+    rollcall_http::with_fallbacks(api)
+        .layer(middleware::from_fn_with_state(
+            registry.clone(),
+            count_rejections,
+        ))
+        .with_state(registry)
+}
+
+async fn count_rejections(State(registry): State<Registry>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if response.status().is_client_error() {
+        registry.metrics().rejected_requests.inc();
+    }
+    response
+}
+
+/// `POST /services`: register (classic).
+async fn register(
+    State(registry): State<Registry>,
+    RawBody(body): RawBody<MAX_BODY>,
+) -> Result<StatusCode, ApiError> {
+    let registration = Registration::from_json(&body)?;
+    registry.register(registration).await?;
+    Ok(StatusCode::OK)
+}
+
+/// `DELETE /services`: deregister (classic). The body is the URL as text.
+async fn deregister(
+    State(registry): State<Registry>,
+    RawBody(body): RawBody<MAX_BODY>,
+) -> Result<StatusCode, ApiError> {
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::NotText)?;
+    let url = ServiceUrl::parse(text).map_err(ApiError::InvalidUrl)?;
+    registry.deregister(&url).await?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    service: Option<String>,
+    status: Option<String>,
+}
+
+/// One instance as `GET /services` shows it: the classic fields (Go casing)
+/// plus its health.
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    #[serde(rename = "ServiceName")]
+    pub name: ServiceName,
+    #[serde(rename = "ServiceURL")]
+    pub url: ServiceUrl,
+    #[serde(rename = "RequiredServices")]
+    pub required: Vec<ServiceName>,
+    #[serde(rename = "ServiceUpdateURL")]
+    pub update_url: String,
+    #[serde(rename = "HeartbeatURL")]
+    pub heartbeat_url: String,
+    #[serde(rename = "Status")]
+    pub status: Health,
+    #[serde(rename = "StatusSince")]
+    pub status_since: Timestamp,
+    #[serde(rename = "RegisteredAt")]
+    pub registered_at: Timestamp,
+    #[serde(rename = "LastCheck")]
+    pub last_check: Option<Timestamp>,
+    #[serde(rename = "LastCheckLatencyMs")]
+    pub last_check_latency_ms: Option<f64>,
+    #[serde(rename = "LastCheckError")]
+    pub last_check_error: Option<String>,
+    #[serde(rename = "ConsecutiveFailures")]
+    pub consecutive_failures: u32,
+    #[serde(rename = "NextCheck")]
+    pub next_check: Option<Timestamp>,
+    #[serde(rename = "Delivery", skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryView>,
+}
+
+/// A receiver's delivery state.
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    #[serde(rename = "Delivered")]
+    pub delivered: u64,
+    #[serde(rename = "Failed")]
+    pub failed: u64,
+    #[serde(rename = "Queued")]
+    pub queued: usize,
+    #[serde(rename = "ResyncOwed")]
+    pub resync_owed: bool,
+}
+
+impl InstanceView {
+    pub fn of(i: &Instance) -> Self {
+        let reg = &i.registration;
+        let last = i.health.last_check.as_ref();
+        Self {
+            name: reg.name.clone(),
+            url: reg.url.clone(),
+            required: reg.required.clone(),
+            update_url: reg
+                .update_url
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
+            heartbeat_url: reg
+                .heartbeat_url
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
+            status: i.status(),
+            status_since: i.health.since,
+            registered_at: i.registered_at,
+            last_check: last.map(|c| c.at),
+            last_check_latency_ms: last.map(|c| (c.latency.as_secs_f64() * 1e6).round() / 1e3),
+            last_check_error: last.and_then(|c| c.error.clone()),
+            consecutive_failures: i.health.consecutive_failures,
+            next_check: i.next_check(),
+            delivery: i.receiver().map(|r| DeliveryView {
+                delivered: r.delivered,
+                failed: r.failed,
+                queued: r.queue.len() + usize::from(r.in_flight.is_some()),
+                resync_owed: r.resync.is_some(),
+            }),
+        }
+    }
+}
+
+/// `GET /services`: the catalog, sorted by name then URL. `?service=` and
+/// `?status=passing|critical` filter it. The `X-Rollcall-Revision` header
+/// carries the catalog revision.
+async fn list_services(
+    State(registry): State<Registry>,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Response, ApiError> {
+    let service = query
+        .service
+        .filter(|s| !s.is_empty())
+        .map(|s: String| ServiceName::parse(&s))
+        .transpose()
+        .map_err(|reason| ApiError::InvalidName {
+            param: "service",
+            reason,
+        })?;
+    let status = query
+        .status
+        .filter(|s| !s.is_empty())
+        .map(|s: String| {
+            Health::parse(&s).ok_or(ApiError::InvalidQuery {
+                param: "status",
+                reason: format!("`{s}` is not one of passing, critical"),
+            })
+        })
+        .transpose()?;
+    let (mut views, revision) = registry.read(|c| {
+        let views: Vec<InstanceView> = c
+            .instances()
+            .filter(|i| service.as_ref().is_none_or(|s| s == i.name()))
+            .filter(|i| status.is_none_or(|s| s == i.status()))
+            .map(InstanceView::of)
+            .collect();
+        (views, c.revision())
+    });
+    views.sort_by(|a, b| (&a.name, &a.url).cmp(&(&b.name, &b.url)));
+    let mut response = axum::Json(views).into_response();
+    if let Ok(value) = HeaderValue::from_str(&revision.to_string()) {
+        response.headers_mut().insert("x-rollcall-revision", value);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EventsQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events?limit=N`: the most recent catalog events, oldest first
+/// (at most 1000 are kept).
+async fn recent_events(
+    State(registry): State<Registry>,
+    QueryParams(query): QueryParams<EventsQuery>,
+) -> axum::Json<Vec<Event>> {
+    axum::Json(registry.recent_events(query.limit.unwrap_or(100)))
+}
+
+async fn healthz(State(registry): State<Registry>) -> Response {
+    let instances = registry.read(|c| c.len());
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "instances": instances,
+        "store": registry.store_description(),
+    }))
+    .into_response()
+}
+
+async fn metrics_text(State(registry): State<Registry>) -> Response {
+    (
+        [(header::CONTENT_TYPE, prom::CONTENT_TYPE)],
+        metrics::render(&registry),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// How long a stopping registry waits for in-flight requests.
+pub const DRAIN: Duration = Duration::from_secs(5);

@@ -1,0 +1,66 @@
+//! The rollcall registry.
+//!
+//! Services register here, say which services they require, are told where
+//! those are and told again whenever one comes or goes, and are health-checked
+//! so dead instances drop out. The classic protocol of `PROTOCOL.md` §1 works
+//! unchanged; `/v1/...` adds a watch stream and an event log.
+//!
+//! Layout:
+//! - [`catalog`]: the functional core — commands in, effects out; no I/O.
+//! - [`store`]: durable state (SQLite by default, or memory) and its writer.
+//! - [`shell`]: the [`Registry`] handle that owns lock, clock, store and tasks
+//!   and carries out the catalog's effects.
+//! - [`checker`], [`notifier`]: health checks and patch delivery.
+//! - [`http`], [`watch`]: the HTTP API.
+//!
+//! [`run`] serves it all on an already-bound listener until a
+//! `CancellationToken` fires.
+
+pub mod catalog;
+pub mod checker;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod notifier;
+pub mod shell;
+pub mod store;
+pub mod watch;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::RegistryConfig;
+pub use error::ApiError;
+pub use shell::{Registry, StartError};
+
+/// How long background work may take to stop after the HTTP server stopped.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why the registry stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Runs the registry on `listener` until `shutdown` fires; then drains
+/// requests, stops checks and deliveries, and commits what is queued.
+pub async fn run(
+    config: RegistryConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let (registry, background) = Registry::start(config, shutdown.clone())?;
+    let router = http::router(registry.clone());
+    let served = rollcall_http::serve(listener, router, shutdown.clone(), http::DRAIN).await;
+    // Whatever ended the server ends the rest too.
+    shutdown.cancel();
+    background.finish(registry, SHUTDOWN_DEADLINE).await;
+    served?;
+    Ok(())
+}

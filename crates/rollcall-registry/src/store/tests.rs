@@ -1,0 +1,216 @@
+//! One contract suite, run against every store backend.
+
+use std::time::Duration;
+
+use rollcall_proto::{PatchEntry, Registration, ServiceName, ServiceUrl, Timestamp};
+
+use super::Store;
+use super::memory::MemoryStore;
+use super::sqlite::{SqliteStore, Sync};
+use crate::catalog::health::Health;
+use crate::catalog::records::{StoreOp, StoredInstance};
+
+fn reg(name: &str, port: u16) -> Registration {
+    Registration::from_json(
+        format!(
+            r#"{{"ServiceName":"{name}","ServiceURL":"http://127.0.0.1:{port}",
+                "RequiredServices":["Log"],"ServiceUpdateURL":"http://127.0.0.1:{port}/services",
+                "HeartbeatURL":"http://127.0.0.1:{port}/heartbeat"}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn put(name: &str, port: u16) -> StoreOp {
+    StoreOp::PutInstance(StoredInstance {
+        registration: reg(name, port),
+        registered_at: Timestamp(1_000),
+        status: Health::Passing,
+        status_since: Timestamp(1_000),
+    })
+}
+
+fn url(port: u16) -> ServiceUrl {
+    ServiceUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap()
+}
+
+fn entry(name: &str, port: u16) -> PatchEntry {
+    PatchEntry::new(ServiceName::parse(name).unwrap(), url(port))
+}
+
+fn contract(store: &dyn Store) {
+    assert_eq!(store.load().unwrap().instances.len(), 0);
+
+    store
+        .apply(&[put("A", 1), put("B", 2), StoreOp::SetRevision(2)])
+        .unwrap();
+    let state = store.load().unwrap();
+    assert_eq!(state.instances.len(), 2);
+    assert_eq!(state.revision, 2);
+    let a = state
+        .instances
+        .iter()
+        .find(|i| i.registration.url == url(1))
+        .unwrap();
+    assert_eq!(a.registration, reg("A", 1), "the registration round-trips");
+
+    // Replacing keeps one row and resets the view.
+    store
+        .apply(&[StoreOp::ApplyView {
+            receiver: url(1),
+            added: vec![entry("Log", 9), entry("Log", 8)],
+            removed: vec![],
+            replace: false,
+        }])
+        .unwrap();
+    assert_eq!(store.load().unwrap().views.len(), 2);
+    store
+        .apply(&[StoreOp::ApplyView {
+            receiver: url(1),
+            added: vec![],
+            removed: vec![entry("Log", 8)],
+            replace: false,
+        }])
+        .unwrap();
+    assert_eq!(store.load().unwrap().views, vec![(url(1), entry("Log", 9))]);
+    store
+        .apply(&[StoreOp::ApplyView {
+            receiver: url(1),
+            added: vec![entry("Log", 7)],
+            removed: vec![],
+            replace: true,
+        }])
+        .unwrap();
+    assert_eq!(store.load().unwrap().views, vec![(url(1), entry("Log", 7))]);
+    store.apply(&[put("A2", 1)]).unwrap();
+    let state = store.load().unwrap();
+    assert_eq!(state.instances.len(), 2);
+    assert!(state.views.is_empty());
+
+    // Status changes.
+    store
+        .apply(&[StoreOp::SetStatus {
+            url: url(2),
+            status: Health::Critical,
+            since: Timestamp(5_000),
+        }])
+        .unwrap();
+    let state = store.load().unwrap();
+    let b = state
+        .instances
+        .iter()
+        .find(|i| i.registration.url == url(2))
+        .unwrap();
+    assert_eq!(
+        (b.status, b.status_since),
+        (Health::Critical, Timestamp(5_000))
+    );
+
+    // A view for an unknown receiver is ignored, deletion removes the view too.
+    store
+        .apply(&[
+            StoreOp::ApplyView {
+                receiver: url(3),
+                added: vec![entry("Log", 9)],
+                removed: vec![],
+                replace: false,
+            },
+            StoreOp::ApplyView {
+                receiver: url(2),
+                added: vec![entry("Log", 9)],
+                removed: vec![],
+                replace: false,
+            },
+            StoreOp::DeleteInstance(url(2)),
+        ])
+        .unwrap();
+    let state = store.load().unwrap();
+    assert_eq!(state.instances.len(), 1);
+    assert!(state.views.is_empty());
+}
+
+#[test]
+fn memory_store_keeps_the_contract() {
+    contract(&MemoryStore::default());
+}
+
+#[test]
+fn sqlite_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&SqliteStore::open(dir.path(), Sync::Normal).unwrap());
+}
+
+#[test]
+fn sqlite_store_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path(), Sync::Full).unwrap();
+        store
+            .apply(&[put("A", 1), StoreOp::SetRevision(41)])
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), Sync::Normal).unwrap();
+    let state = store.load().unwrap();
+    assert_eq!(state.instances.len(), 1);
+    assert_eq!(state.revision, 41);
+}
+
+#[test]
+fn a_batch_is_all_or_nothing_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), Sync::Normal).unwrap();
+    store.apply(&[put("A", 1)]).unwrap();
+    // Break the table under the store's feet so the second op fails.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("registry.db")).unwrap();
+        conn.execute_batch("DROP TABLE meta").unwrap();
+    }
+    let result = store.apply(&[put("B", 2), StoreOp::SetRevision(2)]);
+    assert!(result.is_err());
+    let conn = rusqlite::Connection::open(dir.path().join("registry.db")).unwrap();
+    let count = |url: &str| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM instances WHERE url = ?1",
+            [url],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(count("http://127.0.0.1:1"), 1, "earlier data is intact");
+    assert_eq!(
+        count("http://127.0.0.1:2"),
+        0,
+        "the failed batch left nothing behind"
+    );
+}
+
+#[tokio::test]
+async fn the_writer_commits_in_order_and_acknowledges() {
+    use super::writer::{Batch, StoreWriter};
+    let store = std::sync::Arc::new(MemoryStore::default());
+    let (writer, handle) = StoreWriter::spawn(store.clone(), 16).unwrap();
+    let mut acks = Vec::new();
+    for port in 1..=50 {
+        let permit = writer.reserve().await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        permit.send(Batch {
+            ops: vec![put("S", port), StoreOp::SetRevision(u64::from(port))],
+            done: Some(tx),
+        });
+        acks.push(rx);
+    }
+    for ack in acks {
+        tokio::time::timeout(Duration::from_secs(5), ack)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    let state = store.load().unwrap();
+    assert_eq!(state.instances.len(), 50);
+    assert_eq!(state.revision, 50, "applied in order");
+    assert!(writer.metrics.commits.get() >= 1);
+    drop(writer);
+    handle.join().unwrap();
+}

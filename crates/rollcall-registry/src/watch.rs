@@ -1,0 +1,245 @@
+//! `GET /v1/watch`: a Server-Sent Events stream of catalog changes.
+//!
+//! Query parameters (all optional):
+//! - `service=NAME`: only changes of that service.
+//! - `requires=A,B`: also send `patch` events that keep a provider table for
+//!   those names current: first a complete one (`Resync: true`), then
+//!   differences — for services that cannot take inbound webhooks.
+//! - `instance=URL`: binds the stream to a registered instance (the SDK does
+//!   this). If the stream closes while the instance is still registered — the
+//!   process died and the kernel closed its socket — the registry checks it at
+//!   once and takes it out on the first failure, so dependents learn of a crash
+//!   in milliseconds instead of after the next interval.
+//!
+//! Events: `hello` (`{"revision"}`), `change` (a catalog [`Event`]), `patch`
+//! (a classic patch), `lagged` (`{"missed"}`: the stream fell behind; `patch`
+//! subscribers get a fresh difference). A comment every 15 s keeps idle
+//! connections alive through proxies and lets dead peers be noticed.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use rollcall_proto::{Patch, PatchEntry, ServiceName, ServiceUrl};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::catalog::{Event, EventKind};
+use crate::error::ApiError;
+use crate::shell::Registry;
+
+/// Interval of keep-alive comments.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WatchQuery {
+    pub service: Option<String>,
+    pub requires: Option<String>,
+    pub instance: Option<String>,
+}
+
+/// A validated watch request.
+#[derive(Debug, Clone, Default)]
+pub struct WatchFilter {
+    pub service: Option<ServiceName>,
+    pub requires: Vec<ServiceName>,
+    pub instance: Option<ServiceUrl>,
+}
+
+impl TryFrom<WatchQuery> for WatchFilter {
+    type Error = ApiError;
+
+    fn try_from(q: WatchQuery) -> Result<Self, ApiError> {
+        let service = q
+            .service
+            .filter(|s| !s.is_empty())
+            .map(|s| ServiceName::parse(&s))
+            .transpose()
+            .map_err(|reason| ApiError::InvalidName {
+                param: "service",
+                reason,
+            })?;
+        let requires = q
+            .requires
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(ServiceName::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| ApiError::InvalidName {
+                param: "requires",
+                reason,
+            })?;
+        let instance = q
+            .instance
+            .filter(|s| !s.is_empty())
+            .map(|s| ServiceUrl::parse(&s))
+            .transpose()
+            .map_err(|e| ApiError::InvalidQuery {
+                param: "instance",
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            service,
+            requires,
+            instance,
+        })
+    }
+}
+
+/// Reports a closed stream of a bound instance, and counts open streams.
+struct StreamGuard {
+    registry: Registry,
+    instance: Option<ServiceUrl>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.registry.metrics().watch_streams.dec();
+        if let Some(url) = &self.instance {
+            tracing::debug!(%url, "watch stream of an instance closed");
+            self.registry.watch_closed(url);
+        }
+    }
+}
+
+struct WatchState {
+    registry: Registry,
+    filter: WatchFilter,
+    events: tokio::sync::broadcast::Receiver<Event>,
+    /// What this stream's `patch` subscriber holds.
+    view: BTreeSet<PatchEntry>,
+    /// Events at or below this revision are already in the snapshot.
+    seen_revision: u64,
+    pending: std::collections::VecDeque<SseEvent>,
+    _guard: StreamGuard,
+}
+
+fn json_event(name: &str, value: &impl serde::Serialize) -> SseEvent {
+    SseEvent::default()
+        .event(name)
+        .json_data(value)
+        .unwrap_or_else(|_| SseEvent::default().event(name).data("{}"))
+}
+
+/// Whether an event changes who provides `name`.
+fn changes_providers(event: &Event) -> bool {
+    !matches!(event.kind, EventKind::DeliveryFailed | EventKind::Resynced)
+}
+
+impl WatchState {
+    /// The difference between this stream's view and the catalog, as a patch
+    /// event (none if nothing changed).
+    fn diff(&mut self) -> Option<SseEvent> {
+        let (desired, revision) = self
+            .registry
+            .read(|c| (c.desired_for_names(&self.filter.requires), c.revision()));
+        let patch = Patch {
+            added: desired.difference(&self.view).cloned().collect(),
+            removed: self.view.difference(&desired).cloned().collect(),
+            revision: Some(revision),
+            resync: false,
+        };
+        self.view = desired;
+        (!patch.added.is_empty() || !patch.removed.is_empty()).then(|| json_event("patch", &patch))
+    }
+
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            match self.events.recv().await {
+                Ok(event) => {
+                    if event.revision <= self.seen_revision && event.kind != EventKind::Resynced {
+                        continue;
+                    }
+                    let wanted = self
+                        .filter
+                        .service
+                        .as_ref()
+                        .is_none_or(|s| *s == event.service);
+                    if wanted {
+                        self.pending.push_back(json_event("change", &event));
+                    }
+                    if changes_providers(&event)
+                        && self.filter.requires.contains(&event.service)
+                        && let Some(patch) = self.diff()
+                    {
+                        self.pending.push_back(patch);
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    self.registry.metrics().watch_events_lagged.add(missed);
+                    self.pending.push_back(json_event(
+                        "lagged",
+                        &serde_json::json!({ "missed": missed }),
+                    ));
+                    if !self.filter.requires.is_empty()
+                        && let Some(patch) = self.diff()
+                    {
+                        self.pending.push_back(patch);
+                    }
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// Opens a watch stream.
+pub fn open(
+    registry: Registry,
+    filter: WatchFilter,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    // Subscribe before the snapshot, so nothing falls between them.
+    let events = registry.subscribe();
+    let (revision, view) = registry.read(|c| (c.revision(), c.desired_for_names(&filter.requires)));
+    registry.metrics().watch_streams.inc();
+    let mut pending = std::collections::VecDeque::new();
+    pending.push_back(json_event(
+        "hello",
+        &serde_json::json!({ "revision": revision }),
+    ));
+    if !filter.requires.is_empty() {
+        let patch = Patch {
+            added: view.iter().cloned().collect(),
+            removed: Vec::new(),
+            revision: Some(revision),
+            resync: true,
+        };
+        pending.push_back(json_event("patch", &patch));
+    }
+    let state = WatchState {
+        _guard: StreamGuard {
+            registry: registry.clone(),
+            instance: filter.instance.clone(),
+        },
+        registry,
+        filter,
+        events,
+        view,
+        seen_revision: revision,
+        pending,
+    };
+    futures_util::stream::unfold(state, |mut state| async move {
+        let shutdown = state.registry.inner().shutdown.clone();
+        tokio::select! {
+            () = shutdown.cancelled() => None,
+            event = state.next() => event.map(|e| (Ok(e), state)),
+        }
+    })
+}
+
+/// `GET /v1/watch`.
+pub async fn watch(
+    State(registry): State<Registry>,
+    Query(query): Query<WatchQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let filter = WatchFilter::try_from(query)?;
+    Ok(Sse::new(open(registry, filter)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}

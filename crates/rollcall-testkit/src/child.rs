@@ -1,0 +1,114 @@
+//! Real child processes for end-to-end tests: started with arguments, their
+//! announced URL read from the `listening on URL` line they print on stdout,
+//! and stopped by real signals (SIGKILL, SIGTERM, SIGINT, SIGSTOP, SIGCONT).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// A running child process.
+#[derive(Debug)]
+pub struct ChildProcess {
+    pub child: Child,
+    pub url: String,
+    /// Every stdout line after the announcement, as it arrives (a thread reads
+    /// them, so the child never blocks on a full pipe).
+    pub lines: mpsc::UnboundedReceiver<String>,
+}
+
+impl ChildProcess {
+    /// Starts `program args...` and waits (up to 30 s) for it to print
+    /// `listening on URL`.
+    pub async fn start(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env("ROLLCALL_LOG", "info");
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, rx.recv()).await {
+                Ok(Some(line)) => {
+                    if let Some(url) = line.split("listening on ").nth(1) {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    panic!("{} did not announce its address", program.display());
+                }
+            }
+        };
+        Self {
+            child,
+            url,
+            lines: rx,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`KILL`, `TERM`, `INT`, `STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("the kill command runs");
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit, at most `timeout`; its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        // Never leave a process behind, even when a test fails; a stopped one
+        // must be continued to die promptly.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.pid().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        self.kill();
+    }
+}

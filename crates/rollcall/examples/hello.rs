@@ -1,0 +1,105 @@
+//! The smallest rollcall service, showing the whole SDK API.
+//!
+//! ```text
+//! cargo run --example hello -- --name Hello --requires LogService
+//! curl localhost:PORT/            # who am I, and who provides what I require
+//! ```
+//!
+//! It serves its own router, registers with the registry once it listens,
+//! learns its providers from the registry's patches, and on Ctrl-C or SIGTERM
+//! deregisters and drains before exiting.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use clap::Parser;
+use rollcall_sdk::{Service, ServiceName};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The service name to register under.
+    #[arg(long, default_value = "Hello")]
+    name: String,
+    /// The registry's URL.
+    #[arg(
+        long,
+        env = "ROLLCALL_REGISTRY",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    registry: String,
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: std::net::SocketAddr,
+    /// Names of services this one requires (repeat the flag).
+    #[arg(long)]
+    requires: Vec<String>,
+    /// Behave like a classic client: no watch stream to the registry, so a
+    /// crash is noticed by health checks only.
+    #[arg(long)]
+    classic: bool,
+}
+
+async fn hello(State(service): State<Service>) -> String {
+    let mut text = format!("hello from {} at {}\n", service.name(), service.url());
+    for (name, urls) in service.providers().snapshot() {
+        let urls: Vec<String> = urls.iter().map(ToString::to_string).collect();
+        text.push_str(&format!("{name}: {}\n", urls.join(", ")));
+    }
+    text
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    // The router needs the service handle, and the handle exists once the
+    // service starts: hand it over through a cell the handler reads.
+    let cell: std::sync::Arc<tokio::sync::OnceCell<Service>> = Default::default();
+    let router_cell = cell.clone();
+    let router = Router::new().route(
+        "/",
+        get(move || {
+            let cell = router_cell.clone();
+            async move {
+                match cell.get() {
+                    Some(service) => hello(State(service.clone())).await,
+                    None => "starting".to_owned(),
+                }
+            }
+        }),
+    );
+
+    let service = Service::builder(&args.name)
+        .bind(args.addr)
+        .registry(&args.registry)
+        .requires(args.requires.clone())
+        .watch_stream(!args.classic)
+        .router(router)
+        .start()
+        .await?;
+    let _ = cell.set(service.clone());
+    println!("listening on {}", service.url());
+
+    // Providers arrive by patch; show the first one of each required name.
+    for name in &args.requires {
+        let name = ServiceName::parse(name)?;
+        match service.wait_for(&name, Duration::from_secs(2)).await {
+            Ok(url) => tracing::info!(%name, %url, "provider known"),
+            Err(e) => {
+                tracing::info!(%name, error = %e, "no provider yet; will be told when one comes")
+            }
+        }
+    }
+
+    service.wait().await;
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Running the services: bind with a clear message when the port is taken,
+//! announce the address, run until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use rollcall_registry::RegistryConfig;
+use tokio::net::TcpListener;
+
+/// Binds `addr`, explaining a taken port in terms of the flag that sets it.
+pub async fn bind(addr: SocketAddr, flag: &str, env: &str) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "port {} is already in use on {}: stop what is using it, or choose another address with {flag} (or {env})",
+            addr.port(),
+            addr.ip()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
+}
+
+/// Prints the one line that says the service is ready.
+pub fn announce(listener: &TcpListener) -> anyhow::Result<SocketAddr> {
+    let addr = listener.local_addr().context("no local address")?;
+    println!("listening on http://{addr}");
+    Ok(addr)
+}
+
+/// `rollcall registry`.
+pub async fn registry(config: RegistryConfig) -> anyhow::Result<()> {
+    let listener = bind(config.addr, "--addr", "ROLLCALL_REGISTRY_ADDR").await?;
+    announce(&listener)?;
+    if config.in_memory {
+        tracing::info!("in memory: the catalog is not kept on disk");
+    }
+    let shutdown = rollcall_http::shutdown_on_signals();
+    rollcall_registry::run(config, listener, shutdown).await?;
+    Ok(())
+}
