@@ -24,10 +24,13 @@ pub(crate) async fn run_worker(registry: Registry, start: WorkerStart) {
         if inner.shutdown.is_cancelled() {
             return;
         }
-        let next = registry.run_now(|core, now| {
-            core.catalog
+        let next = {
+            let now = registry.now();
+            registry
+                .lock()
+                .catalog
                 .next_delivery(&start.receiver, start.generation, now)
-        });
+        };
         let Some(delivery) = next else {
             return;
         };

@@ -557,11 +557,21 @@ async fn hold_watch(inner: &Inner, registry: &ServiceUrl) -> WatchEnd {
     loop {
         match tokio::time::timeout(WATCH_SILENCE, body.next()).await {
             Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(e))) => return WatchEnd::Closed(e.to_string()),
+            Ok(Some(Err(e))) => {
+                return WatchEnd::Closed(format!("the stream broke: {}", root_cause(&e)));
+            }
             Ok(None) => return WatchEnd::Closed("the registry closed the stream".into()),
             Err(_) => return WatchEnd::Closed("the stream went silent".into()),
         }
     }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken) {
@@ -605,7 +615,7 @@ async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken) {
             Err(e) => {
                 failures = failures.saturating_add(1);
                 inner.metrics.registration_failures.inc();
-                if failures == 1 || failures % 20 == 0 {
+                if failures == 1 || failures.is_multiple_of(20) {
                     tracing::warn!(%registry, error = %e, attempts = failures, "cannot register yet; retrying");
                 }
                 let wait =

@@ -20,7 +20,8 @@ pub struct ChildProcess {
 
 impl ChildProcess {
     /// Starts `program args...` and waits (up to 30 s) for it to print
-    /// `listening on URL`.
+    /// `listening on URL`. Its logs go to the test's stderr at `warn` (set
+    /// `ROLLCALL_TEST_LOG=info` to see more).
     pub async fn start(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut command = Command::new(program);
         command
@@ -28,7 +29,10 @@ impl ChildProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .env("ROLLCALL_LOG", "info");
+            .env(
+                "ROLLCALL_LOG",
+                std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         for (k, v) in envs {
             command.env(k, v);
         }

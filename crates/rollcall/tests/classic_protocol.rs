@@ -1,6 +1,8 @@
 //! The classic protocol (PROTOCOL.md §1) against the real `rollcall registry`
 //! process, driven as raw HTTP + JSON the way the original Go clients do it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -594,14 +594,13 @@ impl Catalog {
         receiver: &ServiceUrl,
         generation: u64,
         now: Timestamp,
-    ) -> (Option<Delivery>, Effects) {
-        let mut effects = Effects::default();
+    ) -> Option<Delivery> {
         let resync_due = match self.instances.get(receiver) {
             Some(i) if i.generation == generation => i
                 .receiver
                 .as_ref()
                 .is_some_and(|r| r.resync.is_some_and(|o| o.not_before <= now)),
-            _ => return (None, effects),
+            _ => return None,
         };
         let desired = if resync_due {
             self.desired_for(receiver)
@@ -609,20 +608,15 @@ impl Catalog {
             BTreeSet::new()
         };
         let revision = self.revision;
-        let Some(instance) = self.instances.get_mut(receiver) else {
-            return (None, effects);
-        };
-        let Some(state) = instance.receiver.as_mut() else {
-            return (None, effects);
-        };
+        let state = self.instances.get_mut(receiver)?.receiver.as_mut()?;
         let Some(outgoing) = state.take_next(now, revision, || desired) else {
             state.worker_active = false;
             if state.resync.is_some() {
                 self.owing.insert(receiver.clone());
             }
-            return (None, effects);
+            return None;
         };
-        let delivery = Delivery {
+        Some(Delivery {
             ticket: PatchTicket {
                 receiver: receiver.clone(),
                 generation,
@@ -630,8 +624,7 @@ impl Catalog {
             },
             update_url: state.update_url.clone(),
             patch: outgoing.patch,
-        };
-        (Some(delivery), effects)
+        })
     }
 
     /// The receiver acknowledged a patch.

@@ -34,9 +34,7 @@ fn entry(service: &str, port: u16) -> PatchEntry {
 fn deliver_all(c: &mut Catalog, receiver: &ServiceUrl, now: Timestamp) -> Vec<Patch> {
     let generation = c.get(receiver).unwrap().generation;
     let mut out = Vec::new();
-    loop {
-        let (next, _) = c.next_delivery(receiver, generation, now);
-        let Some(d) = next else { break };
+    while let Some(d) = c.next_delivery(receiver, generation, now) {
         c.delivery_succeeded(&d.ticket, now);
         out.push(d.patch);
     }
@@ -76,8 +74,9 @@ fn a_dependent_registered_after_its_provider_gets_it_in_the_initial_patch() {
     c.register(reg("Log", 4000, &[]), T0);
     let r = c.register(reg("Grading", 6000, &["Log"]), at(1));
     let ticket = r.initial_patch.unwrap();
-    let (d, _) = c.next_delivery(&url(6000), ticket.generation, at(1));
-    let d = d.unwrap();
+    let d = c
+        .next_delivery(&url(6000), ticket.generation, at(1))
+        .unwrap();
     assert_eq!(d.ticket, ticket);
     assert_eq!(d.patch.added, vec![entry("Log", 4000)]);
     assert!(d.patch.resync);
@@ -259,13 +258,12 @@ fn a_receiver_that_fails_is_resynced_when_it_answers_again() {
     deliver_all(&mut c, &url(6000), T0);
     c.register(reg("Log", 4000, &[]), at(1));
     let generation = c.get(&url(6000)).unwrap().generation;
-    let (d, _) = c.next_delivery(&url(6000), generation, at(1));
-    let fx = c.delivery_failed(&d.unwrap().ticket, "timed out", at(2));
+    let d = c.next_delivery(&url(6000), generation, at(1)).unwrap();
+    let fx = c.delivery_failed(&d.ticket, "timed out", at(2));
     assert_eq!(fx.events[0].kind, EventKind::DeliveryFailed);
     // While the back-off runs, changes fold into the debt.
     c.register(reg("Log", 4001, &[]), at(3));
-    let (none, _) = c.next_delivery(&url(6000), generation, at(3));
-    assert!(none.is_none());
+    assert!(c.next_delivery(&url(6000), generation, at(3)).is_none());
     // Its heartbeat passes after failing: resync at once, not after back-off.
     let reqs = c.take_due_checks(at(900), 100);
     let mine: Vec<_> = reqs.iter().filter(|r| r.url == url(6000)).collect();
@@ -395,9 +393,7 @@ impl Sim {
         else {
             return;
         };
-        let (next, fx) = c.next_delivery(&receiver, generation, now);
-        self.absorb(&fx);
-        let Some(d) = next else {
+        let Some(d) = c.next_delivery(&receiver, generation, now) else {
             self.workers.remove(&(receiver, generation));
             return;
         };

@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+// Not every test file uses every helper.
+#[allow(unused_imports)]
 pub use rollcall_testkit::{ChildProcess, FakeService, Mode, eventually};
 
 /// The `rollcall` binary cargo built for these tests.
@@ -92,4 +94,5 @@ pub async fn wait_providers(fake: &FakeService, name: &str, expected: &[&str], t
     .await;
 }
 
+#[allow(unused_imports)]
 pub use rollcall_testkit::{deregister_raw, register_raw};

@@ -1,0 +1,177 @@
+//! Health checking with real faults: processes killed with SIGKILL, stopped with
+//! SIGSTOP (hung: the socket accepts, nothing answers) and continued, and
+//! receivers whose heartbeat hangs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const SOON: Duration = Duration::from_secs(15);
+
+/// Starts the `hello` example as a provider named `Hello`.
+async fn hello(registry: &str, classic: bool) -> ChildProcess {
+    let mut args = vec!["--name", "Hello", "--registry", registry];
+    if classic {
+        args.push("--classic");
+    }
+    ChildProcess::start(&example_bin("hello"), &args, &[]).await
+}
+
+/// A dependent of `Hello` that holds exactly `provider`.
+async fn dependent_holding(registry: &str, provider: &str) -> FakeService {
+    let dependent = FakeService::start().await;
+    let response = register_raw(registry, &dependent.registration("Portal", &["Hello"])).await;
+    assert_eq!(response.status(), 200);
+    wait_providers(&dependent, "Hello", &[provider], SOON).await;
+    dependent
+}
+
+async fn wait_registered(registry: &str, url: &str) {
+    eventually(SOON, "the provider to register", || async {
+        instance(registry, url).await.map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigkill_of_an_sdk_service_is_noticed_through_its_watch_stream() {
+    // Checks every 60 s: only the closed watch stream can explain a quick
+    // removal.
+    let reg = registry(&["--check-interval", "60s"]).await;
+    let mut provider = hello(&reg.url, false).await;
+    wait_registered(&reg.url, &provider.url).await;
+    let dependent = dependent_holding(&reg.url, &provider.url).await;
+    provider.kill();
+    wait_providers(&dependent, "Hello", &[], SOON).await;
+    let entry = instance(&reg.url, &provider.url).await.unwrap();
+    assert_eq!(entry["Status"], "critical");
+    let removed = dependent.patches().last().unwrap().1.removed.clone();
+    assert_eq!(removed[0].url.as_str(), provider.url);
+}
+
+#[tokio::test]
+async fn sigkill_of_a_classic_service_is_noticed_by_its_health_checks() {
+    let reg = registry(FAST_CHECKS).await;
+    let mut provider = hello(&reg.url, true).await;
+    wait_registered(&reg.url, &provider.url).await;
+    let dependent = dependent_holding(&reg.url, &provider.url).await;
+    provider.kill();
+    wait_providers(&dependent, "Hello", &[], SOON).await;
+    let entry = instance(&reg.url, &provider.url).await.unwrap();
+    assert_eq!(entry["Status"], "critical");
+    assert!(
+        entry["LastCheckError"]
+            .as_str()
+            .unwrap()
+            .contains("connection"),
+        "{entry}"
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_process_is_removed_and_put_back_when_it_continues() {
+    let reg = registry(FAST_CHECKS).await;
+    let provider = hello(&reg.url, false).await;
+    wait_registered(&reg.url, &provider.url).await;
+    let dependent = dependent_holding(&reg.url, &provider.url).await;
+    // SIGSTOP: the kernel still accepts connections, nothing answers.
+    provider.signal("STOP");
+    wait_providers(&dependent, "Hello", &[], SOON).await;
+    let entry = instance(&reg.url, &provider.url).await.unwrap();
+    assert!(
+        entry["LastCheckError"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{entry}"
+    );
+    // SIGCONT: it answers again and is put back.
+    provider.signal("CONT");
+    wait_providers(&dependent, "Hello", &[&provider.url], SOON).await;
+    let last = dependent.patches().last().unwrap().1.clone();
+    assert_eq!(last.added[0].url.as_str(), provider.url);
+    assert_eq!(
+        instance(&reg.url, &provider.url).await.unwrap()["Status"],
+        "passing"
+    );
+}
+
+#[tokio::test]
+async fn a_hung_heartbeat_goes_critical_and_recovers_with_added() {
+    let reg = registry(FAST_CHECKS).await;
+    let provider = FakeService::start().await;
+    register_raw(&reg.url, &provider.registration("Hello", &[])).await;
+    let dependent = dependent_holding(&reg.url, &provider.url).await;
+    provider.set_heartbeat(Mode::Hang);
+    wait_providers(&dependent, "Hello", &[], SOON).await;
+    provider.set_heartbeat(Mode::Status(500));
+    eventually(SOON, "a check that answered 500", || async {
+        let e = instance(&reg.url, &provider.url).await?;
+        (e["LastCheckError"] == "HTTP 500").then_some(())
+    })
+    .await;
+    provider.set_heartbeat(Mode::Ok);
+    wait_providers(&dependent, "Hello", &[&provider.url], SOON).await;
+}
+
+#[tokio::test]
+async fn a_hung_instance_does_not_stop_the_checks_of_any_other() {
+    let reg = registry(FAST_CHECKS).await;
+    let hung = FakeService::start().await;
+    let healthy = FakeService::start().await;
+    register_raw(&reg.url, &hung.registration("A", &[])).await;
+    register_raw(&reg.url, &healthy.registration("B", &[])).await;
+    hung.set_heartbeat(Mode::Hang);
+    eventually(SOON, "the hung instance to go critical", || async {
+        let e = instance(&reg.url, &hung.url).await?;
+        (e["Status"] == "critical").then_some(())
+    })
+    .await;
+    // While it hangs, the other keeps being checked...
+    let before = healthy.heartbeats();
+    eventually(SOON, "more checks of the healthy instance", || {
+        let more = healthy.heartbeats() >= before + 5;
+        async move { more.then_some(()) }
+    })
+    .await;
+    // ...and its failure is still noticed.
+    healthy.close();
+    eventually(SOON, "the closed instance to go critical", || async {
+        let e = instance(&reg.url, &healthy.url).await?;
+        (e["Status"] == "critical").then_some(())
+    })
+    .await;
+    assert_eq!(
+        instance(&reg.url, &hung.url).await.unwrap()["Status"],
+        "critical"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_critical_for_too_long_leaves_the_catalog() {
+    let mut flags = FAST_CHECKS.to_vec();
+    flags.extend(["--deregister-after", "1s"]);
+    let reg = registry(&flags).await;
+    let provider = FakeService::start().await;
+    register_raw(&reg.url, &provider.registration("Hello", &[])).await;
+    provider.close();
+    eventually(SOON, "the dead instance to expire", || async {
+        instance(&reg.url, &provider.url)
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let events: Vec<serde_json::Value> = reqwest::get(format!("{}/v1/events", reg.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, vec!["registered", "critical", "expired"]);
+}
