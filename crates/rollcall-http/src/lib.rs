@@ -108,41 +108,47 @@ impl<S: Send + Sync, const MAX: usize> FromRequest<S> for RawBody<MAX> {
     type Rejection = BodyError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        use futures_util::StreamExt as _;
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut stream = req.into_body().into_data_stream();
-        let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(MAX));
-        let mut over = declared.is_some_and(|n| n > MAX);
-        while !over {
-            match stream.next().await {
-                Some(Ok(chunk)) => {
-                    if buf.len() + chunk.len() > MAX {
-                        over = true;
-                    } else {
-                        buf.extend_from_slice(&chunk);
-                    }
+        read_body(req, MAX).await.map(RawBody)
+    }
+}
+
+/// Reads a whole request body of at most `limit` bytes (for limits set at run
+/// time; [`RawBody`] is the same with a fixed one).
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, BodyError> {
+    use futures_util::StreamExt as _;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut stream = req.into_body().into_data_stream();
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut over = declared.is_some_and(|n| n > limit);
+    while !over {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    over = true;
+                } else {
+                    buf.extend_from_slice(&chunk);
                 }
-                Some(Err(e)) => return Err(BodyError::Unreadable(e.to_string())),
-                None => return Ok(RawBody(Bytes::from(buf))),
+            }
+            Some(Err(e)) => return Err(BodyError::Unreadable(e.to_string())),
+            None => return Ok(Bytes::from(buf)),
+        }
+    }
+    drop(buf);
+    let drain = async {
+        let mut drained = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len();
+            if drained > DRAIN_LIMIT {
+                break;
             }
         }
-        drop(buf);
-        let drain = async {
-            let mut drained = 0usize;
-            while let Some(Ok(chunk)) = stream.next().await {
-                drained += chunk.len();
-                if drained > DRAIN_LIMIT {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-        Err(BodyError::TooLarge { limit: MAX })
-    }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    Err(BodyError::TooLarge { limit })
 }
 
 async fn not_found(req: Request) -> Response {

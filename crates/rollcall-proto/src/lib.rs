@@ -17,6 +17,7 @@ pub mod paths;
 pub mod prom;
 pub mod registration;
 pub mod time;
+pub mod units;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use names::{InvalidName, InvalidUrl, ServiceName, ServiceUrl};

@@ -11,10 +11,7 @@ use crate::catalog::delivery::DeliveryPolicy;
 use crate::catalog::health::HealthPolicy;
 use crate::store::sqlite::Sync;
 
-/// Parses `500ms`, `1s`, `10m`, `1h 30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (try 500ms, 2s, 10m)"))
-}
+pub use rollcall_proto::units::parse_duration;
 
 /// `rollcall registry` settings.
 #[derive(Debug, Clone, clap::Args)]

@@ -24,9 +24,12 @@
 //!   re-registration), the heartbeat and patch endpoints, graceful shutdown.
 //! - [`Providers`]: the table of providers kept current by the registry's
 //!   patches, with round-robin [`Providers::pick`] that skips failing ones.
+//! - [`logs`]: a `tracing` layer that forwards the service's records to the
+//!   log service found through the registry.
 //! - [`SdkError`]: every error says whether retrying may help.
 
 pub mod error;
+pub mod logs;
 pub mod providers;
 pub mod service;
 

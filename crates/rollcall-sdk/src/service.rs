@@ -69,6 +69,7 @@ pub struct ServiceBuilder {
     watch_stream: bool,
     shutdown_deadline: Duration,
     extra_metrics: Option<MetricsFn>,
+    shutdown_on: Option<CancellationToken>,
 }
 
 impl std::fmt::Debug for ServiceBuilder {
@@ -96,6 +97,7 @@ impl ServiceBuilder {
             watch_stream: true,
             shutdown_deadline: Duration::from_secs(10),
             extra_metrics: None,
+            shutdown_on: None,
         }
     }
 
@@ -153,6 +155,13 @@ impl ServiceBuilder {
     /// only, and a crash is noticed at the next health check.
     pub fn watch_stream(mut self, on: bool) -> Self {
         self.watch_stream = on;
+        self
+    }
+
+    /// Starts the shutdown when `token` is cancelled (for a service run by a
+    /// library `run(config, listener, shutdown)` function).
+    pub fn shutdown_on(mut self, token: CancellationToken) -> Self {
+        self.shutdown_on = Some(token);
         self
     }
 
@@ -229,7 +238,7 @@ impl ServiceBuilder {
             registered,
             stopped,
             metrics: SdkMetrics::default(),
-            extra_metrics: self.extra_metrics,
+            extra_metrics: Mutex::new(self.extra_metrics.into_iter().collect()),
             hooks: Mutex::new(Vec::new()),
             tasks: TaskTracker::new(),
             shutdown_deadline: self.shutdown_deadline,
@@ -255,6 +264,15 @@ impl ServiceBuilder {
             inner
                 .tasks
                 .spawn(registration_loop(inner.clone(), registration_stop.clone()));
+        }
+        if let Some(external) = self.shutdown_on {
+            let trigger = inner.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = external.cancelled() => trigger.cancel(),
+                    () = trigger.cancelled() => {}
+                }
+            });
         }
         if self.handle_signals {
             let trigger = inner.shutdown.clone();
@@ -300,7 +318,7 @@ struct Inner {
     registered: watch::Sender<bool>,
     stopped: watch::Sender<bool>,
     metrics: SdkMetrics,
-    extra_metrics: Option<MetricsFn>,
+    extra_metrics: Mutex<Vec<MetricsFn>>,
     hooks: Mutex<Vec<ShutdownHook>>,
     tasks: TaskTracker,
     shutdown_deadline: Duration,
@@ -404,6 +422,15 @@ impl Service {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(boxed);
+    }
+
+    /// Adds Prometheus text to `GET /metrics` (rendered on every scrape).
+    pub fn add_metrics(&self, render: impl Fn() -> String + Send + Sync + 'static) {
+        self.inner
+            .extra_metrics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::new(render));
     }
 
     /// Starts the shutdown and waits for it to finish.
@@ -716,7 +743,12 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
         "service",
         &samples,
     );
-    if let Some(extra) = &inner.extra_metrics {
+    let extras: Vec<MetricsFn> = inner
+        .extra_metrics
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for extra in extras {
         p.raw(&extra());
     }
     (

@@ -39,6 +39,18 @@ struct Args {
     /// crash is noticed by health checks only.
     #[arg(long)]
     classic: bool,
+    /// Forward this service's logs to the LogService the registry announces.
+    #[arg(long)]
+    forward_logs: bool,
+    /// Emit a numbered log line this often (`10ms`, `1s`).
+    #[arg(long, value_parser = rollcall_proto::units::parse_duration)]
+    log_every: Option<Duration>,
+    /// Stop emitting after this many lines.
+    #[arg(long, default_value_t = u64::MAX)]
+    log_count: u64,
+    /// Size of the log forwarding buffer, in records.
+    #[arg(long, default_value_t = rollcall_sdk::logs::DEFAULT_BUFFER)]
+    log_buffer: usize,
 }
 
 async fn hello(State(service): State<Service>) -> String {
@@ -52,13 +64,22 @@ async fn hello(State(service): State<Service>) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    use tracing_subscriber::prelude::*;
     let args = Args::parse();
-    tracing_subscriber::fmt()
+    // Logs go to stderr and, with --forward-logs, to the log service too.
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_env("ROLLCALL_LOG")
                 .unwrap_or_else(|_| "info".into()),
+        );
+    let (forward, forwarder) = rollcall_sdk::logs::layer_with_buffer(&args.name, args.log_buffer);
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(
+            args.forward_logs
+                .then_some(forward.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
         )
         .init();
 
@@ -79,16 +100,35 @@ async fn main() -> anyhow::Result<()> {
         }),
     );
 
+    let mut requires = args.requires.clone();
+    if args.forward_logs && !requires.iter().any(|r| r == "LogService") {
+        requires.push("LogService".to_owned());
+    }
     let service = Service::builder(&args.name)
         .bind(args.addr)
         .registry(&args.registry)
-        .requires(args.requires.clone())
+        .requires(requires)
         .watch_stream(!args.classic)
         .router(router)
         .start()
         .await?;
     let _ = cell.set(service.clone());
+    if args.forward_logs {
+        forwarder.attach(&service);
+    }
     println!("listening on {}", service.url());
+    if let Some(every) = args.log_every {
+        let stop = service.shutdown_token();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            for n in 1..=args.log_count {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = tick.tick() => tracing::info!(target: "hello", n, "tick {n}"),
+                }
+            }
+        });
+    }
 
     // Providers arrive by patch; show the first one of each required name.
     for name in &args.requires {

@@ -5,9 +5,11 @@
 //! `listening on http://ADDR`, on stdout once it is ready; its logs go to
 //! stderr.
 
+mod cli;
 mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use rollcall_logs::LogConfig;
 use rollcall_registry::RegistryConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -41,6 +43,11 @@ enum Command {
     /// Run the registry: services register here, are health-checked, and are
     /// told where their dependencies are.
     Registry(RegistryConfig),
+    /// Run the log service: collects every service's logs, answers queries
+    /// and live tails. Registers as LogService.
+    Log(LogConfig),
+    /// Show logs from the log service (found through the registry); -f follows.
+    Logs(cli::logs::LogsArgs),
 }
 
 fn init_tracing(filter: &str, format: LogFormat) {
@@ -72,6 +79,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Registry(config) => serve::registry(config).await,
+            Command::Log(config) => serve::log(config).await,
+            Command::Logs(args) => cli::logs::run(args).await,
         }
     });
     match result {

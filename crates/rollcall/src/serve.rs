@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
+use rollcall_logs::LogConfig;
 use rollcall_registry::RegistryConfig;
 use tokio::net::TcpListener;
 
@@ -36,5 +37,14 @@ pub async fn registry(config: RegistryConfig) -> anyhow::Result<()> {
     }
     let shutdown = rollcall_http::shutdown_on_signals();
     rollcall_registry::run(config, listener, shutdown).await?;
+    Ok(())
+}
+
+/// `rollcall log`.
+pub async fn log(config: LogConfig) -> anyhow::Result<()> {
+    let listener = bind(config.addr, "--addr", "ROLLCALL_LOG_ADDR").await?;
+    announce(&listener)?;
+    let shutdown = rollcall_http::shutdown_on_signals();
+    rollcall_logs::run(config, listener, shutdown).await?;
     Ok(())
 }

@@ -12,10 +12,6 @@ use common::*;
 
 const SOON: Duration = Duration::from_secs(15);
 
-fn port_of(url: &str) -> &str {
-    url.rsplit(':').next().unwrap()
-}
-
 #[tokio::test]
 async fn a_killed_registry_restarts_with_its_catalog_and_keeps_notifying() {
     let dir = tempfile::tempdir().unwrap();

@@ -96,3 +96,80 @@ pub async fn wait_providers(fake: &FakeService, name: &str, expected: &[&str], t
 
 #[allow(unused_imports)]
 pub use rollcall_testkit::{deregister_raw, register_raw};
+
+/// Starts `rollcall log` on `data_dir` at `addr`, registering with `registry`
+/// (empty: standalone), with `extra` flags.
+pub async fn log_service(
+    data_dir: &std::path::Path,
+    addr: &str,
+    registry: &str,
+    extra: &[&str],
+) -> ChildProcess {
+    let dir = data_dir.to_str().unwrap();
+    let mut args = vec![
+        "log",
+        "--addr",
+        addr,
+        "--data-dir",
+        dir,
+        "--registry",
+        registry,
+    ];
+    args.extend_from_slice(extra);
+    ChildProcess::start(&rollcall_bin(), &args, &[]).await
+}
+
+/// `GET {base}/v1/logs?{query}` → the records.
+pub async fn query_logs(base: &str, query: &str) -> Vec<serde_json::Value> {
+    let page: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/v1/logs?{query}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["records"].as_array().cloned().unwrap_or_default()
+}
+
+/// Every record matching `query`, following cursors.
+pub async fn all_logs(base: &str, query: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<u64> = None;
+    loop {
+        let q = match cursor {
+            Some(c) => format!("{query}&limit=1000&order=asc&cursor={c}"),
+            None => format!("{query}&limit=1000&order=asc"),
+        };
+        let page: serde_json::Value = reqwest::get(format!("{base}/v1/logs?{q}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.extend(page["records"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_u64() {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// The value of a counter or gauge in a Prometheus text page.
+pub async fn metric(base: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn port_of(url: &str) -> &str {
+    url.rsplit(':').next().unwrap().trim_end_matches('/')
+}

@@ -1,0 +1,97 @@
+//! `rollcall log` settings; every flag also reads a `ROLLCALL_...` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rollcall_proto::units::{parse_duration, parse_size};
+
+use crate::store::{FsyncPolicy, StoreConfig};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogConfig {
+    /// Address to listen on.
+    #[arg(long, env = "ROLLCALL_LOG_ADDR", default_value = "127.0.0.1:4000")]
+    pub addr: SocketAddr,
+
+    /// The registry to register with (empty: run standalone).
+    #[arg(
+        long,
+        env = "ROLLCALL_REGISTRY",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub registry: String,
+
+    /// The service name to register under.
+    #[arg(long, env = "ROLLCALL_LOG_NAME", default_value = "LogService")]
+    pub name: String,
+
+    /// Data directory; segments go in its `logs/` folder.
+    #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
+    pub data_dir: PathBuf,
+
+    /// When acknowledged records reach the disk: `always` (fsync before
+    /// answering), `interval` (fsync every --fsync-interval), `never`.
+    #[arg(long, env = "ROLLCALL_LOG_FSYNC", value_enum, default_value_t = FsyncPolicy::Interval)]
+    pub fsync: FsyncPolicy,
+
+    /// The fsync period of `--fsync interval`.
+    #[arg(long, env = "ROLLCALL_LOG_FSYNC_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub fsync_interval: Duration,
+
+    /// Start a new segment file past this size.
+    #[arg(long, env = "ROLLCALL_LOG_SEGMENT_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub segment_size: u64,
+
+    /// Delete the oldest segments while all of them take more than this.
+    #[arg(long, env = "ROLLCALL_LOG_RETENTION_SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub retention_size: u64,
+
+    /// Delete segments whose newest record arrived longer ago than this.
+    #[arg(long, env = "ROLLCALL_LOG_RETENTION_AGE", default_value = "7d", value_parser = parse_duration)]
+    pub retention_age: Duration,
+
+    /// Largest `POST /v1/logs` body.
+    #[arg(long, env = "ROLLCALL_LOG_MAX_BATCH_BYTES", default_value = "8MiB", value_parser = parse_size)]
+    pub max_batch_bytes: u64,
+
+    /// Most records in one batch.
+    #[arg(long, env = "ROLLCALL_LOG_MAX_BATCH_RECORDS", default_value_t = 10_000)]
+    pub max_batch_records: usize,
+
+    /// Largest single record (message, fields and all).
+    #[arg(long, env = "ROLLCALL_LOG_MAX_RECORD_BYTES", default_value = "64KiB", value_parser = parse_size)]
+    pub max_record_bytes: u64,
+}
+
+impl LogConfig {
+    /// Standalone, on a free port, in `data_dir`: what tests want.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            registry: String::new(),
+            name: "LogService".into(),
+            data_dir,
+            fsync: FsyncPolicy::Interval,
+            fsync_interval: Duration::from_millis(100),
+            segment_size: 64 << 20,
+            retention_size: 1 << 30,
+            retention_age: Duration::from_secs(7 * 86_400),
+            max_batch_bytes: 8 << 20,
+            max_batch_records: 10_000,
+            max_record_bytes: 64 << 10,
+        }
+    }
+
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig {
+            dir: self.data_dir.join("logs"),
+            fsync: self.fsync,
+            fsync_interval: self.fsync_interval,
+            segment_size: self.segment_size,
+            retention_size: self.retention_size,
+            retention_age: self.retention_age,
+            dedupe_window: 100_000,
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The log service's one error type, mapped to HTTP in one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rollcall_http::{BodyError, error_response};
+
+use crate::query::QueryError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error("the body is empty: send one log message as text")]
+    EmptyMessage,
+    #[error("the body is not UTF-8 text")]
+    NotText,
+    #[error("the batch has no records")]
+    EmptyBatch,
+    #[error("the batch is not JSON (an array, or one object per line): {0}")]
+    MalformedBatch(String),
+    #[error("the batch has {count} records; the limit is {limit}")]
+    TooManyRecords { count: usize, limit: usize },
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("log storage is unavailable")]
+    Store(#[from] StoreError),
+}
+
+impl LogError {
+    fn status(&self) -> StatusCode {
+        match self {
+            LogError::Body(e) => e.status(),
+            LogError::EmptyMessage
+            | LogError::NotText
+            | LogError::EmptyBatch
+            | LogError::MalformedBatch(_)
+            | LogError::Query(_) => StatusCode::BAD_REQUEST,
+            LogError::TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            LogError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            LogError::Body(e) => e.code(),
+            LogError::EmptyMessage => "empty_message",
+            LogError::NotText => "not_text",
+            LogError::EmptyBatch => "empty_batch",
+            LogError::MalformedBatch(_) => "malformed_json",
+            LogError::TooManyRecords { .. } => "too_many_records",
+            LogError::Query(_) => "invalid_query",
+            LogError::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for LogError {
+    fn into_response(self) -> Response {
+        if let LogError::Store(e) = &self {
+            // The detail goes to the log, not to the client.
+            tracing::error!(error = %e, "log store failure");
+        }
+        error_response(self.status(), self.code(), self.to_string())
+    }
+}

@@ -1,0 +1,448 @@
+//! The log service's HTTP API.
+//!
+//! - `POST /log` — classic: one plain-text message per request.
+//! - `POST /v1/logs` — a batch (JSON array, or NDJSON: one object per line).
+//!   All or nothing: if any record is invalid, nothing is stored and the
+//!   answer lists every rejected record with its reason (400, or 413 when a
+//!   record or the batch is too large).
+//! - `GET /v1/logs` — query (see `query.rs`).
+//! - `GET /v1/logs/tail` — Server-Sent Events: `record` events as records are
+//!   stored, with the same filters; `cursor=SEQ` first replays stored records
+//!   after SEQ (up to 1000), so `query then tail` misses nothing.
+//!
+//! `/healthz` and `/metrics` come from the SDK.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use rollcall_http::{QueryParams as Q, RawBody};
+use rollcall_proto::Timestamp;
+use rollcall_proto::prom::{Counter, PromText};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::LogConfig;
+use crate::error::LogError;
+use crate::query::{Filter, Order, Page, Query, QueryParams};
+use crate::record::{IncomingRecord, LogRecord, NewRecord, RecordError};
+use crate::store::{Appended, LogStore};
+
+/// Largest classic `POST /log` body.
+pub const MAX_CLASSIC_BODY: usize = 64 * 1024;
+/// Most stored records a tail replays before going live.
+pub const TAIL_BACKFILL: usize = 1000;
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    pub classic_messages: Counter,
+    pub batches_accepted: Counter,
+    pub batches_rejected: Counter,
+    pub records_rejected: Counter,
+    pub queries: Counter,
+}
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: LogStore,
+    pub config: Arc<LogConfig>,
+    pub metrics: Arc<HttpMetrics>,
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/log", post(classic))
+        .route("/v1/logs", post(ingest).get(query))
+        .route("/v1/logs/tail", get(tail))
+        .route("/openapi.json", get(openapi));
+    rollcall_http::with_fallbacks(api).with_state(state)
+}
+
+fn now() -> Timestamp {
+    Timestamp::system_now()
+}
+
+/// `POST /log`: one message as text.
+async fn classic(
+    State(state): State<AppState>,
+    RawBody(body): RawBody<MAX_CLASSIC_BODY>,
+) -> Result<StatusCode, LogError> {
+    let text = std::str::from_utf8(&body).map_err(|_| LogError::NotText)?;
+    let record = NewRecord::classic(text, now()).ok_or(LogError::EmptyMessage)?;
+    state.store.append(vec![record]).await?;
+    state.metrics.classic_messages.inc();
+    Ok(StatusCode::OK)
+}
+
+/// One refused record in a batch answer.
+#[derive(Debug, Serialize)]
+struct Rejected {
+    index: usize,
+    code: &'static str,
+    reason: String,
+}
+
+fn record_code(e: &RecordError) -> &'static str {
+    match e {
+        RecordError::Shape(_) => "invalid_record",
+        RecordError::MissingService => "missing_service",
+        RecordError::InvalidService(_) => "invalid_service",
+        RecordError::MissingMessage => "missing_message",
+        RecordError::UnknownLevel(_) => "unknown_level",
+        RecordError::InvalidTimestamp => "invalid_timestamp",
+        RecordError::FieldsNotObject => "invalid_fields",
+        RecordError::InvalidId => "invalid_id",
+        RecordError::InvalidInstance => "invalid_instance",
+        RecordError::TooLarge { .. } => "record_too_large",
+    }
+}
+
+/// Splits a batch body into JSON values: an array, or one value per line.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<Value>, LogError> {
+    let text = std::str::from_utf8(body).map_err(|_| LogError::NotText)?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(LogError::EmptyBatch);
+    }
+    let values = if trimmed.starts_with('[') {
+        serde_json::from_str::<Vec<Value>>(trimmed)
+            .map_err(|e| LogError::MalformedBatch(e.to_string()))?
+    } else {
+        let mut values = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            values.push(
+                serde_json::from_str::<Value>(line)
+                    .map_err(|e| LogError::MalformedBatch(format!("line {}: {e}", n + 1)))?,
+            );
+        }
+        values
+    };
+    if values.is_empty() {
+        return Err(LogError::EmptyBatch);
+    }
+    Ok(values)
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    accepted: usize,
+    stored: usize,
+    duplicates: usize,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    rejected: Vec<Rejected>,
+}
+
+/// `POST /v1/logs`: a batch.
+async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response, LogError> {
+    let limit = usize::try_from(state.config.max_batch_bytes).unwrap_or(usize::MAX);
+    let body = rollcall_http::read_body(req, limit).await?;
+    let values = parse_batch(&body)?;
+    if values.len() > state.config.max_batch_records {
+        return Err(LogError::TooManyRecords {
+            count: values.len(),
+            limit: state.config.max_batch_records,
+        });
+    }
+    let received = now();
+    let max_record = usize::try_from(state.config.max_record_bytes).unwrap_or(usize::MAX);
+    let total = values.len();
+    let mut records = Vec::with_capacity(total);
+    let mut rejected = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        let result = serde_json::from_value::<IncomingRecord>(value)
+            .map_err(|e| RecordError::Shape(e.to_string()))
+            .and_then(|r| r.validate(received, max_record));
+        match result {
+            Ok(record) => records.push(record),
+            Err(e) => rejected.push(Rejected {
+                index,
+                code: record_code(&e),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    if !rejected.is_empty() {
+        state.metrics.batches_rejected.inc();
+        state.metrics.records_rejected.add(rejected.len() as u64);
+        let too_large = rejected.iter().any(|r| r.code == "record_too_large");
+        let status = if too_large {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let body = serde_json::json!({
+            "error": {
+                "code": "invalid_records",
+                "message": format!("{} of {total} records are invalid; nothing was stored", rejected.len()),
+            },
+            "accepted": 0,
+            "rejected": rejected,
+        });
+        return Ok((status, axum::Json(body)).into_response());
+    }
+    let Appended {
+        stored,
+        duplicates,
+        first_seq,
+        last_seq,
+    } = state.store.append(records).await?;
+    state.metrics.batches_accepted.inc();
+    Ok(axum::Json(Accepted {
+        accepted: total,
+        stored,
+        duplicates,
+        first_seq,
+        last_seq,
+        rejected: Vec::new(),
+    })
+    .into_response())
+}
+
+/// `GET /v1/logs`.
+async fn query(
+    State(state): State<AppState>,
+    Q(params): Q<QueryParams>,
+) -> Result<axum::Json<Page>, LogError> {
+    let query = params.query(now())?;
+    state.metrics.queries.inc();
+    let store = state.store.clone();
+    let page = tokio::task::spawn_blocking(move || store.query_blocking(&query))
+        .await
+        .map_err(|e| LogError::Store(crate::store::StoreError::WriteFailed(e.to_string())))?
+        .map_err(|e| LogError::Store(e.into()))?;
+    Ok(axum::Json(page))
+}
+
+fn record_event(record: &LogRecord) -> Event {
+    Event::default()
+        .event("record")
+        .id(record.seq.to_string())
+        .json_data(record)
+        .unwrap_or_else(|_| Event::default().event("record").data("{}"))
+}
+
+/// `GET /v1/logs/tail`.
+async fn tail(
+    State(state): State<AppState>,
+    Q(params): Q<QueryParams>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, LogError> {
+    let filter = params.filter(now())?;
+    // Subscribe before reading the backfill, so nothing falls in between.
+    let live = state.store.subscribe();
+    let mut backfill = Vec::new();
+    let mut last_sent = params.cursor.unwrap_or(0);
+    if let Some(cursor) = params.cursor {
+        let store = state.store.clone();
+        let query = Query {
+            filter: filter.clone(),
+            order: Order::Asc,
+            limit: TAIL_BACKFILL,
+            cursor: Some(cursor),
+            ..Query::default()
+        };
+        let page = tokio::task::spawn_blocking(move || store.query_blocking(&query))
+            .await
+            .map_err(|e| LogError::Store(crate::store::StoreError::WriteFailed(e.to_string())))?
+            .map_err(|e| LogError::Store(e.into()))?;
+        backfill = page.records;
+        if let Some(last) = backfill.last() {
+            last_sent = last.seq;
+        }
+    }
+    state.store.metrics().tail_subscribers.inc();
+    let tail = TailState {
+        state,
+        filter,
+        live,
+        backfill: backfill.into(),
+        last_sent,
+    };
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        let shutdown = tail.state.shutdown.clone();
+        tokio::select! {
+            () = shutdown.cancelled() => None,
+            event = tail.next() => event.map(|e| (Ok(e), tail)),
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+struct TailState {
+    state: AppState,
+    filter: Filter,
+    live: tokio::sync::broadcast::Receiver<Arc<LogRecord>>,
+    backfill: std::collections::VecDeque<LogRecord>,
+    last_sent: u64,
+}
+
+impl Drop for TailState {
+    fn drop(&mut self) {
+        self.state.store.metrics().tail_subscribers.dec();
+    }
+}
+
+impl TailState {
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(record) = self.backfill.pop_front() {
+            return Some(record_event(&record));
+        }
+        loop {
+            match self.live.recv().await {
+                Ok(record) => {
+                    if record.seq <= self.last_sent || !self.filter.matches(&record) {
+                        continue;
+                    }
+                    self.last_sent = record.seq;
+                    return Some(record_event(&record));
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    self.state.store.metrics().tail_lagged.add(missed);
+                    return Some(
+                        Event::default()
+                            .event("lagged")
+                            .data(format!("{{\"missed\":{missed}}}")),
+                    );
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The log service's figures (appended to the SDK's `/metrics`).
+pub fn render_metrics(state: &AppState) -> String {
+    let m = &state.metrics;
+    let s = state.store.metrics();
+    let (segments, bytes) = state.store.usage();
+    let mut p = PromText::new();
+    p.counter(
+        "rollcall_logs_records_stored_total",
+        "Records stored.",
+        s.records.get(),
+    )
+    .counter(
+        "rollcall_logs_bytes_written_total",
+        "Bytes appended to segments.",
+        s.bytes.get(),
+    )
+    .counter(
+        "rollcall_logs_appends_total",
+        "Append requests written.",
+        s.appends.get(),
+    )
+    .counter(
+        "rollcall_logs_write_groups_total",
+        "Writes (one per group of appends).",
+        s.groups.get(),
+    )
+    .counter(
+        "rollcall_logs_duplicates_total",
+        "Records dropped because their id was already stored.",
+        s.duplicates.get(),
+    )
+    .counter("rollcall_logs_fsyncs_total", "fsync calls.", s.fsyncs.get())
+    .histogram(
+        "rollcall_logs_fsync_seconds",
+        "fsync latency.",
+        &s.fsync_seconds,
+    )
+    .counter(
+        "rollcall_logs_write_errors_total",
+        "Failed writes or fsyncs.",
+        s.write_errors.get(),
+    )
+    .counter(
+        "rollcall_logs_segments_deleted_total",
+        "Segments deleted by retention.",
+        s.segments_deleted.get(),
+    )
+    .counter(
+        "rollcall_logs_truncated_bytes_total",
+        "Bytes of torn records cut off at start.",
+        s.truncated_bytes.get(),
+    )
+    .gauge("rollcall_logs_segments", "Segment files.", segments as f64)
+    .gauge(
+        "rollcall_logs_disk_bytes",
+        "Bytes in segment files.",
+        bytes as f64,
+    )
+    .gauge(
+        "rollcall_logs_tail_subscribers",
+        "Open live tails.",
+        s.tail_subscribers.get() as f64,
+    )
+    .counter(
+        "rollcall_logs_tail_lagged_total",
+        "Records slow tails missed.",
+        s.tail_lagged.get(),
+    )
+    .counter(
+        "rollcall_logs_classic_messages_total",
+        "Classic POST /log messages stored.",
+        m.classic_messages.get(),
+    )
+    .counter(
+        "rollcall_logs_batches_accepted_total",
+        "Batches stored.",
+        m.batches_accepted.get(),
+    )
+    .counter(
+        "rollcall_logs_batches_rejected_total",
+        "Batches refused (nothing stored).",
+        m.batches_rejected.get(),
+    )
+    .counter(
+        "rollcall_logs_records_rejected_total",
+        "Invalid records in refused batches.",
+        m.records_rejected.get(),
+    )
+    .counter(
+        "rollcall_logs_queries_total",
+        "Queries answered.",
+        m.queries.get(),
+    );
+    p.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_parse_as_arrays_or_ndjson() {
+        assert_eq!(parse_batch(b"[{\"a\":1},{\"b\":2}]").unwrap().len(), 2);
+        assert_eq!(parse_batch(b"{\"a\":1}\n\n{\"b\":2}\n").unwrap().len(), 2);
+        assert!(matches!(parse_batch(b"  "), Err(LogError::EmptyBatch)));
+        assert!(matches!(parse_batch(b"[]"), Err(LogError::EmptyBatch)));
+        assert!(
+            matches!(parse_batch(b"{\"a\":1}\n{oops"), Err(LogError::MalformedBatch(m)) if m.starts_with("line 2"))
+        );
+        assert!(matches!(
+            parse_batch(b"[{\"a\":1}"),
+            Err(LogError::MalformedBatch(_))
+        ));
+    }
+}

@@ -1,0 +1,657 @@
+//! The log store: append-only segments, one writer, queries, retention.
+//!
+//! **Writes.** Every append goes through one writer thread, over a bounded
+//! queue. The writer takes everything waiting (group commit), numbers the
+//! records, drops ones whose `id` it stored recently (so a retried batch is not
+//! stored twice), writes them with one `write`, and acknowledges them according
+//! to the fsync policy:
+//!
+//! - `always`: after `fdatasync` — an acknowledged record survives a killed
+//!   process *and* a power loss. One fsync covers every append in the group,
+//!   so this stays fast under load.
+//! - `interval` (default): after the write; a second thread fsyncs the active
+//!   segment every `--fsync-interval` (100 ms) when something was written. An
+//!   acknowledged record survives a killed process; a power loss may lose the
+//!   last interval.
+//! - `never`: after the write; the OS decides when to flush. Survives a killed
+//!   process; a power loss may lose what the OS had not written yet (typically
+//!   up to ~30 s).
+//!
+//! **Reads** run on blocking threads against a snapshot of segment metadata,
+//! and only read bytes the writer has completed, so they never see half a line.
+//!
+//! **Retention.** Whole segments are deleted, oldest first, while the total size
+//! is over `--retention-size` or a segment's newest record arrived before
+//! `now - retention_age`. The segment being written is never deleted.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rollcall_proto::Timestamp;
+use rollcall_proto::prom::{Counter, Gauge, Histogram};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::query::{Order, Page, Query};
+use crate::record::{LogRecord, NewRecord};
+use crate::segment::{self, ForwardLines, ReverseLines, SegmentMeta};
+
+/// When an acknowledged write reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FsyncPolicy {
+    /// fsync before acknowledging (grouped across concurrent appends).
+    Always,
+    /// Acknowledge after the write; fsync every `--fsync-interval`.
+    #[default]
+    Interval,
+    /// Acknowledge after the write; never fsync (the OS flushes).
+    Never,
+}
+
+/// How the store behaves.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub fsync_interval: Duration,
+    pub segment_size: u64,
+    pub retention_size: u64,
+    pub retention_age: Duration,
+    /// How many recent record ids are remembered to drop retried duplicates.
+    pub dedupe_window: usize,
+}
+
+impl StoreConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            fsync: FsyncPolicy::Interval,
+            fsync_interval: Duration::from_millis(100),
+            segment_size: 64 << 20,
+            retention_size: 1 << 30,
+            retention_age: Duration::from_secs(7 * 86_400),
+            dedupe_window: 100_000,
+        }
+    }
+}
+
+/// Room in the writer's queue, in appends.
+pub const QUEUE: usize = 1024;
+/// Most appends written in one group.
+const MAX_GROUP: usize = 512;
+/// Live-tail subscribers that fall this far behind are told they lagged.
+pub const TAIL_BUFFER: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use the log directory {path}: {source}")]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("log storage failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the log store has stopped")]
+    Stopped,
+    #[error("the write failed: {0}")]
+    WriteFailed(String),
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    pub records: Counter,
+    pub bytes: Counter,
+    pub appends: Counter,
+    pub groups: Counter,
+    pub duplicates: Counter,
+    pub fsyncs: Counter,
+    pub fsync_seconds: Histogram,
+    pub write_errors: Counter,
+    pub segments_deleted: Counter,
+    pub truncated_bytes: Counter,
+    pub tail_subscribers: Gauge,
+    pub tail_lagged: Counter,
+}
+
+struct Request {
+    records: Vec<NewRecord>,
+    done: oneshot::Sender<Result<Appended, String>>,
+}
+
+enum Msg {
+    Append(Request),
+    /// Write what is queued, sync, stop.
+    Close,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: StoreConfig,
+    segments: RwLock<Vec<SegmentMeta>>,
+    /// A handle on the active segment, for the interval syncer.
+    active: Mutex<Option<File>>,
+    dirty: AtomicBool,
+    metrics: StoreMetrics,
+    tail: broadcast::Sender<Arc<LogRecord>>,
+}
+
+/// A handle to the store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Msg>,
+}
+
+/// The store's threads, to join at shutdown.
+#[derive(Debug)]
+pub struct StoreThreads {
+    writer: std::thread::JoinHandle<()>,
+    syncer: Option<std::thread::JoinHandle<()>>,
+    stop_syncer: Arc<AtomicBool>,
+}
+
+impl LogStore {
+    /// Opens the directory: scans every segment, repairs a torn tail, and
+    /// starts the writer (and the syncer for `interval`).
+    pub fn open(config: StoreConfig) -> Result<(LogStore, StoreThreads), StoreError> {
+        let dir = config.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
+            .map_err(|source| StoreError::Dir {
+                path: dir.clone(),
+                source,
+            })?
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                segment::parse_name(&name).map(|first| (first, e.path()))
+            })
+            .collect();
+        names.sort();
+        let metrics = StoreMetrics::default();
+        let mut segments = Vec::with_capacity(names.len() + 1);
+        let mut ids: VecDeque<String> = VecDeque::new();
+        let last_index = names.len().saturating_sub(1);
+        for (i, (first, path)) in names.into_iter().enumerate() {
+            let scanned = segment::scan(&path, first, i == last_index)?;
+            if scanned.truncated > 0 {
+                tracing::warn!(
+                    segment = %path.display(),
+                    bytes = scanned.truncated,
+                    "cut a torn record off the end of the log (it was never acknowledged)"
+                );
+                metrics.truncated_bytes.add(scanned.truncated);
+            }
+            if scanned.corrupt > 0 {
+                tracing::warn!(segment = %path.display(), lines = scanned.corrupt, "unreadable lines skipped");
+            }
+            for id in scanned.ids {
+                ids.push_back(id);
+                if ids.len() > config.dedupe_window {
+                    ids.pop_front();
+                }
+            }
+            segments.push(scanned.meta);
+        }
+        let next_seq = segments
+            .iter()
+            .rev()
+            .find_map(|s| s.last_seq)
+            .map_or(1, |s| s + 1);
+        // Write into the newest segment, or start one.
+        if segments.last().is_none_or(|s| s.len >= config.segment_size) {
+            segments.push(SegmentMeta::empty(&dir, next_seq));
+        }
+        let active_meta = segments
+            .last()
+            .cloned()
+            .ok_or_else(|| StoreError::WriteFailed("no segment".into()))?;
+        let file = open_append(&active_meta.path)?;
+        let sync_handle = file.try_clone()?;
+        let (tail, _) = broadcast::channel(TAIL_BUFFER);
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            segments: RwLock::new(segments),
+            active: Mutex::new(Some(sync_handle)),
+            dirty: AtomicBool::new(false),
+            metrics,
+            tail,
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let seen: HashSet<String> = ids.iter().cloned().collect();
+        let writer_state = Writer {
+            shared: shared.clone(),
+            file,
+            next_seq,
+            recent_ids: ids,
+            seen,
+            buf: Vec::with_capacity(1 << 20),
+        };
+        let writer = std::thread::Builder::new()
+            .name("rollcall-log-writer".into())
+            .spawn(move || writer_state.run(rx))?;
+        let stop_syncer = Arc::new(AtomicBool::new(false));
+        let syncer = if config.fsync == FsyncPolicy::Interval {
+            let shared = shared.clone();
+            let stop = stop_syncer.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("rollcall-log-sync".into())
+                    .spawn(move || sync_loop(&shared, &stop))?,
+            )
+        } else {
+            None
+        };
+        tracing::info!(
+            dir = %dir.display(),
+            next_seq,
+            fsync = ?config.fsync,
+            "log store open"
+        );
+        Ok((
+            LogStore { shared, tx },
+            StoreThreads {
+                writer,
+                syncer,
+                stop_syncer,
+            },
+        ))
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.shared.metrics
+    }
+
+    /// Appends records; returns once they are acknowledged under the policy.
+    pub async fn append(&self, records: Vec<NewRecord>) -> Result<Appended, StoreError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Append(Request { records, done }))
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        match rx.await {
+            Ok(Ok(appended)) => Ok(appended),
+            Ok(Err(e)) => Err(StoreError::WriteFailed(e)),
+            Err(_) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Subscribes to records as they are stored.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {
+        self.shared.tail.subscribe()
+    }
+
+    /// Segment count and total bytes.
+    pub fn usage(&self) -> (usize, u64) {
+        let segments = read(&self.shared.segments);
+        (segments.len(), segments.iter().map(|s| s.len).sum())
+    }
+
+    /// The next seq to be assigned (records stored so far + 1, retention aside).
+    pub fn last_seq(&self) -> Option<u64> {
+        read(&self.shared.segments)
+            .iter()
+            .rev()
+            .find_map(|s| s.last_seq)
+    }
+
+    /// Answers a query (blocking file I/O: call from a blocking thread).
+    pub fn query_blocking(&self, query: &Query) -> io::Result<Page> {
+        let segments: Vec<SegmentMeta> = read(&self.shared.segments).clone();
+        run_query(&segments, query)
+    }
+
+    /// Deletes segments beyond the retention limits. Returns how many.
+    pub fn enforce_retention(&self, now: Timestamp) -> usize {
+        enforce_retention(&self.shared, now)
+    }
+
+    /// Stops accepting appends, writes what is queued, syncs, and ends the
+    /// threads. Other handles answer `Stopped` from then on.
+    pub async fn close(self, threads: StoreThreads) {
+        let _ = self.tx.send(Msg::Close).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = threads.writer.join();
+            threads.stop_syncer.store(true, Ordering::Relaxed);
+            if let Some(syncer) = threads.syncer {
+                let _ = syncer.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn sync(shared: &Shared, file: &File) -> io::Result<()> {
+    let started = Instant::now();
+    let result = file.sync_data();
+    shared.metrics.fsync_seconds.observe(started.elapsed());
+    shared.metrics.fsyncs.inc();
+    result
+}
+
+/// The `interval` policy's background fsync.
+fn sync_loop(shared: &Shared, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(shared.config.fsync_interval);
+        if shared.dirty.swap(false, Ordering::AcqRel) {
+            let handle = shared
+                .active
+                .lock()
+                .ok()
+                .and_then(|f| f.as_ref().and_then(|f| f.try_clone().ok()));
+            if let Some(file) = handle
+                && let Err(e) = sync(shared, &file)
+            {
+                tracing::error!(error = %e, "fsync of the log failed");
+                shared.metrics.write_errors.inc();
+            }
+        }
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    next_seq: u64,
+    recent_ids: VecDeque<String>,
+    seen: HashSet<String>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut group: Vec<Request> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            match first {
+                Msg::Append(r) => group.push(r),
+                Msg::Close => rx.close(),
+            }
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(Msg::Append(r)) => group.push(r),
+                    Ok(Msg::Close) => rx.close(),
+                    Err(_) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.write_group(&mut group);
+            }
+        }
+        // Closing: make everything durable whatever the policy.
+        if let Err(e) = sync(&self.shared, &self.file) {
+            tracing::error!(error = %e, "final fsync of the log failed");
+        }
+    }
+
+    fn write_group(&mut self, group: &mut Vec<Request>) {
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        if let Err(e) = self.rotate_if_full() {
+            tracing::error!(error = %e, "cannot start a new log segment");
+            metrics.write_errors.inc();
+        }
+        let start_seq = self.next_seq;
+        let base = read(&self.shared.segments).last().map_or(0, |s| s.len);
+        self.buf.clear();
+        let mut stored: Vec<(LogRecord, u64, u64)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut added_ids: Vec<String> = Vec::new();
+        let mut added_set: HashSet<String> = HashSet::new();
+        for request in group.iter_mut() {
+            let mut outcome = Appended::default();
+            for record in std::mem::take(&mut request.records) {
+                if let Some(id) = &record.id {
+                    if self.seen.contains(id) || !added_set.insert(id.clone()) {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    added_ids.push(id.clone());
+                }
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let record = record.with_seq(seq);
+                let offset = base + self.buf.len() as u64;
+                if serde_json::to_writer(&mut self.buf, &record).is_err() {
+                    // Serialising plain data cannot fail; never write half.
+                    self.buf.truncate((offset - base) as usize);
+                    self.next_seq -= 1;
+                    continue;
+                }
+                self.buf.push(b'\n');
+                let len = base + self.buf.len() as u64 - offset;
+                outcome.first_seq.get_or_insert(seq);
+                outcome.last_seq = Some(seq);
+                outcome.stored += 1;
+                stored.push((record, offset, len));
+            }
+            outcomes.push(outcome);
+        }
+        let result = self.file.write_all(&self.buf).and_then(|()| {
+            if self.shared.config.fsync == FsyncPolicy::Always && !self.buf.is_empty() {
+                sync(&self.shared, &self.file)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = result {
+            // Leave no half-written group behind: cut the file back and give
+            // the seqs back. Nothing of the group was acknowledged.
+            tracing::error!(error = %e, "writing to the log failed");
+            metrics.write_errors.inc();
+            let _ = self.file.set_len(base);
+            self.next_seq = start_seq;
+            for request in group.drain(..) {
+                let _ = request.done.send(Err(e.to_string()));
+            }
+            return;
+        }
+        if !self.buf.is_empty() {
+            self.shared.dirty.store(true, Ordering::Release);
+        }
+        {
+            let mut segments = write(&self.shared.segments);
+            if let Some(active) = segments.last_mut() {
+                for (record, offset, len) in &stored {
+                    active.note(record.seq, record.ts, record.received, *offset, *len);
+                }
+            }
+        }
+        for id in added_ids {
+            self.seen.insert(id.clone());
+            self.recent_ids.push_back(id);
+            if self.recent_ids.len() > self.shared.config.dedupe_window
+                && let Some(old) = self.recent_ids.pop_front()
+            {
+                self.seen.remove(&old);
+            }
+        }
+        metrics.groups.inc();
+        metrics.appends.add(group.len() as u64);
+        metrics.records.add(stored.len() as u64);
+        metrics.bytes.add(self.buf.len() as u64);
+        let duplicates: usize = outcomes.iter().map(|o| o.duplicates).sum();
+        metrics.duplicates.add(duplicates as u64);
+        for (request, outcome) in group.drain(..).zip(outcomes) {
+            let _ = request.done.send(Ok(outcome));
+        }
+        for (record, _, _) in stored {
+            let _ = self.shared.tail.send(Arc::new(record));
+        }
+    }
+
+    /// Starts a new segment once the active one is full.
+    fn rotate_if_full(&mut self) -> io::Result<()> {
+        let full = read(&self.shared.segments)
+            .last()
+            .is_some_and(|s| s.len >= self.shared.config.segment_size);
+        if !full {
+            return Ok(());
+        }
+        sync(&self.shared, &self.file)?;
+        let meta = SegmentMeta::empty(&self.shared.config.dir, self.next_seq);
+        let file = open_append(&meta.path)?;
+        if let Ok(mut active) = self.shared.active.lock() {
+            *active = file.try_clone().ok();
+        }
+        self.file = file;
+        tracing::info!(segment = %meta.path.display(), "new log segment");
+        write(&self.shared.segments).push(meta);
+        enforce_retention(&self.shared, Timestamp::system_now());
+        Ok(())
+    }
+}
+
+fn enforce_retention(shared: &Shared, now: Timestamp) -> usize {
+    let config = &shared.config;
+    let oldest_kept = now.minus(config.retention_age);
+    let mut doomed = Vec::new();
+    {
+        let mut segments = write(&shared.segments);
+        let mut total: u64 = segments.iter().map(|s| s.len).sum();
+        while segments.len() > 1 {
+            let first = &segments[0];
+            let too_old = first.max_received.is_some_and(|t| t < oldest_kept);
+            if total > config.retention_size || too_old {
+                total -= first.len;
+                doomed.push(segments.remove(0));
+            } else {
+                break;
+            }
+        }
+    }
+    for segment in &doomed {
+        match std::fs::remove_file(&segment.path) {
+            Ok(()) => {
+                tracing::info!(segment = %segment.path.display(), "log segment deleted by retention")
+            }
+            Err(e) => {
+                tracing::warn!(segment = %segment.path.display(), error = %e, "cannot delete log segment")
+            }
+        }
+        shared.metrics.segments_deleted.inc();
+    }
+    doomed.len()
+}
+
+/// Reads segments for a query, within its scan budget.
+fn run_query(segments: &[SegmentMeta], query: &Query) -> io::Result<Page> {
+    let mut page = Page::default();
+    let mut scanned: u64 = 0;
+    let filter = &query.filter;
+    let overlaps = |s: &SegmentMeta| match (s.min_ts, s.max_ts) {
+        (Some(min), Some(max)) => {
+            filter.since.is_none_or(|since| max >= since)
+                && filter.until.is_none_or(|until| min <= until)
+        }
+        _ => false,
+    };
+    let mut last_examined: Option<u64> = None;
+    let mut full = false;
+    match query.order {
+        Order::Desc => {
+            let before = query.cursor.unwrap_or(u64::MAX);
+            'segments: for s in segments.iter().rev() {
+                if s.first_seq >= before || !overlaps(s) {
+                    continue;
+                }
+                let mut lines = match ReverseLines::open(&s.path, s.end_for(before)) {
+                    Ok(lines) => lines,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                while let Some(line) = lines.next_line()? {
+                    scanned += line.len() as u64 + 1;
+                    let Ok(record) = serde_json::from_slice::<LogRecord>(&line) else {
+                        continue;
+                    };
+                    if record.seq >= before {
+                        continue;
+                    }
+                    last_examined = Some(record.seq);
+                    if filter.matches(&record) {
+                        page.records.push(record);
+                        if page.records.len() >= query.limit {
+                            full = true;
+                            break 'segments;
+                        }
+                    }
+                    if scanned >= query.scan_budget {
+                        full = true;
+                        break 'segments;
+                    }
+                }
+            }
+        }
+        Order::Asc => {
+            let after = query.cursor.unwrap_or(0);
+            'segments: for s in segments {
+                if s.last_seq.is_none_or(|last| last <= after) || !overlaps(s) {
+                    continue;
+                }
+                let mut lines = match ForwardLines::open(&s.path, s.offset_for(after + 1), s.len) {
+                    Ok(lines) => lines,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                while let Some((line, n)) = lines.next_line()? {
+                    scanned += n;
+                    let Ok(record) = serde_json::from_slice::<LogRecord>(line) else {
+                        continue;
+                    };
+                    if record.seq <= after {
+                        continue;
+                    }
+                    last_examined = Some(record.seq);
+                    if filter.matches(&record) {
+                        page.records.push(record);
+                        if page.records.len() >= query.limit {
+                            full = true;
+                            break 'segments;
+                        }
+                    }
+                    if scanned >= query.scan_budget {
+                        full = true;
+                        break 'segments;
+                    }
+                }
+            }
+        }
+    }
+    page.scanned_bytes = scanned;
+    page.next_cursor = if full { last_examined } else { None };
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests;

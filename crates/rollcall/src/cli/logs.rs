@@ -1,0 +1,196 @@
+//! `rollcall logs`: query the log service, and follow it with `-f`.
+
+use anyhow::{Context as _, bail};
+use rollcall_logs::{Level, LogRecord};
+use serde::Deserialize;
+
+use super::{REQUEST_TIMEOUT, SseReader, Style, client, find_service};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogsArgs {
+    /// Only this service's records.
+    #[arg(long, short)]
+    pub service: Option<String>,
+    /// Only records at this level or above (trace, debug, info, warn, error).
+    #[arg(long, short)]
+    pub level: Option<String>,
+    /// Only records since then: `10m` (ago), RFC 3339, or Unix milliseconds.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only records until then (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only records whose message contains this (ignoring case).
+    #[arg(long, short)]
+    pub contains: Option<String>,
+    /// How many of the newest records to show first.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub limit: usize,
+    /// Keep printing records as they arrive.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Print the raw records as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// The registry to find the log service through.
+    #[arg(
+        long,
+        env = "ROLLCALL_REGISTRY",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub registry: String,
+    /// The log service's name in the registry.
+    #[arg(long, default_value = "LogService")]
+    pub log_service: String,
+    /// Ask this log service directly instead of looking it up.
+    #[arg(long, env = "ROLLCALL_LOG_URL")]
+    pub log_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    records: Vec<LogRecord>,
+}
+
+fn filters(args: &LogsArgs) -> Vec<(&'static str, String)> {
+    let mut q = Vec::new();
+    let mut add = |k: &'static str, v: &Option<String>| {
+        if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+            q.push((k, v.clone()));
+        }
+    };
+    add("service", &args.service);
+    add("level", &args.level);
+    add("since", &args.since);
+    add("until", &args.until);
+    add("contains", &args.contains);
+    q
+}
+
+/// Formats one record for people (or as JSON).
+pub fn format_record(record: &LogRecord, style: Style, json: bool) -> String {
+    if json {
+        return serde_json::to_string(record).unwrap_or_default();
+    }
+    let level = format!("{:5}", record.level.as_str().to_uppercase());
+    let level = match record.level {
+        Level::Error => style.paint("31;1", &level),
+        Level::Warn => style.paint("33", &level),
+        Level::Info => style.paint("32", &level),
+        Level::Debug => style.paint("34", &level),
+        Level::Trace => style.dim(&level),
+    };
+    let service = record.service.as_ref().map_or("-", |s| s.as_str());
+    let mut line = format!(
+        "{} {level} {} {}",
+        style.dim(&record.ts.to_rfc3339()),
+        style.paint("36", &format!("[{service}]")),
+        record.message
+    );
+    for (key, value) in &record.fields {
+        let value = match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        line.push(' ');
+        line.push_str(&style.dim(&format!("{key}={value}")));
+    }
+    line
+}
+
+async fn error_text(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    format!("HTTP {}: {message}", status.as_u16())
+}
+
+/// Runs `rollcall logs`.
+pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
+    let client = client()?;
+    let base = match &args.log_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => find_service(&client, &args.registry, &args.log_service)
+            .await
+            .context(
+                "cannot find the log service (start one with `rollcall log`, or pass --log-url)",
+            )?,
+    };
+    let style = Style::for_stdout();
+    let mut query = filters(&args);
+    query.push(("limit", args.limit.clamp(1, 1000).to_string()));
+    let response = client
+        .get(format!("{base}/v1/logs"))
+        .query(&query)
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the log service at {base}"))?;
+    if !response.status().is_success() {
+        bail!(
+            "the log service refused the query: {}",
+            error_text(response).await
+        );
+    }
+    let page: Page = response
+        .json()
+        .await
+        .context("the log service sent a bad page")?;
+    let mut last_seq = page.records.first().map(|r| r.seq);
+    for record in page.records.iter().rev() {
+        println!("{}", format_record(record, style, args.json));
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    if last_seq.is_none() {
+        // Nothing matched: start after the newest record of any kind.
+        let newest: Page = client
+            .get(format!("{base}/v1/logs"))
+            .query(&[("limit", "1")])
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await?
+            .json()
+            .await?;
+        last_seq = Some(newest.records.first().map_or(0, |r| r.seq));
+    }
+    let mut tail_query = filters(&args);
+    tail_query.push(("cursor", last_seq.unwrap_or(0).to_string()));
+    let response = client
+        .get(format!("{base}/v1/logs/tail"))
+        .query(&tail_query)
+        .send()
+        .await
+        .with_context(|| format!("cannot follow the log service at {base}"))?;
+    if !response.status().is_success() {
+        bail!(
+            "the log service refused to tail: {}",
+            error_text(response).await
+        );
+    }
+    let mut events = SseReader::new(response);
+    let stop = rollcall_http::wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            () = &mut stop => return Ok(()),
+            e = events.next() => e?,
+        };
+        let Some(event) = event else {
+            bail!("the log service closed the stream");
+        };
+        match event.event.as_str() {
+            "record" => {
+                if let Ok(record) = serde_json::from_str::<LogRecord>(&event.data) {
+                    println!("{}", format_record(&record, style, args.json));
+                }
+            }
+            "lagged" => eprintln!(
+                "rollcall logs: fell behind; some records were skipped ({})",
+                event.data
+            ),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The inspecting commands (`rollcall logs`, ...) and what they share:
+//! finding services through the registry, reading Server-Sent Events, and
+//! terminal styling that turns itself off when output is piped.
+
+pub mod logs;
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures_util::StreamExt as _;
+
+/// Timeout of one request from the command line.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client for the inspecting commands.
+pub fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .context("cannot build an HTTP client")
+}
+
+/// The URL of a passing instance of `service`, asked of the registry.
+pub async fn find_service(
+    client: &reqwest::Client,
+    registry: &str,
+    service: &str,
+) -> anyhow::Result<String> {
+    let url = format!("{}/services", registry.trim_end_matches('/'));
+    let instances: Vec<serde_json::Value> = client
+        .get(&url)
+        .query(&[("service", service), ("status", "passing")])
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the registry at {registry}"))?
+        .error_for_status()
+        .with_context(|| format!("the registry at {registry} refused the request"))?
+        .json()
+        .await
+        .context("the registry sent something that is not a catalog")?;
+    match instances.first().and_then(|i| i["ServiceURL"].as_str()) {
+        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
+        None => bail!("no passing {service} is registered at {registry}"),
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads Server-Sent Events from a streaming response.
+#[allow(missing_debug_implementations)]
+pub struct SseReader {
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<axum::body::Bytes>>,
+    buf: Vec<u8>,
+    current: SseEvent,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: response.bytes_stream().boxed(),
+            buf: Vec::new(),
+            current: SseEvent::default(),
+        }
+    }
+
+    /// The next event; `None` when the stream ends.
+    pub async fn next(&mut self) -> anyhow::Result<Option<SseEvent>> {
+        loop {
+            while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if line.is_empty() {
+                    if !self.current.data.is_empty() || !self.current.event.is_empty() {
+                        return Ok(Some(std::mem::take(&mut self.current)));
+                    }
+                } else if let Some(value) = line.strip_prefix("event:") {
+                    self.current.event = value.trim_start().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    if !self.current.data.is_empty() {
+                        self.current.data.push('\n');
+                    }
+                    self.current
+                        .data
+                        .push_str(value.strip_prefix(' ').unwrap_or(value));
+                }
+                // Comments (":") and ids are ignored.
+            }
+            match self.body.next().await {
+                Some(chunk) => self
+                    .buf
+                    .extend_from_slice(&chunk.context("the stream broke")?),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// ANSI styling, on only when writing to a terminal and `NO_COLOR` is unset.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub on: bool,
+}
+
+impl Style {
+    pub fn for_stdout() -> Self {
+        Self {
+            on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    pub fn paint(self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    pub fn dim(self, text: &str) -> String {
+        self.paint("2", text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn style_is_plain_when_off() {
+        let s = Style { on: false };
+        assert_eq!(s.paint("31", "x"), "x");
+        let s = Style { on: true };
+        assert_eq!(s.paint("31", "x"), "\x1b[31mx\x1b[0m");
+    }
+}
