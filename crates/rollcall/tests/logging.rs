@@ -491,3 +491,61 @@ async fn an_sdk_service_keeps_its_logs_while_the_log_service_is_killed_and_resta
         Some(0.0)
     );
 }
+
+#[tokio::test]
+async fn rollcall_logs_finds_the_service_prints_plain_text_when_piped_and_follows() {
+    use std::io::BufRead as _;
+    let reg = registry(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_service(dir.path(), "127.0.0.1:0", &reg.url, &[]).await;
+    eventually(SOON, "the log service to register", || async {
+        instance(&reg.url, &log.url).await.map(|_| ())
+    })
+    .await;
+    let batch = json!([
+        {"service": "Grades", "level": "info", "message": "quiet"},
+        {"service": "Grades", "level": "warn", "message": "slow", "fields": {"ms": 900}},
+        {"service": "Grades", "level": "error", "message": "broken"},
+    ]);
+    post(&format!("{}/v1/logs", log.url), batch.to_string()).await;
+    let output = tokio::process::Command::new(rollcall_bin())
+        .args(["logs", "--registry", &reg.url, "--level", "warn"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("WARN") && lines[0].contains("[Grades] slow") && lines[0].contains("ms=900"));
+    assert!(lines[1].contains("ERROR") && lines[1].contains("broken"), "oldest first");
+    assert!(!text.contains('\x1b'), "no colours when piped");
+
+    // -f keeps printing what arrives.
+    let mut follow = std::process::Command::new(rollcall_bin())
+        .args(["logs", "--registry", &reg.url, "-f", "--service", "Grades", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    assert!(first.contains("broken"), "{first}");
+    post(&format!("{}/log", log.url), "[Grades] - arrived later").await;
+    post(&format!("{}/log", log.url), "[Other] - not shown").await;
+    post(&format!("{}/log", log.url), "[Grades] - and another").await;
+    let next = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    assert!(next.contains("arrived later"), "{next}");
+    let next = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    assert!(next.contains("and another"), "{next}");
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
