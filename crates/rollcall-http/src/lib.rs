@@ -23,8 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 /// A JSON error response.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = ErrorBody::new(code, message);
-    let text = serde_json::to_string(&body).unwrap_or_else(|_| {
+    error_body_response(status, &ErrorBody::new(code, message))
+}
+
+/// A JSON error response from a complete body (one that names a field, say).
+pub fn error_body_response(status: StatusCode, body: &ErrorBody) -> Response {
+    let text = serde_json::to_string(body).unwrap_or_else(|_| {
         r#"{"error":{"code":"internal","message":"internal error"}}"#.to_owned()
     });
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()

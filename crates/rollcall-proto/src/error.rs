@@ -1,5 +1,6 @@
 //! The JSON error body every rollcall API answers with:
-//! `{"error": {"code": "stable_code", "message": "human text"}}`.
+//! `{"error": {"code": "stable_code", "message": "human text"}}`, plus
+//! `"field"` when one input field is to blame.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ErrorBody {
@@ -22,7 +25,14 @@ impl ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message: message.into(),
+                field: None,
             },
         }
+    }
+
+    /// Names the input field the error is about.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.error.field = Some(field.into());
+        self
     }
 }

@@ -54,6 +54,7 @@ pub const RETRY_MAX: Duration = Duration::from_secs(5);
 pub const MAX_PATCH_BODY: usize = 1024 * 1024;
 
 type ShutdownHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+type RouterFn = Box<dyn FnOnce(&Service) -> Router + Send>;
 type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Configures and starts a service.
@@ -65,6 +66,7 @@ pub struct ServiceBuilder {
     requires: Vec<String>,
     registry: Option<String>,
     router: Router,
+    router_fn: Option<RouterFn>,
     handle_signals: bool,
     watch_stream: bool,
     shutdown_deadline: Duration,
@@ -93,6 +95,7 @@ impl ServiceBuilder {
             requires: Vec::new(),
             registry: None,
             router: Router::new(),
+            router_fn: None,
             handle_signals: true,
             watch_stream: true,
             shutdown_deadline: Duration::from_secs(10),
@@ -140,6 +143,13 @@ impl ServiceBuilder {
     /// The service's own routes.
     pub fn router(mut self, router: Router) -> Self {
         self.router = router;
+        self
+    }
+
+    /// Builds the service's routes from its own handle (for handlers that need
+    /// the providers or the client); replaces [`ServiceBuilder::router`].
+    pub fn router_with(mut self, build: impl FnOnce(&Service) -> Router + Send + 'static) -> Self {
+        self.router_fn = Some(Box::new(build));
         self
     }
 
@@ -250,7 +260,14 @@ impl ServiceBuilder {
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
             .with_state(inner.clone());
-        let router = self.router.merge(sdk_routes);
+        let handle = Service {
+            inner: inner.clone(),
+        };
+        let user_router = match self.router_fn {
+            Some(build) => build(&handle),
+            None => self.router,
+        };
+        let router = user_router.merge(sdk_routes);
         let http_stop = CancellationToken::new();
         let server = tokio::spawn(rollcall_http::serve(
             listener,

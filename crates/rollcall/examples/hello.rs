@@ -83,23 +83,6 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
-    // The router needs the service handle, and the handle exists once the
-    // service starts: hand it over through a cell the handler reads.
-    let cell: std::sync::Arc<tokio::sync::OnceCell<Service>> = Default::default();
-    let router_cell = cell.clone();
-    let router = Router::new().route(
-        "/",
-        get(move || {
-            let cell = router_cell.clone();
-            async move {
-                match cell.get() {
-                    Some(service) => hello(State(service.clone())).await,
-                    None => "starting".to_owned(),
-                }
-            }
-        }),
-    );
-
     let mut requires = args.requires.clone();
     if args.forward_logs && !requires.iter().any(|r| r == "LogService") {
         requires.push("LogService".to_owned());
@@ -109,10 +92,14 @@ async fn main() -> anyhow::Result<()> {
         .registry(&args.registry)
         .requires(requires)
         .watch_stream(!args.classic)
-        .router(router)
+        // Handlers get the service handle (for its providers) as state.
+        .router_with(|service| {
+            Router::new()
+                .route("/", get(hello))
+                .with_state(service.clone())
+        })
         .start()
         .await?;
-    let _ = cell.set(service.clone());
     if args.forward_logs {
         forwarder.attach(&service);
     }

@@ -9,8 +9,11 @@ mod cli;
 mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use rollcall_grades::GradesConfig;
 use rollcall_logs::LogConfig;
+use rollcall_portal::PortalConfig;
 use rollcall_registry::RegistryConfig;
+use rollcall_sdk::logs::LogForwarder;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -48,24 +51,54 @@ enum Command {
     Log(LogConfig),
     /// Show logs from the log service (found through the registry); -f follows.
     Logs(cli::logs::LogsArgs),
+    /// Run the grading service: students and grades over REST. Registers as
+    /// GradingService.
+    Grades(GradesConfig),
+    /// Run the teacher portal: web pages that find the grading service
+    /// through the registry. Registers as Portal.
+    Portal(PortalConfig),
 }
 
-fn init_tracing(filter: &str, format: LogFormat) {
+/// Logs to stderr; for a service that forwards its logs (`forward_as`), also
+/// into the SDK's forwarding layer, whose forwarder is returned.
+fn init_tracing(filter: &str, format: LogFormat, forward_as: Option<&str>) -> Option<LogForwarder> {
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let stderr = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_target(false)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let (forward, forwarder) = match forward_as {
+        Some(name) => {
+            let (layer, forwarder) = rollcall_sdk::logs::layer(name);
+            (Some(layer), Some(forwarder))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(forward)
+        .init();
+    forwarder
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log, cli.log_format);
+    let forward_as = match &cli.command {
+        Command::Grades(c) => Some(c.name.clone()),
+        Command::Portal(c) => Some(c.name.clone()),
+        _ => None,
+    };
+    let forwarder = init_tracing(&cli.log, cli.log_format, forward_as.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,6 +114,8 @@ fn main() -> std::process::ExitCode {
             Command::Registry(config) => serve::registry(config).await,
             Command::Log(config) => serve::log(config).await,
             Command::Logs(args) => cli::logs::run(args).await,
+            Command::Grades(config) => serve::grades(config, forwarder).await,
+            Command::Portal(config) => serve::portal(config, forwarder).await,
         }
     });
     match result {

@@ -4,8 +4,11 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
+use rollcall_grades::GradesConfig;
 use rollcall_logs::LogConfig;
+use rollcall_portal::PortalConfig;
 use rollcall_registry::RegistryConfig;
+use rollcall_sdk::logs::LogForwarder;
 use tokio::net::TcpListener;
 
 /// Binds `addr`, explaining a taken port in terms of the flag that sets it.
@@ -46,5 +49,23 @@ pub async fn log(config: LogConfig) -> anyhow::Result<()> {
     announce(&listener)?;
     let shutdown = rollcall_http::shutdown_on_signals();
     rollcall_logs::run(config, listener, shutdown).await?;
+    Ok(())
+}
+
+/// `rollcall grades`.
+pub async fn grades(config: GradesConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
+    let listener = bind(config.addr, "--addr", "ROLLCALL_GRADES_ADDR").await?;
+    announce(&listener)?;
+    let shutdown = rollcall_http::shutdown_on_signals();
+    rollcall_grades::run(config, listener, shutdown, forwarder).await?;
+    Ok(())
+}
+
+/// `rollcall portal`.
+pub async fn portal(config: PortalConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
+    let listener = bind(config.addr, "--addr", "ROLLCALL_PORTAL_ADDR").await?;
+    announce(&listener)?;
+    let shutdown = rollcall_http::shutdown_on_signals();
+    rollcall_portal::run(config, listener, shutdown, forwarder).await?;
     Ok(())
 }

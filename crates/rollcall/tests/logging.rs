@@ -513,17 +513,37 @@ async fn rollcall_logs_finds_the_service_prints_plain_text_when_piped_and_follow
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].contains("WARN") && lines[0].contains("[Grades] slow") && lines[0].contains("ms=900"));
-    assert!(lines[1].contains("ERROR") && lines[1].contains("broken"), "oldest first");
+    assert!(
+        lines[0].contains("WARN")
+            && lines[0].contains("[Grades] slow")
+            && lines[0].contains("ms=900")
+    );
+    assert!(
+        lines[1].contains("ERROR") && lines[1].contains("broken"),
+        "oldest first"
+    );
     assert!(!text.contains('\x1b'), "no colours when piped");
 
     // -f keeps printing what arrives.
     let mut follow = std::process::Command::new(rollcall_bin())
-        .args(["logs", "--registry", &reg.url, "-f", "--service", "Grades", "-n", "1"])
+        .args([
+            "logs",
+            "--registry",
+            &reg.url,
+            "-f",
+            "--service",
+            "Grades",
+            "-n",
+            "1",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -537,14 +557,23 @@ async fn rollcall_logs_finds_the_service_prints_plain_text_when_piped_and_follow
             }
         }
     });
-    let first = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(SOON, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(first.contains("broken"), "{first}");
     post(&format!("{}/log", log.url), "[Grades] - arrived later").await;
     post(&format!("{}/log", log.url), "[Other] - not shown").await;
     post(&format!("{}/log", log.url), "[Grades] - and another").await;
-    let next = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    let next = tokio::time::timeout(SOON, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(next.contains("arrived later"), "{next}");
-    let next = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    let next = tokio::time::timeout(SOON, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(next.contains("and another"), "{next}");
     let _ = follow.kill();
     let _ = follow.wait();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -172,4 +174,35 @@ pub async fn metric(base: &str, name: &str) -> Option<f64> {
 
 pub fn port_of(url: &str) -> &str {
     url.rsplit(':').next().unwrap().trim_end_matches('/')
+}
+
+/// Starts `rollcall grades` on `data_dir`, registering with `registry`
+/// (empty: standalone), with `extra` flags.
+pub async fn grades_service(
+    data_dir: &std::path::Path,
+    registry: &str,
+    extra: &[&str],
+) -> ChildProcess {
+    let dir = data_dir.to_str().unwrap();
+    let mut args = vec![
+        "grades",
+        "--addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+        "--registry",
+        registry,
+    ];
+    args.extend_from_slice(extra);
+    ChildProcess::start(&rollcall_bin(), &args, &[]).await
+}
+
+/// Starts `rollcall portal` registering with `registry`.
+pub async fn portal_service(registry: &str) -> ChildProcess {
+    ChildProcess::start(
+        &rollcall_bin(),
+        &["portal", "--addr", "127.0.0.1:0", "--registry", registry],
+        &[],
+    )
+    .await
 }

@@ -1,0 +1,50 @@
+//! `rollcall grades` settings; every flag also reads a `ROLLCALL_...` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GradesConfig {
+    /// Address to listen on.
+    #[arg(long, env = "ROLLCALL_GRADES_ADDR", default_value = "127.0.0.1:6000")]
+    pub addr: SocketAddr,
+
+    /// The registry to register with (empty: run standalone).
+    #[arg(
+        long,
+        env = "ROLLCALL_REGISTRY",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub registry: String,
+
+    /// The service name to register under.
+    #[arg(long, env = "ROLLCALL_GRADES_NAME", default_value = "GradingService")]
+    pub name: String,
+
+    /// The log service's name, required so logs can be forwarded to it.
+    #[arg(long, env = "ROLLCALL_LOG_SERVICE_NAME", default_value = "LogService")]
+    pub log_service: String,
+
+    /// Data directory; the grade book is `grades.db` in it. Instances given
+    /// the same directory share one grade book.
+    #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
+    pub data_dir: PathBuf,
+
+    /// Start a new grade book empty instead of with the demo students.
+    #[arg(long, env = "ROLLCALL_NO_DEMO_DATA")]
+    pub no_demo_data: bool,
+}
+
+impl GradesConfig {
+    /// Standalone, on a free port, in `data_dir`.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            registry: String::new(),
+            name: "GradingService".into(),
+            log_service: "LogService".into(),
+            data_dir,
+            no_demo_data: false,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The grading service's HTTP API: the classic routes of `PROTOCOL.md` §1.7
+//! plus what a teacher needs beyond them.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /students` | 200, every student with grades |
+//! | `POST /students` | `{"FirstName","LastName"}` → 201, the student |
+//! | `GET /students/{id}` | 200, or 404 |
+//! | `POST /students/{id}/grades` | one grade → 201, the stored grade (with `ID`) |
+//! | `PUT /students/{id}/grades/{grade}` | a corrected grade → 200 |
+//! | `DELETE /students/{id}/grades/{grade}` | 204 |
+//!
+//! Invalid input is a 400 whose JSON error names the field (`"field":
+//! "Score"`).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use rollcall_http::RawBody;
+use rollcall_proto::prom::{Counter, PromText};
+use serde_json::Value;
+use std::sync::Arc;
+
+use crate::error::GradesError;
+use crate::model::{NewGrade, NewStudent};
+use crate::store::GradeStore;
+
+/// Largest request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+#[derive(Debug, Default)]
+pub struct GradesMetrics {
+    pub requests: Counter,
+    pub students_added: Counter,
+    pub grades_added: Counter,
+    pub grades_updated: Counter,
+    pub grades_deleted: Counter,
+    pub rejected: Counter,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: GradeStore,
+    pub metrics: Arc<GradesMetrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/students", get(list).post(add_student))
+        .route("/students/{id}", get(one))
+        .route("/students/{id}/grades", post(add_grade))
+        .route(
+            "/students/{id}/grades/{grade}",
+            put(update_grade).delete(delete_grade),
+        )
+        .route("/openapi.json", get(openapi));
+    rollcall_http::with_fallbacks(api)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state)
+}
+
+async fn count(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    state.metrics.requests.inc();
+    next.run(req).await
+}
+
+/// A student ID from the path; anything that is not one names no student.
+fn student_id(text: &str) -> Result<i64, GradesError> {
+    text.parse()
+        .map_err(|_| GradesError::NoSuchStudent(text.to_owned()))
+}
+
+fn grade_id(student: i64, text: &str) -> Result<i64, GradesError> {
+    text.parse().map_err(|_| GradesError::NoSuchGrade {
+        student,
+        grade: text.to_owned(),
+    })
+}
+
+fn json_body(body: &[u8]) -> Result<Value, GradesError> {
+    serde_json::from_slice(body).map_err(|e| GradesError::MalformedJson(e.to_string()))
+}
+
+fn rejected<T>(state: &AppState, result: Result<T, GradesError>) -> Result<T, GradesError> {
+    if matches!(
+        result,
+        Err(GradesError::Invalid(_) | GradesError::MalformedJson(_))
+    ) {
+        state.metrics.rejected.inc();
+    }
+    result
+}
+
+async fn list(State(state): State<AppState>) -> Result<Response, GradesError> {
+    Ok(axum::Json(state.store.students().await?).into_response())
+}
+
+async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, GradesError> {
+    let id = student_id(&id)?;
+    Ok(axum::Json(state.store.student(id).await?).into_response())
+}
+
+async fn add_student(
+    State(state): State<AppState>,
+    RawBody(body): RawBody<MAX_BODY>,
+) -> Result<Response, GradesError> {
+    let new = rejected(
+        &state,
+        json_body(&body).and_then(|v| Ok(NewStudent::from_json(&v)?)),
+    )?;
+    let student = state.store.add_student(new).await?;
+    state.metrics.students_added.inc();
+    let location = format!("/students/{}", student.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(student),
+    )
+        .into_response())
+}
+
+async fn add_grade(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawBody(body): RawBody<MAX_BODY>,
+) -> Result<Response, GradesError> {
+    let id = student_id(&id)?;
+    let new = rejected(
+        &state,
+        json_body(&body).and_then(|v| Ok(NewGrade::from_json(&v)?)),
+    )?;
+    let grade = state.store.add_grade(id, new).await?;
+    state.metrics.grades_added.inc();
+    tracing::info!(student = id, grade = grade.id, score = %grade.score, "grade added");
+    let location = format!("/students/{id}/grades/{}", grade.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(grade),
+    )
+        .into_response())
+}
+
+async fn update_grade(
+    State(state): State<AppState>,
+    Path((id, grade)): Path<(String, String)>,
+    RawBody(body): RawBody<MAX_BODY>,
+) -> Result<Response, GradesError> {
+    let id = student_id(&id)?;
+    let grade = grade_id(id, &grade)?;
+    let new = rejected(
+        &state,
+        json_body(&body).and_then(|v| Ok(NewGrade::from_json(&v)?)),
+    )?;
+    let stored = state.store.update_grade(id, grade, new).await?;
+    state.metrics.grades_updated.inc();
+    tracing::info!(student = id, grade, score = %stored.score, "grade corrected");
+    Ok(axum::Json(stored).into_response())
+}
+
+async fn delete_grade(
+    State(state): State<AppState>,
+    Path((id, grade)): Path<(String, String)>,
+) -> Result<StatusCode, GradesError> {
+    let id = student_id(&id)?;
+    let grade = grade_id(id, &grade)?;
+    state.store.delete_grade(id, grade).await?;
+    state.metrics.grades_deleted.inc();
+    tracing::info!(student = id, grade, "grade deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The grading service's figures (appended to the SDK's `/metrics`).
+pub fn render_metrics(state: &AppState) -> String {
+    let m = &state.metrics;
+    let mut p = PromText::new();
+    p.counter(
+        "rollcall_grades_requests_total",
+        "API requests answered.",
+        m.requests.get(),
+    )
+    .counter(
+        "rollcall_grades_students_added_total",
+        "Students added.",
+        m.students_added.get(),
+    )
+    .counter(
+        "rollcall_grades_grades_added_total",
+        "Grades added.",
+        m.grades_added.get(),
+    )
+    .counter(
+        "rollcall_grades_grades_updated_total",
+        "Grades corrected.",
+        m.grades_updated.get(),
+    )
+    .counter(
+        "rollcall_grades_grades_deleted_total",
+        "Grades deleted.",
+        m.grades_deleted.get(),
+    )
+    .counter(
+        "rollcall_grades_rejected_total",
+        "Requests refused for invalid input.",
+        m.rejected.get(),
+    );
+    p.finish()
+}

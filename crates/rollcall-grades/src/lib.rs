@@ -1,0 +1,68 @@
+//! The grading service (`rollcall grades`): students and grades over REST,
+//! kept in SQLite, registered as `GradingService` through the SDK.
+//!
+//! - [`model`]: the domain — validated scores, titles, names, grade types.
+//! - [`store`]: the SQLite grade book.
+//! - [`http`]: the routes; [`error`]: the error type; [`config`]: flags.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod store;
+
+use std::sync::Arc;
+
+use rollcall_sdk::logs::LogForwarder;
+use rollcall_sdk::{SdkError, Service};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::GradesConfig;
+pub use store::{GradeStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Service(#[from] SdkError),
+}
+
+/// Runs the grading service on `listener` until `shutdown` fires. With a
+/// `forwarder`, its logs are shipped to the log service.
+pub async fn run(
+    config: GradesConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    forwarder: Option<LogForwarder>,
+) -> Result<(), RunError> {
+    let data_dir = config.data_dir.clone();
+    let demo = !config.no_demo_data;
+    let store = tokio::task::spawn_blocking(move || GradeStore::open(&data_dir, demo))
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+    tracing::info!(path = %store.path().display(), "grade book open");
+    let state = http::AppState {
+        store,
+        metrics: Arc::default(),
+    };
+    let metrics_state = state.clone();
+    let mut builder = Service::builder(&config.name)
+        .listener(listener)
+        .router(http::router(state))
+        .handle_signals(false)
+        .shutdown_on(shutdown)
+        .metrics(move || http::render_metrics(&metrics_state));
+    if !config.registry.trim().is_empty() {
+        builder = builder
+            .registry(&config.registry)
+            .requires([config.log_service.clone()]);
+    }
+    let service = builder.start().await?;
+    if let Some(forwarder) = forwarder {
+        forwarder.attach_to(&service, &config.log_service);
+    }
+    service.wait().await;
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! `rollcall portal` settings; every flag also reads a `ROLLCALL_...` variable.
+
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PortalConfig {
+    /// Address to listen on.
+    #[arg(long, env = "ROLLCALL_PORTAL_ADDR", default_value = "127.0.0.1:5000")]
+    pub addr: SocketAddr,
+
+    /// The registry to register with and find the grading service through.
+    #[arg(
+        long,
+        env = "ROLLCALL_REGISTRY",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub registry: String,
+
+    /// The service name to register under.
+    #[arg(long, env = "ROLLCALL_PORTAL_NAME", default_value = "Portal")]
+    pub name: String,
+
+    /// The grading service's name in the registry.
+    #[arg(long, env = "ROLLCALL_GRADES_NAME", default_value = "GradingService")]
+    pub grading_service: String,
+
+    /// The log service's name, required so logs can be forwarded to it.
+    #[arg(long, env = "ROLLCALL_LOG_SERVICE_NAME", default_value = "LogService")]
+    pub log_service: String,
+}

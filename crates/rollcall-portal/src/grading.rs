@@ -1,0 +1,300 @@
+//! Talking to the grading service — found through the SDK's providers, never
+//! configured.
+//!
+//! Every call picks a provider round-robin, so two grading instances share the
+//! load. When a call fails the provider is reported (the SDK skips it for a
+//! few seconds) and the call goes to the next one:
+//! - reads and idempotent writes (`GET`, `PUT`, `DELETE`) are retried after
+//!   any connection failure, timeout or 5xx;
+//! - a `POST` is retried only when it certainly was not stored: the connection
+//!   was refused, or the answer was 502/503/504.
+//!
+//! With no provider at all the answer is [`GradingError::Unavailable`], which
+//! the pages show as a 503 that refreshes itself.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use rollcall_proto::ServiceName;
+use rollcall_sdk::Service;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Timeout of one call to the grading service.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most providers one request is tried on.
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// What went wrong talking to the grading service.
+#[derive(Debug, thiserror::Error)]
+pub enum GradingError {
+    #[error("no grading service is available")]
+    Unavailable,
+    #[error("not found")]
+    NotFound,
+    /// The grading service refused the input; `field` names the culprit.
+    #[error("{message}")]
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("the grading service answered unexpectedly: {0}")]
+    Bad(String),
+}
+
+/// The student and grade shapes as the grading service sends them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StudentView {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    #[serde(rename = "FirstName")]
+    pub first_name: String,
+    #[serde(rename = "LastName")]
+    pub last_name: String,
+    #[serde(rename = "Grades", default)]
+    pub grades: Vec<GradeView>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GradeView {
+    #[serde(rename = "ID", default)]
+    pub id: i64,
+    #[serde(rename = "Title")]
+    pub title: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Score")]
+    pub score: f64,
+}
+
+impl StudentView {
+    pub fn name(&self) -> String {
+        format!("{} {}", self.first_name, self.last_name)
+    }
+
+    pub fn average(&self) -> Option<f64> {
+        rollcall_grades::model::average(self.grades.iter().map(|g| g.score))
+    }
+}
+
+/// A grade to send (the classic shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct GradeBody {
+    #[serde(rename = "Title")]
+    pub title: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Score")]
+    pub score: f64,
+}
+
+impl From<&rollcall_grades::model::NewGrade> for GradeBody {
+    fn from(g: &rollcall_grades::model::NewGrade) -> Self {
+        Self {
+            title: g.title.to_string(),
+            kind: g.kind.to_string(),
+            score: g.score.value(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorAnswer {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    message: String,
+    #[serde(default)]
+    field: Option<String>,
+}
+
+/// Figures about calls, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct GradingMetrics {
+    pub calls: rollcall_proto::prom::Counter,
+    pub failovers: rollcall_proto::prom::Counter,
+    pub unavailable: rollcall_proto::prom::Counter,
+}
+
+/// The grading service as the portal sees it.
+#[derive(Debug, Clone)]
+pub struct Grading {
+    service: Service,
+    name: ServiceName,
+    metrics: std::sync::Arc<GradingMetrics>,
+}
+
+impl Grading {
+    pub fn new(service: Service, name: ServiceName) -> Self {
+        Self {
+            service,
+            name,
+            metrics: std::sync::Arc::default(),
+        }
+    }
+
+    pub fn metrics(&self) -> &GradingMetrics {
+        &self.metrics
+    }
+
+    /// Sends one request with failover; returns the status and body of the
+    /// first answer that is final.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, Vec<u8>), GradingError> {
+        self.metrics.calls.inc();
+        let idempotent = method != Method::POST;
+        let attempts = self
+            .service
+            .providers()
+            .all(&self.name)
+            .len()
+            .clamp(1, MAX_ATTEMPTS);
+        let mut last_error = GradingError::Unavailable;
+        for attempt in 0..attempts {
+            let Some(provider) = self.service.pick(&self.name) else {
+                break;
+            };
+            if attempt > 0 {
+                self.metrics.failovers.inc();
+            }
+            let mut request = self
+                .service
+                .client()
+                .request(method.clone(), provider.join(path))
+                .timeout(CALL_TIMEOUT);
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let retryable = matches!(
+                        status,
+                        StatusCode::BAD_GATEWAY
+                            | StatusCode::SERVICE_UNAVAILABLE
+                            | StatusCode::GATEWAY_TIMEOUT
+                    ) || (idempotent && status.is_server_error());
+                    if retryable {
+                        tracing::warn!(%provider, status = status.as_u16(), "grading service failed; trying another");
+                        self.service.report_failure(&self.name, &provider);
+                        last_error = GradingError::Unavailable;
+                        continue;
+                    }
+                    let bytes = response
+                        .bytes()
+                        .await
+                        .map_err(|e| GradingError::Bad(e.to_string()))?;
+                    return Ok((status, bytes.to_vec()));
+                }
+                Err(e) => {
+                    tracing::warn!(%provider, error = %e, "grading service unreachable; trying another");
+                    self.service.report_failure(&self.name, &provider);
+                    if !idempotent && !e.is_connect() {
+                        // It may have been stored: do not send it twice.
+                        return Err(GradingError::Bad(
+                            "the grading service did not answer; the change may or may not have been saved".into(),
+                        ));
+                    }
+                    last_error = GradingError::Unavailable;
+                }
+            }
+        }
+        if matches!(last_error, GradingError::Unavailable) {
+            self.metrics.unavailable.inc();
+        }
+        Err(last_error)
+    }
+
+    fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, GradingError> {
+        if status == StatusCode::NOT_FOUND {
+            return Err(GradingError::NotFound);
+        }
+        if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
+            let answer: Option<ErrorAnswer> = serde_json::from_slice(body).ok();
+            return Err(match answer {
+                Some(a) => GradingError::Invalid {
+                    field: a.error.field,
+                    message: a.error.message,
+                },
+                None => GradingError::Bad(format!("HTTP {}", status.as_u16())),
+            });
+        }
+        if !status.is_success() {
+            return Err(GradingError::Bad(format!("HTTP {}", status.as_u16())));
+        }
+        serde_json::from_slice(body).map_err(|e| GradingError::Bad(e.to_string()))
+    }
+
+    pub async fn students(&self) -> Result<Vec<StudentView>, GradingError> {
+        let (status, body) = self.call(Method::GET, "/students", None).await?;
+        Self::decode(status, &body)
+    }
+
+    pub async fn student(&self, id: i64) -> Result<StudentView, GradingError> {
+        let (status, body) = self
+            .call(Method::GET, &format!("/students/{id}"), None)
+            .await?;
+        Self::decode(status, &body)
+    }
+
+    pub async fn add_grade(
+        &self,
+        student: i64,
+        grade: &GradeBody,
+    ) -> Result<GradeView, GradingError> {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                &format!("/students/{student}/grades"),
+                Some(json(grade)),
+            )
+            .await?;
+        Self::decode(status, &body)
+    }
+
+    pub async fn update_grade(
+        &self,
+        student: i64,
+        grade_id: i64,
+        grade: &GradeBody,
+    ) -> Result<GradeView, GradingError> {
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                &format!("/students/{student}/grades/{grade_id}"),
+                Some(json(grade)),
+            )
+            .await?;
+        Self::decode(status, &body)
+    }
+
+    pub async fn delete_grade(&self, student: i64, grade_id: i64) -> Result<(), GradingError> {
+        let (status, body) = self
+            .call(
+                Method::DELETE,
+                &format!("/students/{student}/grades/{grade_id}"),
+                None,
+            )
+            .await?;
+        if status == StatusCode::NO_CONTENT || status.is_success() {
+            return Ok(());
+        }
+        Self::decode::<serde_json::Value>(status, &body).map(|_| ())
+    }
+
+    pub async fn add_student(&self, first: &str, last: &str) -> Result<StudentView, GradingError> {
+        let body = serde_json::json!({"FirstName": first, "LastName": last});
+        let (status, bytes) = self.call(Method::POST, "/students", Some(body)).await?;
+        Self::decode(status, &bytes)
+    }
+}
+
+fn json(grade: &GradeBody) -> serde_json::Value {
+    serde_json::to_value(grade).unwrap_or_default()
+}

@@ -1,0 +1,84 @@
+//! The teacher portal (`rollcall portal`): web pages for the grade book.
+//!
+//! It registers as `Portal`, requiring `GradingService` (and `LogService`,
+//! to forward its logs), and never has the grading service's address
+//! configured: every call goes to a provider the registry announced, with
+//! failover between providers (see [`grading`]).
+//!
+//! - [`pages`]: routes, templates (`templates/`), the stylesheet.
+//! - [`grading`]: the client for the grading service.
+//! - [`config`] holds the flags.
+
+pub mod config;
+pub mod grading;
+pub mod pages;
+
+use rollcall_proto::ServiceName;
+use rollcall_proto::prom::PromText;
+use rollcall_sdk::logs::LogForwarder;
+use rollcall_sdk::{SdkError, Service};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::PortalConfig;
+
+/// Runs the portal on `listener` until `shutdown` fires.
+pub async fn run(
+    config: PortalConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    forwarder: Option<LogForwarder>,
+) -> Result<(), SdkError> {
+    let grading_name = ServiceName::parse(&config.grading_service)
+        .map_err(|e| SdkError::Config(format!("--grading-service: {e}")))?;
+    let portal_name = config.name.clone();
+    let grading = std::sync::Arc::new(std::sync::OnceLock::new());
+    let grading_slot = grading.clone();
+    let mut builder = Service::builder(&config.name)
+        .listener(listener)
+        .router_with(move |service| {
+            let client = grading::Grading::new(service.clone(), grading_name);
+            let _ = grading_slot.set(client.clone());
+            pages::router(pages::AppState {
+                grading: client,
+                portal: portal_name,
+            })
+        })
+        .handle_signals(false)
+        .shutdown_on(shutdown);
+    if !config.registry.trim().is_empty() {
+        builder = builder
+            .registry(&config.registry)
+            .requires([config.grading_service.clone(), config.log_service.clone()]);
+    }
+    let service = builder.start().await?;
+    let grading = grading.get().cloned();
+    service.add_metrics(move || {
+        let Some(grading) = &grading else {
+            return String::new();
+        };
+        let m = grading.metrics();
+        let mut p = PromText::new();
+        p.counter(
+            "rollcall_portal_grading_calls_total",
+            "Calls to the grading service.",
+            m.calls.get(),
+        )
+        .counter(
+            "rollcall_portal_grading_failovers_total",
+            "Calls retried on another grading instance.",
+            m.failovers.get(),
+        )
+        .counter(
+            "rollcall_portal_grading_unavailable_total",
+            "Calls that found no working grading instance.",
+            m.unavailable.get(),
+        );
+        p.finish()
+    });
+    if let Some(forwarder) = forwarder {
+        forwarder.attach_to(&service, &config.log_service);
+    }
+    service.wait().await;
+    Ok(())
+}
