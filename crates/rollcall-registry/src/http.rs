@@ -18,7 +18,7 @@ use crate::catalog::health::Health;
 use crate::catalog::{Event, Instance};
 use crate::error::ApiError;
 use crate::shell::Registry;
-use crate::{metrics, watch};
+use crate::{dashboard, metrics, watch};
 
 /// Largest accepted request body. A registration is a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -33,6 +33,8 @@ pub fn router(registry: Registry) -> Router {
             "/services",
             get(list_services).post(register).delete(deregister),
         )
+        .route("/", get(dashboard::page))
+        .route("/dashboard/live", get(dashboard::live))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))

@@ -11,7 +11,7 @@
 //! - [`shell`]: the [`Registry`] handle that owns lock, clock, store and tasks
 //!   and carries out the catalog's effects.
 //! - [`checker`], [`notifier`]: health checks and patch delivery.
-//! - [`http`], [`watch`]: the HTTP API.
+//! - [`http`], [`watch`]: the HTTP API; [`dashboard`]: the page at `GET /`.
 //!
 //! [`run`] serves it all on an already-bound listener until a
 //! `CancellationToken` fires.
@@ -19,6 +19,7 @@
 pub mod catalog;
 pub mod checker;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod http;
 pub mod metrics;

@@ -7,6 +7,7 @@
 
 mod cli;
 mod serve;
+mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use rollcall_grades::GradesConfig;
@@ -27,6 +28,16 @@ struct Cli {
     #[arg(long, global = true, env = "ROLLCALL_LOG", default_value = "info")]
     log: String,
 
+    /// Log filter for what a service forwards to the log service (same syntax
+    /// as --log).
+    #[arg(
+        long,
+        global = true,
+        env = "ROLLCALL_FORWARD_LOG",
+        default_value = "info"
+    )]
+    forward_log: String,
+
     /// Log format on stderr.
     #[arg(long, global = true, env = "ROLLCALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -43,6 +54,9 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole system: registry, log service, grading service and portal,
+    /// started in order, restarted if they crash, stopped together.
+    Up(up::UpArgs),
     /// Run the registry: services register here, are health-checked, and are
     /// told where their dependencies are.
     Registry(RegistryConfig),
@@ -51,6 +65,12 @@ enum Command {
     Log(LogConfig),
     /// Show logs from the log service (found through the registry); -f follows.
     Logs(cli::logs::LogsArgs),
+    /// List registered instances and their health.
+    Ls(cli::registry::LsArgs),
+    /// Stream catalog changes as they happen (registered, critical, ...).
+    Watch(cli::registry::WatchArgs),
+    /// Remove an instance from the registry by its URL.
+    Deregister(cli::registry::DeregisterArgs),
     /// Run the grading service: students and grades over REST. Registers as
     /// GradingService.
     Grades(GradesConfig),
@@ -61,9 +81,14 @@ enum Command {
 
 /// Logs to stderr; for a service that forwards its logs (`forward_as`), also
 /// into the SDK's forwarding layer, whose forwarder is returned.
-fn init_tracing(filter: &str, format: LogFormat, forward_as: Option<&str>) -> Option<LogForwarder> {
+fn init_tracing(
+    filter: &str,
+    forward_filter: &str,
+    format: LogFormat,
+    forward_as: Option<&str>,
+) -> Option<LogForwarder> {
     use tracing_subscriber::prelude::*;
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let parse = |f: &str| EnvFilter::try_new(f).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -75,16 +100,19 @@ fn init_tracing(filter: &str, format: LogFormat, forward_as: Option<&str>) -> Op
             .json()
             .with_writer(std::io::stderr)
             .boxed(),
-    };
+    }
+    .with_filter(parse(filter));
     let (forward, forwarder) = match forward_as {
         Some(name) => {
             let (layer, forwarder) = rollcall_sdk::logs::layer(name);
-            (Some(layer), Some(forwarder))
+            (
+                Some(layer.with_filter(parse(forward_filter))),
+                Some(forwarder),
+            )
         }
         None => (None, None),
     };
     tracing_subscriber::registry()
-        .with(filter)
         .with(stderr)
         .with(forward)
         .init();
@@ -98,7 +126,12 @@ fn main() -> std::process::ExitCode {
         Command::Portal(c) => Some(c.name.clone()),
         _ => None,
     };
-    let forwarder = init_tracing(&cli.log, cli.log_format, forward_as.as_deref());
+    let forwarder = init_tracing(
+        &cli.log,
+        &cli.forward_log,
+        cli.log_format,
+        forward_as.as_deref(),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,13 +144,20 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Up(args) => up::run(args).await,
             Command::Registry(config) => serve::registry(config).await,
             Command::Log(config) => serve::log(config).await,
             Command::Logs(args) => cli::logs::run(args).await,
+            Command::Ls(args) => cli::registry::ls(args).await,
+            Command::Watch(args) => cli::registry::watch(args).await,
+            Command::Deregister(args) => cli::registry::deregister(args).await,
             Command::Grades(config) => serve::grades(config, forwarder).await,
             Command::Portal(config) => serve::portal(config, forwarder).await,
         }
     });
+    // A blocking read of stdin (see `serve::shutdown_token`) never returns on
+    // its own: do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

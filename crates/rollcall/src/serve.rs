@@ -24,6 +24,30 @@ pub async fn bind(addr: SocketAddr, flag: &str, env: &str) -> anyhow::Result<Tcp
     }
 }
 
+/// The token that stops a service: Ctrl-C or SIGTERM, and — for a child of
+/// `rollcall up` — its stdin closing, which happens when `up` dies however it
+/// dies, so no service outlives it.
+pub fn shutdown_token() -> tokio_util::sync::CancellationToken {
+    let token = rollcall_http::shutdown_on_signals();
+    if std::env::var_os(crate::up::EXIT_WITH_PARENT).is_some() {
+        let trigger = token.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 64];
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            tracing::info!("the parent process is gone: shutting down");
+            trigger.cancel();
+        });
+    }
+    token
+}
+
 /// Prints the one line that says the service is ready.
 pub fn announce(listener: &TcpListener) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr().context("no local address")?;
@@ -38,7 +62,7 @@ pub async fn registry(config: RegistryConfig) -> anyhow::Result<()> {
     if config.in_memory {
         tracing::info!("in memory: the catalog is not kept on disk");
     }
-    let shutdown = rollcall_http::shutdown_on_signals();
+    let shutdown = shutdown_token();
     rollcall_registry::run(config, listener, shutdown).await?;
     Ok(())
 }
@@ -47,7 +71,7 @@ pub async fn registry(config: RegistryConfig) -> anyhow::Result<()> {
 pub async fn log(config: LogConfig) -> anyhow::Result<()> {
     let listener = bind(config.addr, "--addr", "ROLLCALL_LOG_ADDR").await?;
     announce(&listener)?;
-    let shutdown = rollcall_http::shutdown_on_signals();
+    let shutdown = shutdown_token();
     rollcall_logs::run(config, listener, shutdown).await?;
     Ok(())
 }
@@ -56,7 +80,7 @@ pub async fn log(config: LogConfig) -> anyhow::Result<()> {
 pub async fn grades(config: GradesConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
     let listener = bind(config.addr, "--addr", "ROLLCALL_GRADES_ADDR").await?;
     announce(&listener)?;
-    let shutdown = rollcall_http::shutdown_on_signals();
+    let shutdown = shutdown_token();
     rollcall_grades::run(config, listener, shutdown, forwarder).await?;
     Ok(())
 }
@@ -65,7 +89,7 @@ pub async fn grades(config: GradesConfig, forwarder: Option<LogForwarder>) -> an
 pub async fn portal(config: PortalConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
     let listener = bind(config.addr, "--addr", "ROLLCALL_PORTAL_ADDR").await?;
     announce(&listener)?;
-    let shutdown = rollcall_http::shutdown_on_signals();
+    let shutdown = shutdown_token();
     rollcall_portal::run(config, listener, shutdown, forwarder).await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! terminal styling that turns itself off when output is piped.
 
 pub mod logs;
+pub mod registry;
 
 use std::io::IsTerminal as _;
 use std::time::Duration;

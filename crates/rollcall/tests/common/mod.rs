@@ -206,3 +206,138 @@ pub async fn portal_service(registry: &str) -> ChildProcess {
     )
     .await
 }
+
+/// `rollcall up` running as a user runs it, on free ports.
+pub struct Up {
+    pub child: std::process::Child,
+    /// name → (URL, PID) from the table `up` prints.
+    pub services: std::collections::BTreeMap<String, (String, u32)>,
+    pub lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Up {
+    pub async fn start(extra: &[&str]) -> Up {
+        use std::io::BufRead as _;
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "up",
+            "--data-dir",
+            data_dir.path().to_str().unwrap(),
+            "--registry-addr",
+            "127.0.0.1:0",
+            "--log-addr",
+            "127.0.0.1:0",
+            "--grades-addr",
+            "127.0.0.1:0",
+            "--portal-addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = std::process::Command::new(rollcall_bin())
+            .args(&args)
+            .env(
+                "ROLLCALL_LOG",
+                std::env::var("ROLLCALL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut services = std::collections::BTreeMap::new();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("rollcall up starts within a minute")
+                .expect("rollcall up is running");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.len() == 3 && words[1].starts_with("http://") {
+                services.insert(
+                    words[0].to_owned(),
+                    (words[1].to_owned(), words[2].parse().unwrap()),
+                );
+            }
+            if line.contains("rollcall is up") {
+                break;
+            }
+        }
+        Up {
+            child,
+            services,
+            lines: rx,
+            data_dir,
+        }
+    }
+
+    pub fn url(&self, name: &str) -> &str {
+        &self.services[name].0
+    }
+
+    pub fn pid(&self, name: &str) -> u32 {
+        self.services[name].1
+    }
+
+    /// Waits for an output line containing `text`.
+    pub async fn wait_line(&mut self, text: &str, timeout: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no line with {text:?} within {timeout:?}"))
+                .expect("rollcall up is running");
+            if line.contains(text) {
+                return line;
+            }
+        }
+    }
+
+    pub fn signal(&self, name: &str) {
+        signal_pid(self.child.id(), name);
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // Killing `up` makes its children stop by themselves.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal (`KILL`, `TERM`, `INT`, `STOP`, `CONT`) to a process.
+pub fn signal_pid(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Whether a process with this PID exists.
+pub fn alive(pid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether anything accepts connections at `url`.
+pub fn listening(url: &str) -> bool {
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}

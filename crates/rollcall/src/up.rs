@@ -1,0 +1,476 @@
+//! `rollcall up`: the whole system with one command.
+//!
+//! Starts the registry, the log service, the grading service and the portal as
+//! child processes of this same binary, in dependency order, each once the
+//! previous one answers `/healthz`; shows their output prefixed with their
+//! name (coloured on a terminal, like `docker compose`); restarts a child that
+//! crashes, with back-off; and on Ctrl-C or SIGTERM stops them in reverse
+//! order — each deregisters and flushes its logs — within `--stop-timeout`,
+//! killing whatever is still running after it.
+//!
+//! Children run in their own process groups (a terminal's Ctrl-C reaches only
+//! `up`, which stops them in order) and exit by themselves if `up` dies: they
+//! watch their stdin, a pipe `up` holds, and stop when it closes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use rollcall_proto::units::parse_duration;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Style;
+
+/// The environment variable that tells a child to stop when its stdin closes.
+pub const EXIT_WITH_PARENT: &str = "ROLLCALL_EXIT_WITH_PARENT";
+/// How long a child may take to announce itself and answer `/healthz`.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// A child that ran this long before crashing restarts without back-off.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Data directory shared by all services (registry.db, logs/, grades.db).
+    #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
+    pub data_dir: PathBuf,
+    /// The registry's address.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub registry_addr: SocketAddr,
+    /// The log service's address.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    pub log_addr: SocketAddr,
+    /// The grading service's address.
+    #[arg(long, default_value = "127.0.0.1:6000")]
+    pub grades_addr: SocketAddr,
+    /// The portal's address.
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    pub portal_addr: SocketAddr,
+    /// Report a crashed child but do not restart it.
+    #[arg(long)]
+    pub no_restart: bool,
+    /// The most stopping everything may take before the rest is killed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub stop_timeout: Duration,
+}
+
+/// One service `up` runs.
+#[derive(Debug, Clone)]
+struct Spec {
+    name: &'static str,
+    subcommand: &'static str,
+    addr: SocketAddr,
+    flag: &'static str,
+    color: &'static str,
+    extra: Vec<String>,
+}
+
+impl Spec {
+    fn args(&self, addr: SocketAddr, data_dir: &str) -> Vec<String> {
+        let mut args = vec![
+            self.subcommand.to_owned(),
+            "--addr".to_owned(),
+            addr.to_string(),
+            "--data-dir".to_owned(),
+            data_dir.to_owned(),
+        ];
+        if self.subcommand == "portal" {
+            // The portal keeps no data.
+            args.truncate(3);
+        }
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+}
+
+/// A started child.
+struct Running {
+    child: Child,
+    /// Held, never written: the child stops when it closes (when `up` dies).
+    /// Kept out of `child`, because `Child::wait` closes the stdin it holds.
+    _stdin: Option<tokio::process::ChildStdin>,
+    pid: u32,
+    url: String,
+    started: Instant,
+}
+
+/// Prints children's output, one line at a time, prefixed with their name.
+#[derive(Clone)]
+struct Printer {
+    style: Style,
+    width: usize,
+}
+
+impl Printer {
+    fn line(&self, spec: &Spec, line: &str) {
+        let name = format!("{:<width$} |", spec.name, width = self.width);
+        println!("{} {line}", self.style.paint(spec.color, &name));
+    }
+
+    fn note(&self, text: &str) {
+        println!("{}", self.style.paint("1", &format!("up: {text}")));
+    }
+}
+
+fn check_port(spec: &Spec) -> anyhow::Result<()> {
+    if spec.addr.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(spec.addr) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "port {} ({}) is already in use on {}: stop what is using it, or choose another with {}",
+            spec.addr.port(),
+            spec.name,
+            spec.addr.ip(),
+            spec.flag
+        ),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot listen on {} for {}", spec.addr, spec.name))
+        }
+    }
+}
+
+/// Starts one child and waits until it announced its URL and answers
+/// `/healthz`.
+async fn start(
+    spec: &Spec,
+    addr: SocketAddr,
+    data_dir: &str,
+    printer: &Printer,
+) -> anyhow::Result<Running> {
+    let exe = std::env::current_exe().context("cannot find this program to start the services")?;
+    let mut command = Command::new(exe);
+    command
+        .args(spec.args(addr, data_dir))
+        .env(EXIT_WITH_PARENT, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {}", spec.name))?;
+    let pid = child.id().unwrap_or(0);
+    let stdin = child.stdin.take();
+    let (url_tx, mut url_rx) = mpsc::unbounded_channel::<String>();
+    if let Some(stdout) = child.stdout.take() {
+        let (spec, printer, url_tx) = (spec.clone(), printer.clone(), url_tx.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = url_tx.send(url.trim().to_owned());
+                }
+                printer.line(&spec, &line);
+            }
+        });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        let (spec, printer) = (spec.clone(), printer.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                printer.line(&spec, &line);
+            }
+        });
+    }
+    drop(url_tx);
+    let url = tokio::select! {
+        url = url_rx.recv() => url,
+        status = child.wait() => bail!("{} exited while starting ({})", spec.name, describe(status.ok())),
+        () = tokio::time::sleep(START_TIMEOUT) => None,
+    };
+    let Some(url) = url else {
+        let _ = child.kill().await;
+        bail!(
+            "{} did not start within {}s",
+            spec.name,
+            START_TIMEOUT.as_secs()
+        );
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let healthy = client
+            .get(format!("{url}/healthz"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if healthy {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "{} exited while starting ({})",
+                spec.name,
+                describe(Some(status))
+            );
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill().await;
+            bail!(
+                "{} did not become healthy within {}s",
+                spec.name,
+                START_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Running {
+        child,
+        _stdin: stdin,
+        pid,
+        url,
+        started: Instant::now(),
+    })
+}
+
+fn describe(status: Option<std::process::ExitStatus>) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(signal) = status.and_then(|s| s.signal()) {
+            return format!("killed by signal {signal}");
+        }
+    }
+    match status.and_then(|s| s.code()) {
+        Some(code) => format!("exit code {code}"),
+        None => "unknown status".to_owned(),
+    }
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL.
+async fn terminate(spec: &Spec, running: &mut Running, grace: Duration, printer: &Printer) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &running.pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+    match tokio::time::timeout(grace, running.child.wait()).await {
+        Ok(status) => printer.note(&format!(
+            "{} stopped ({})",
+            spec.name,
+            describe(status.ok())
+        )),
+        Err(_) => {
+            let _ = running.child.kill().await;
+            printer.note(&format!(
+                "{} did not stop within {:.1}s: killed",
+                spec.name,
+                grace.as_secs_f64()
+            ));
+        }
+    }
+}
+
+/// Keeps one child running until `stop` fires; returns when it has stopped.
+async fn supervise(
+    spec: Spec,
+    mut running: Running,
+    data_dir: String,
+    restart: bool,
+    printer: Printer,
+    stop: CancellationToken,
+    grace: tokio::sync::watch::Receiver<Duration>,
+) {
+    // Restarts keep the port it got, so its URL (and registration) stays.
+    let addr: SocketAddr = running
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap_or(spec.addr);
+    let mut failures: u32 = 0;
+    loop {
+        let status = tokio::select! {
+            () = stop.cancelled() => {
+                let grace = *grace.borrow();
+                terminate(&spec, &mut running, grace, &printer).await;
+                return;
+            }
+            status = running.child.wait() => status.ok(),
+        };
+        printer.note(&format!(
+            "{} exited unexpectedly ({})",
+            spec.name,
+            describe(status)
+        ));
+        if !restart {
+            printer.note(&format!("{} stays down (--no-restart)", spec.name));
+            stop.cancelled().await;
+            return;
+        }
+        if running.started.elapsed() > STABLE_AFTER {
+            failures = 0;
+        }
+        loop {
+            failures = failures.saturating_add(1);
+            let wait = Duration::from_millis(500)
+                .saturating_mul(1 << (failures - 1).min(6))
+                .min(Duration::from_secs(30));
+            printer.note(&format!(
+                "restarting {} in {:.1}s",
+                spec.name,
+                wait.as_secs_f64()
+            ));
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            match start(&spec, addr, &data_dir, &printer).await {
+                Ok(new) => {
+                    printer.note(&format!(
+                        "{} restarted: {} (pid {})",
+                        spec.name, new.url, new.pid
+                    ));
+                    running = new;
+                    break;
+                }
+                Err(e) => printer.note(&format!("{e:#}")),
+            }
+        }
+    }
+}
+
+/// Runs `rollcall up` until Ctrl-C or SIGTERM.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.to_string_lossy().into_owned();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {data_dir}"))?;
+    let mut specs = vec![
+        Spec {
+            name: "registry",
+            subcommand: "registry",
+            addr: args.registry_addr,
+            flag: "--registry-addr",
+            color: "36",
+            extra: vec![],
+        },
+        Spec {
+            name: "log",
+            subcommand: "log",
+            addr: args.log_addr,
+            flag: "--log-addr",
+            color: "33",
+            extra: vec![],
+        },
+        Spec {
+            name: "grades",
+            subcommand: "grades",
+            addr: args.grades_addr,
+            flag: "--grades-addr",
+            color: "32",
+            extra: vec![],
+        },
+        Spec {
+            name: "portal",
+            subcommand: "portal",
+            addr: args.portal_addr,
+            flag: "--portal-addr",
+            color: "35",
+            extra: vec![],
+        },
+    ];
+    for spec in &specs {
+        check_port(spec)?;
+    }
+    let printer = Printer {
+        style: Style::for_stdout(),
+        width: specs.iter().map(|s| s.name.len()).max().unwrap_or(8),
+    };
+    printer.note(&format!("data in {data_dir}"));
+    let signal = rollcall_http::wait_for_signal();
+    tokio::pin!(signal);
+    let mut started: Vec<(Spec, Running)> = Vec::new();
+    for i in 0..specs.len() {
+        let spec = specs[i].clone();
+        let outcome = tokio::select! {
+            r = start(&spec, spec.addr, &data_dir, &printer) => Some(r),
+            () = &mut signal => None,
+        };
+        match outcome {
+            Some(Ok(running)) => {
+                if spec.name == "registry" {
+                    for later in specs.iter_mut().skip(1) {
+                        later.extra = vec!["--registry".into(), running.url.clone()];
+                    }
+                }
+                started.push((spec, running));
+            }
+            other => {
+                // Failed or interrupted while starting: stop what runs.
+                for (spec, mut running) in started.into_iter().rev() {
+                    terminate(&spec, &mut running, Duration::from_secs(5), &printer).await;
+                }
+                return match other {
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(()),
+                };
+            }
+        }
+    }
+    print_table(&started, &printer);
+    let (grace_tx, grace_rx) = tokio::sync::watch::channel(args.stop_timeout);
+    let mut supervisors = Vec::new();
+    for (spec, running) in started {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(supervise(
+            spec.clone(),
+            running,
+            data_dir.clone(),
+            !args.no_restart,
+            printer.clone(),
+            stop.clone(),
+            grace_rx.clone(),
+        ));
+        supervisors.push((spec, stop, handle));
+    }
+    signal.await;
+    let deadline = Instant::now() + args.stop_timeout;
+    printer.note(&format!(
+        "stopping everything (within {}s)",
+        args.stop_timeout.as_secs_f64()
+    ));
+    for (spec, stop, handle) in supervisors.into_iter().rev() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        grace_tx.send_replace(left.max(Duration::from_millis(100)));
+        stop.cancel();
+        if tokio::time::timeout(left + Duration::from_secs(1), handle)
+            .await
+            .is_err()
+        {
+            printer.note(&format!("{} did not stop in time", spec.name));
+        }
+    }
+    printer.note("stopped");
+    Ok(())
+}
+
+fn print_table(started: &[(Spec, Running)], printer: &Printer) {
+    let rows: Vec<Vec<String>> = started
+        .iter()
+        .map(|(spec, r)| vec![spec.name.to_owned(), r.url.clone(), r.pid.to_string()])
+        .collect();
+    let table = crate::cli::registry::table(&["NAME", "URL", "PID"], &rows, |_, c| c.to_owned());
+    println!();
+    println!("{table}");
+    println!();
+    let url = |name: &str| {
+        started
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .map_or_else(String::new, |(_, r)| r.url.clone())
+    };
+    printer.note(&format!(
+        "rollcall is up. Open the portal: {}   Dashboard: {}/",
+        url("portal"),
+        url("registry")
+    ));
+    printer.note("Ctrl-C stops everything.");
+}

@@ -1,0 +1,153 @@
+//! `rollcall up` run as a user runs it: the whole system comes up healthy, a
+//! crashed child is restarted, Ctrl-C stops everything within the deadline,
+//! and a taken port is explained.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SOON: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_everything_restarts_a_crash_and_stops_cleanly() {
+    let mut up = Up::start(&["--stop-timeout", "10s"]).await;
+    let names: Vec<&String> = up.services.keys().collect();
+    assert_eq!(names, vec!["grades", "log", "portal", "registry"]);
+    // All four healthy: the three services registered and passing.
+    let registry = up.url("registry").to_owned();
+    eventually(SOON, "all services passing", || async {
+        let c = catalog(&registry).await;
+        let passing: Vec<&str> = c
+            .iter()
+            .filter(|i| i["Status"] == "passing")
+            .map(|i| i["ServiceName"].as_str().unwrap())
+            .collect();
+        (passing.len() == 3).then_some(())
+    })
+    .await;
+    for name in ["registry", "log", "grades", "portal"] {
+        let r = reqwest::get(format!("{}/healthz", up.url(name)))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+    }
+    let page = reqwest::get(format!("{}/students", up.url("portal")))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Zhang San"));
+    // The log service collects the others' logs.
+    let log = up.url("log").to_owned();
+    eventually(SOON, "the grading service's logs to arrive", || async {
+        let records = query_logs(&log, "service=GradingService").await;
+        (!records.is_empty()).then_some(())
+    })
+    .await;
+
+    // SIGKILL a child: reported, restarted, registered again.
+    let grades_pid = up.pid("grades");
+    signal_pid(grades_pid, "KILL");
+    up.wait_line("grades exited unexpectedly (killed by signal 9)", SOON)
+        .await;
+    let restarted = up.wait_line("grades restarted", SOON).await;
+    let new_pid: u32 = restarted
+        .rsplit("pid ")
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    assert_ne!(new_pid, grades_pid);
+    let grades_url = up.url("grades").to_owned();
+    eventually(
+        SOON,
+        "the restarted grading service to be registered and passing",
+        || async {
+            let entry = instance(&registry, &grades_url).await?;
+            (entry["Status"] == "passing").then_some(())
+        },
+    )
+    .await;
+    let page = reqwest::get(format!("{}/students/1", up.url("portal")))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+
+    // Ctrl-C: every child stops, in reverse order, within the deadline.
+    let mut pids: Vec<u32> = up.services.values().map(|(_, pid)| *pid).collect();
+    pids.retain(|p| *p != grades_pid);
+    pids.push(new_pid);
+    let urls: Vec<String> = up.services.values().map(|(url, _)| url.clone()).collect();
+    let stopping = Instant::now();
+    up.signal("INT");
+    let order = [
+        up.wait_line("portal stopped", SOON).await,
+        up.wait_line("grades stopped", SOON).await,
+        up.wait_line("log stopped", SOON).await,
+        up.wait_line("registry stopped", SOON).await,
+    ];
+    assert!(order.iter().all(|l| l.contains("exit code 0")), "{order:?}");
+    let status = tokio::task::spawn_blocking(move || up.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(12),
+        "stopped within the deadline"
+    );
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} is still running");
+    }
+    for url in urls {
+        assert!(!listening(&url), "{url} still accepts connections");
+    }
+}
+
+#[tokio::test]
+async fn a_taken_port_is_named_with_the_flag_that_changes_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(rollcall_bin())
+        .args([
+            "up",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--registry-addr",
+            "127.0.0.1:0",
+            "--log-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("port {port} (log) is already in use")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--log-addr"), "{stderr}");
+    // And for a single service, its own flag.
+    let output = tokio::process::Command::new(rollcall_bin())
+        .args([
+            "registry",
+            "--in-memory",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("port {port} is already in use")) && stderr.contains("--addr"),
+        "{stderr}"
+    );
+}
