@@ -156,17 +156,19 @@ impl<'de> Deserialize<'de> for RawRegistration {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut raw = RawRegistration::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    match key.to_ascii_lowercase().as_str() {
-                        "servicename" => raw.name = map.next_value()?,
-                        "serviceurl" => raw.url = map.next_value()?,
-                        "requiredservices" => raw.required = map.next_value()?,
-                        "serviceupdateurl" | "serviceupdatedurl" => {
-                            raw.update_url = map.next_value()?
-                        }
-                        "heartbeaturl" => raw.heartbeat_url = map.next_value()?,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
+                    let is = |name: &str| key.eq_ignore_ascii_case(name);
+                    if is("ServiceName") {
+                        raw.name = map.next_value()?;
+                    } else if is("ServiceURL") {
+                        raw.url = map.next_value()?;
+                    } else if is("RequiredServices") {
+                        raw.required = map.next_value()?;
+                    } else if is("ServiceUpdateURL") || is("ServiceUpdatedURL") {
+                        raw.update_url = map.next_value()?;
+                    } else if is("HeartbeatURL") {
+                        raw.heartbeat_url = map.next_value()?;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
                     }
                 }
                 Ok(raw)

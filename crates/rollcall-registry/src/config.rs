@@ -71,7 +71,8 @@ pub struct RegistryConfig {
     #[arg(long, env = "ROLLCALL_DELIVERY_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub delivery_attempts: u32,
 
-    /// Most patches waiting per receiver; more collapse into one resync.
+    /// Most patches waiting per receiver; past it, the waiting patches are
+    /// merged into one with the same net effect.
     #[arg(long, env = "ROLLCALL_QUEUE_LIMIT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub queue_limit: u32,
 }

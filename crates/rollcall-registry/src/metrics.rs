@@ -20,6 +20,7 @@ pub struct Metrics {
     pub check_lag: Histogram,
     pub patches_queued: Counter,
     pub patches_delivered: Counter,
+    pub patches_coalesced: Counter,
     pub patches_dropped: Counter,
     pub delivery_attempt_failures: Counter,
     pub delivery_seconds: Histogram,
@@ -145,8 +146,13 @@ pub fn render(registry: &Registry) -> String {
         m.patches_delivered.get(),
     )
     .counter(
+        "rollcall_registry_patches_coalesced_total",
+        "Queued patches merged into one because a receiver's queue was full (nothing is lost).",
+        m.patches_coalesced.get(),
+    )
+    .counter(
         "rollcall_registry_patches_dropped_total",
-        "Queued patches discarded (queue overflow or a failed delivery); each is covered by a resync.",
+        "Queued patches discarded after a failed delivery; each is covered by a resync.",
         m.patches_dropped.get(),
     )
     .counter(

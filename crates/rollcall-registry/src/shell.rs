@@ -275,6 +275,7 @@ impl Registry {
     fn execute(&self, effects: Effects) {
         let metrics = &self.inner.metrics;
         metrics.patches_queued.add(effects.patches_queued);
+        metrics.patches_coalesced.add(effects.patches_coalesced);
         metrics.patches_dropped.add(effects.patches_dropped);
         for event in &effects.events {
             metrics.count_event(event.kind);

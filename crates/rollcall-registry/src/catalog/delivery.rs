@@ -1,11 +1,13 @@
 //! Delivery state for one receiver (an instance with a `ServiceUpdateURL`).
 //!
 //! A receiver has one ordered, bounded queue of patches and at most one patch in
-//! flight, so patches arrive in order. What the receiver holds is tracked in two
-//! sets: `confirmed`, what it certainly holds (every patch it acknowledged,
-//! applied in order), and `uncertain`, entries of patches whose delivery failed
-//! (it may or may not have applied them). A failed delivery, or a queue that
-//! overflows, drops the queue and leaves the receiver *owed a resync*: once it can
+//! flight, so patches arrive in order. When the queue is full, what waits in it
+//! is merged into one patch with the same net effect (so a slow receiver gets
+//! fewer, larger patches, and the queue's memory stays bounded). What the
+//! receiver holds is tracked in two sets: `confirmed`, what it certainly holds
+//! (every patch it acknowledged, applied in order), and `uncertain`, entries of
+//! patches whose delivery failed (it may or may not have applied them). A failed
+//! delivery drops the queue and leaves the receiver *owed a resync*: once it can
 //! be reached again it is sent exactly the difference between what it may hold
 //! and what it should hold — computed from the catalog at send time, never
 //! guessed. That keeps the invariant: the patches a receiver applied, in order,
@@ -19,8 +21,8 @@ use rollcall_proto::{Patch, PatchEntry, ServiceUrl, Timestamp};
 /// Delivery settings the rules use.
 #[derive(Debug, Clone)]
 pub struct DeliveryPolicy {
-    /// Most patches waiting per receiver; one more collapses the queue into a
-    /// resync.
+    /// Most patches waiting per receiver; one more merges the waiting ones
+    /// into one.
     pub queue_limit: usize,
     /// First wait before a resync after a failed delivery; doubles per failure.
     pub resync_backoff_min: Duration,
@@ -66,6 +68,9 @@ pub struct Receiver {
     pub worker_active: bool,
     pub next_seq: u64,
     pub resync: Option<ResyncOwed>,
+    /// A complete list (`Resync: true`) failed to arrive: the receiver may hold
+    /// anything, so the resync must be a complete list too, even an empty one.
+    pub full_resync_owed: bool,
     pub delivered: u64,
     pub failed: u64,
 }
@@ -77,8 +82,9 @@ pub enum Pushed {
     Queued { seq: u64 },
     /// The receiver owes a resync already; the change will be part of it.
     Folded,
-    /// The queue was full: `dropped` patches were discarded and a resync is owed.
-    Overflowed { dropped: usize },
+    /// The queue was full: it was merged, with this patch, into one patch;
+    /// `merged` patches became one.
+    Coalesced { merged: usize },
 }
 
 impl Receiver {
@@ -93,6 +99,7 @@ impl Receiver {
             worker_active: false,
             next_seq: 1,
             resync: None,
+            full_resync_owed: false,
             delivered: 0,
             failed: 0,
         }
@@ -106,23 +113,90 @@ impl Receiver {
 
     /// Queues a patch, unless a resync is owed (it will include the change).
     pub fn push(&mut self, policy: &DeliveryPolicy, patch: Patch, now: Timestamp) -> Pushed {
+        let _ = now;
         if self.resync.is_some() {
             return Pushed::Folded;
         }
         if self.queue.len() >= policy.queue_limit {
-            let dropped = self.queue.len() + 1;
-            self.queue.clear();
-            // Not a failure of the receiver: resync as soon as the in-flight
-            // patch (if any) is done.
-            self.resync = Some(ResyncOwed {
-                not_before: now,
-                failures: 0,
+            let merged = self.queue.len() + 1;
+            let mut all: Vec<Patch> = self.queue.drain(..).map(|o| o.patch).collect();
+            all.push(patch);
+            let combined = self.merge(&all);
+            let seq = self.next_seq();
+            self.queue.push_back(Outgoing {
+                seq,
+                patch: combined,
             });
-            return Pushed::Overflowed { dropped };
+            return Pushed::Coalesced { merged };
         }
         let seq = self.next_seq();
         self.queue.push_back(Outgoing { seq, patch });
         Pushed::Queued { seq }
+    }
+
+    /// What the receiver holds once the in-flight patch is applied (assuming it
+    /// succeeds; if it fails the queue is dropped anyway) — for the entries
+    /// asked about only, so this costs O(log n) per entry, not a scan.
+    fn held_before_queue(&self, entry: &PatchEntry) -> bool {
+        match &self.in_flight {
+            Some(o) if o.patch.resync => o.patch.added.contains(entry),
+            Some(o) if o.patch.removed.contains(entry) => false,
+            Some(o) if o.patch.added.contains(entry) => true,
+            _ => self.confirmed.contains(entry),
+        }
+    }
+
+    /// One patch with the net effect of `patches` applied in order: an entry is
+    /// added if it ends present and was not held before, removed if it ends
+    /// absent and was held. No entry is in both lists, so receivers that apply
+    /// `Added` first (the Go originals) and those that apply `Removed` first
+    /// agree. If one of them is a resync (a complete list), so is the result:
+    /// the list after it, with the later patches applied.
+    fn merge(&self, patches: &[Patch]) -> Patch {
+        let revision = patches.iter().rev().find_map(|p| p.revision);
+        if let Some(start) = patches.iter().rposition(|p| p.resync) {
+            let base = &patches[start];
+            let mut state: BTreeSet<PatchEntry> = base.added.iter().cloned().collect();
+            for p in &patches[start + 1..] {
+                for e in &p.removed {
+                    state.remove(e);
+                }
+                state.extend(p.added.iter().cloned());
+            }
+            return Patch {
+                removed: base
+                    .removed
+                    .iter()
+                    .filter(|e| !state.contains(*e))
+                    .cloned()
+                    .collect(),
+                added: state.into_iter().collect(),
+                revision,
+                resync: true,
+            };
+        }
+        let mut last: std::collections::BTreeMap<&PatchEntry, bool> =
+            std::collections::BTreeMap::new();
+        for p in patches {
+            for e in &p.removed {
+                last.insert(e, false);
+            }
+            for e in &p.added {
+                last.insert(e, true);
+            }
+        }
+        let mut combined = Patch {
+            revision,
+            ..Patch::default()
+        };
+        for (entry, present) in last {
+            match (self.held_before_queue(entry), present) {
+                (false, true) => combined.added.push(entry.clone()),
+                (true, false) => combined.removed.push(entry.clone()),
+                _ => {}
+            }
+        }
+        combined
     }
 
     /// Whether the worker has something to send at `now`.
@@ -146,6 +220,22 @@ impl Receiver {
         }
         let next = match self.resync {
             Some(owed) if owed.not_before > now => return None,
+            Some(_) if self.full_resync_owed => {
+                let desired = desired();
+                let patch = Patch {
+                    removed: self
+                        .confirmed
+                        .union(&self.uncertain)
+                        .filter(|e| !desired.contains(*e))
+                        .cloned()
+                        .collect(),
+                    added: desired.into_iter().collect(),
+                    revision: Some(revision),
+                    resync: true,
+                };
+                let seq = self.next_seq();
+                Outgoing { seq, patch }
+            }
             Some(_) => {
                 let patch = resync_patch(&self.confirmed, &self.uncertain, &desired(), revision);
                 if patch.added.is_empty() && patch.removed.is_empty() {
@@ -175,6 +265,7 @@ impl Receiver {
         if done.resync {
             // A resync carries the complete list: nothing else may be held.
             self.confirmed = done.added.iter().cloned().collect();
+            self.full_resync_owed = false;
         } else {
             for entry in &done.removed {
                 self.confirmed.remove(entry);
@@ -206,6 +297,9 @@ impl Receiver {
         let failed = self.in_flight.take()?.patch;
         self.uncertain
             .extend(failed.added.iter().chain(&failed.removed).cloned());
+        if failed.resync {
+            self.full_resync_owed = true;
+        }
         let dropped = self.queue.len();
         self.queue.clear();
         let failures = self.resync.map_or(0, |o| o.failures).saturating_add(1);
@@ -379,24 +473,89 @@ mod tests {
     }
 
     #[test]
-    fn overflow_collapses_the_queue_into_a_resync() {
+    fn a_full_queue_is_merged_into_one_patch_with_the_same_net_effect() {
         let p = DeliveryPolicy {
-            queue_limit: 2,
+            queue_limit: 3,
             ..DeliveryPolicy::default()
         };
         let mut r = receiver();
-        r.push(&p, added(&[e("A", 1)]), Timestamp(0));
-        r.push(&p, added(&[e("A", 2)]), Timestamp(0));
+        r.confirmed = set(&[e("A", 1), e("A", 2)]);
+        let removed = |entries: &[PatchEntry]| Patch {
+            removed: entries.to_vec(),
+            ..Patch::default()
+        };
+        r.push(&p, added(&[e("A", 3)]), Timestamp(0));
+        r.push(&p, removed(&[e("A", 1)]), Timestamp(0));
+        r.push(&p, added(&[e("A", 4)]), Timestamp(0));
+        // A:2 goes and comes back; A:4 comes and goes: neither changes.
         assert_eq!(
-            r.push(&p, added(&[e("A", 3)]), Timestamp(0)),
-            Pushed::Overflowed { dropped: 3 }
+            r.push(&p, removed(&[e("A", 2), e("A", 4)]), Timestamp(0)),
+            Pushed::Coalesced { merged: 4 }
         );
-        assert!(r.queue.is_empty());
-        let full = r
-            .take_next(Timestamp(0), 9, || set(&[e("A", 1), e("A", 2), e("A", 3)]))
-            .unwrap();
-        assert!(full.patch.resync);
-        assert_eq!(full.patch.added.len(), 3);
+        r.push(&p, added(&[e("A", 2)]), Timestamp(0));
+        assert_eq!(r.queue.len(), 2);
+        let merged = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
+        assert_eq!(merged.patch.added, vec![e("A", 3)]);
+        assert_eq!(merged.patch.removed, vec![e("A", 1), e("A", 2)]);
+        r.succeeded(merged.seq, Timestamp(0)).unwrap();
+        let last = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
+        r.succeeded(last.seq, Timestamp(0)).unwrap();
+        assert_eq!(r.confirmed, set(&[e("A", 2), e("A", 3)]));
+        assert!(r.resync.is_none(), "no resync: nothing was lost");
+    }
+
+    #[test]
+    fn a_failed_complete_list_is_owed_as_a_complete_list_even_when_empty() {
+        let p = DeliveryPolicy::default();
+        let mut r = receiver();
+        r.push(
+            &p,
+            Patch {
+                resync: true,
+                ..Patch::default()
+            },
+            Timestamp(0),
+        );
+        let initial = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
+        r.failed(&p, initial.seq, Timestamp(0));
+        let again = r.take_next(Timestamp(5_000), 2, BTreeSet::new).unwrap();
+        assert!(
+            again.patch.resync && again.patch.added.is_empty(),
+            "sent although empty"
+        );
+        r.succeeded(again.seq, Timestamp(5_000));
+        assert!(!r.full_resync_owed);
+        assert!(r.take_next(Timestamp(5_000), 2, BTreeSet::new).is_none());
+        assert!(r.resync.is_none());
+    }
+
+    #[test]
+    fn a_merged_initial_patch_stays_a_complete_list() {
+        let p = DeliveryPolicy {
+            queue_limit: 1,
+            ..DeliveryPolicy::default()
+        };
+        let mut r = receiver();
+        r.push(
+            &p,
+            Patch {
+                added: vec![e("C", 4)],
+                resync: true,
+                ..Patch::default()
+            },
+            Timestamp(0),
+        );
+        r.push(
+            &p,
+            Patch {
+                removed: vec![e("C", 4)],
+                ..Patch::default()
+            },
+            Timestamp(0),
+        );
+        let merged = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
+        assert!(merged.patch.resync);
+        assert!(merged.patch.added.is_empty() && merged.patch.removed.is_empty());
     }
 
     #[test]

@@ -151,8 +151,9 @@ pub struct Effects {
     /// The check schedule gained an earlier entry: wake the scheduler.
     pub schedule_changed: bool,
     pub patches_queued: u64,
-    /// Patches discarded from overflowing or failed queues (each covered by a
-    /// resync).
+    /// Queued patches merged into one because a receiver's queue was full.
+    pub patches_coalesced: u64,
+    /// Queued patches discarded after a failed delivery (covered by a resync).
     pub patches_dropped: u64,
 }
 
@@ -163,6 +164,7 @@ impl Effects {
         self.events.extend(other.events);
         self.schedule_changed |= other.schedule_changed;
         self.patches_queued += other.patches_queued;
+        self.patches_coalesced += other.patches_coalesced;
         self.patches_dropped += other.patches_dropped;
     }
 }
@@ -292,6 +294,18 @@ impl Catalog {
     /// All instances, in no particular order.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.instances.values()
+    }
+
+    /// The instances of `name` (through the name index: no scan).
+    pub fn instances_of<'a>(
+        &'a self,
+        name: &ServiceName,
+    ) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|url| self.instances.get(url))
     }
 
     /// The names that some registered receiver requires.
@@ -771,9 +785,9 @@ impl Catalog {
             match receiver.push(&policy, patch, now) {
                 Pushed::Queued { .. } => effects.patches_queued += 1,
                 Pushed::Folded => {}
-                Pushed::Overflowed { dropped } => {
-                    effects.patches_dropped += dropped as u64;
-                    self.owing.insert(receiver_url.clone());
+                Pushed::Coalesced { merged } => {
+                    effects.patches_queued += 1;
+                    effects.patches_coalesced += merged as u64;
                 }
             }
             self.wake(&receiver_url, now, effects);

@@ -397,11 +397,13 @@ impl Sim {
             self.workers.remove(&(receiver, generation));
             return;
         };
+        assert!(
+            d.patch.added.iter().all(|e| !d.patch.removed.contains(e)),
+            "an entry both added and removed: receivers disagree on the order"
+        );
+        // A re-registered instance may still hold its old table: only the
+        // initial patch's `Resync` (complete list) sets it right.
         let table = self.tables.entry(receiver.clone()).or_default();
-        if d.patch.resync && d.ticket.seq == 1 {
-            // A (re-)registered instance starts with an empty table.
-            table.clear();
-        }
         if ok || applied {
             apply(table, &d.patch);
         }
@@ -419,10 +421,15 @@ proptest! {
 
     #[test]
     fn every_receiver_ends_up_holding_exactly_the_healthy_providers(
-        cmds in proptest::collection::vec(cmd(), 1..60)
+        cmds in proptest::collection::vec(cmd(), 1..60),
+        queue_limit in prop_oneof![Just(2usize), Just(64usize)],
     ) {
         let config = CatalogConfig {
             deregister_after: Duration::from_secs(86_400),
+            delivery: delivery::DeliveryPolicy {
+                queue_limit,
+                ..delivery::DeliveryPolicy::default()
+            },
             ..CatalogConfig::default()
         };
         let mut c = Catalog::new(config);

@@ -81,6 +81,24 @@ impl StoreWriter {
     }
 }
 
+/// The ops of a group, minus revision writes that a later one in the group
+/// overwrites anyway (every registration bumps the revision).
+fn coalesce(ops: impl Iterator<Item = StoreOp>) -> Vec<StoreOp> {
+    let mut ops: Vec<StoreOp> = ops.collect();
+    if let Some(last) = ops
+        .iter()
+        .rposition(|op| matches!(op, StoreOp::SetRevision(_)))
+    {
+        let mut i = 0;
+        ops.retain(|op| {
+            let keep = !matches!(op, StoreOp::SetRevision(_)) || i == last;
+            i += 1;
+            keep
+        });
+    }
+    ops
+}
+
 fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Batch>, metrics: Arc<WriterMetrics>) {
     let mut group: Vec<Batch> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
@@ -91,7 +109,7 @@ fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Batch>, metrics: Arc
                 Err(_) => break,
             }
         }
-        let ops: Vec<StoreOp> = group.iter().flat_map(|b| b.ops.iter().cloned()).collect();
+        let ops = coalesce(group.iter().flat_map(|b| b.ops.iter().cloned()));
         let started = Instant::now();
         let result = store.apply(&ops);
         metrics.commit_seconds.observe(started.elapsed());
