@@ -163,6 +163,9 @@ impl Plan {
 struct Bench {
     plan: Plan,
     bins: Binaries,
+    /// The trivial server, kept running to measure the ceiling next to each
+    /// figure.
+    trivial: Option<Proc>,
     ceiling: f64,
     client: reqwest::Client,
     idle_rss: Vec<(String, u64)>,
@@ -299,8 +302,32 @@ impl Bench {
             format!("{} requests, no errors", r.ok),
             r.errors == 0 && r.rejected == 0,
         );
-        trivial.stop().await;
+        s.note(
+            "The machine's speed drifts during a run, so every ratio below is against a ceiling measured again \
+             right before that figure (same client, same connections); this table shows the first.",
+        );
+        self.trivial = Some(trivial);
         Ok(s)
+    }
+
+    /// Measures the ceiling again, right now (for the next figure's ratio).
+    async fn ceiling_now(&mut self) -> f64 {
+        let Some(trivial) = &self.trivial else {
+            return self.ceiling;
+        };
+        let addr = trivial.addr();
+        let r = load::run(
+            addr,
+            self.plan.connections,
+            self.plan.measure,
+            None,
+            Arc::new(move |_| load::request("GET", addr, "/", Bytes::new())),
+        )
+        .await;
+        if r.ok > 0 {
+            self.ceiling = r.rate();
+        }
+        self.ceiling
     }
 
     // ----- 2 ----------------------------------------------------------------
@@ -318,6 +345,7 @@ impl Bench {
         let addr = reg.addr();
         let base = reg.url.clone();
         self.idle_rss.push(("registry".into(), reg.rss()));
+        self.ceiling_now().await;
         let r = load::run(
             addr,
             self.plan.connections,
@@ -361,6 +389,7 @@ impl Bench {
             )
             .await?;
         }
+        self.ceiling_now().await;
         let before = self.metrics(&base).await?;
         let r = load::run(
             addr,
@@ -433,6 +462,7 @@ impl Bench {
         ));
 
         // Deregistrations of the first run's instances.
+        self.ceiling_now().await;
         let r = load::run(
             addr,
             self.plan.connections,
@@ -860,6 +890,7 @@ impl Bench {
             }
             let addr = log.addr();
             let (r, per_request) = if k == 0 {
+                self.ceiling_now().await;
                 let r = load::run(
                     addr,
                     self.plan.connections,
@@ -961,6 +992,7 @@ impl Bench {
         .await?;
         self.idle_rss.push(("grades".into(), grades.rss()));
         let addr = grades.addr();
+        self.ceiling_now().await;
         let r = load::run(
             addr,
             self.plan.connections,
@@ -1025,6 +1057,7 @@ impl Bench {
         );
         self.loaded_rss
             .push(("portal (pages)".into(), portal.rss()));
+        self.ceiling_now().await;
         let r = load::run(
             addr,
             self.plan.connections,
@@ -1130,6 +1163,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let mut bench = Bench {
         plan: plan.clone(),
         bins,
+        trivial: None,
         ceiling: 0.0,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
@@ -1158,6 +1192,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     section!("logs", bench.logs());
     section!("application", bench.application());
     section!("memory", bench.memory());
+    if let Some(trivial) = bench.trivial.take() {
+        trivial.stop().await;
+    }
     let report = Report {
         generated: rollcall_proto::Timestamp::system_now().to_rfc3339(),
         mode: if plan.quick {

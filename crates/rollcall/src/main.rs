@@ -9,12 +9,6 @@ mod cli;
 mod serve;
 mod up;
 
-/// mimalloc instead of glibc's allocator: the services allocate on one thread
-/// and free on another (request buffers handed to the store writer), where
-/// glibc spends its time consolidating. See BENCHMARKS.md.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand, ValueEnum};
 use rollcall_grades::GradesConfig;
 use rollcall_logs::LogConfig;

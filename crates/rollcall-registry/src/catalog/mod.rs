@@ -413,7 +413,10 @@ impl Catalog {
             }
         }
         self.wake(&url, now, &mut effects);
-        effects.persist.push(StoreOp::PutInstance(stored));
+        effects.persist.push(StoreOp::PutInstance {
+            instance: stored,
+            replaced: previous.is_some(),
+        });
         effects.persist.push(StoreOp::SetRevision(self.revision));
         let kind = if previous.is_some() {
             EventKind::Reregistered

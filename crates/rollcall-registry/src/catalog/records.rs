@@ -24,7 +24,12 @@ pub struct StoredInstance {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOp {
     /// Insert or replace an instance; its confirmed view starts empty.
-    PutInstance(StoredInstance),
+    /// `replaced` says whether it was registered already (a new instance has
+    /// no view to clear).
+    PutInstance {
+        instance: StoredInstance,
+        replaced: bool,
+    },
     /// An instance's health status changed.
     SetStatus {
         url: ServiceUrl,

@@ -20,7 +20,7 @@ struct State {
 impl State {
     fn apply(&mut self, op: &StoreOp) {
         match op {
-            StoreOp::PutInstance(instance) => {
+            StoreOp::PutInstance { instance, .. } => {
                 let url = instance.registration.url.clone();
                 self.views.remove(&url);
                 self.instances.insert(url, instance.clone());

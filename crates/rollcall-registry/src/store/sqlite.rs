@@ -88,12 +88,17 @@ impl SqliteStore {
 
 fn apply_op(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> Result<(), StoreError> {
     match op {
-        StoreOp::PutInstance(i) => {
+        StoreOp::PutInstance {
+            instance: i,
+            replaced,
+        } => {
             let url = i.registration.url.as_str();
             let json = serde_json::to_string(&i.registration)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            tx.prepare_cached("DELETE FROM views WHERE receiver = ?1")?
-                .execute(params![url])?;
+            if *replaced {
+                tx.prepare_cached("DELETE FROM views WHERE receiver = ?1")?
+                    .execute(params![url])?;
+            }
             tx.prepare_cached(
                 "INSERT INTO instances (url, name, registration, registered_at, status, status_since)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)

@@ -23,12 +23,19 @@ fn reg(name: &str, port: u16) -> Registration {
 }
 
 fn put(name: &str, port: u16) -> StoreOp {
-    StoreOp::PutInstance(StoredInstance {
-        registration: reg(name, port),
-        registered_at: Timestamp(1_000),
-        status: Health::Passing,
-        status_since: Timestamp(1_000),
-    })
+    put_as(name, port, false)
+}
+
+fn put_as(name: &str, port: u16, replaced: bool) -> StoreOp {
+    StoreOp::PutInstance {
+        instance: StoredInstance {
+            registration: reg(name, port),
+            registered_at: Timestamp(1_000),
+            status: Health::Passing,
+            status_since: Timestamp(1_000),
+        },
+        replaced,
+    }
 }
 
 fn url(port: u16) -> ServiceUrl {
@@ -83,7 +90,7 @@ fn contract(store: &dyn Store) {
         }])
         .unwrap();
     assert_eq!(store.load().unwrap().views, vec![(url(1), entry("Log", 7))]);
-    store.apply(&[put("A2", 1)]).unwrap();
+    store.apply(&[put_as("A2", 1, true)]).unwrap();
     let state = store.load().unwrap();
     assert_eq!(state.instances.len(), 2);
     assert!(state.views.is_empty());
