@@ -278,14 +278,12 @@ impl Bench {
         );
         let trivial = Proc::start(&self.bins.bench, &["--serve-trivial", "127.0.0.1:0"]).await?;
         let addr = trivial.addr();
-        let r = load::run(
-            addr,
-            self.plan.connections,
-            self.plan.measure,
-            None,
-            Arc::new(move |_| load::request("GET", addr, "/", Bytes::new())),
-        )
-        .await;
+        let r = self
+            .measure(
+                addr,
+                Arc::new(move |_| load::request("GET", addr, "/", Bytes::new())),
+            )
+            .await;
         self.ceiling = r.rate();
         s.row(Row::new("requests/s", r.rate(), "req/s"))
             .row(Row::new(
@@ -310,20 +308,23 @@ impl Bench {
         Ok(s)
     }
 
+    /// Load with the plan's connections for the plan's measuring time.
+    async fn measure(&self, addr: SocketAddr, make: load::MakeRequest) -> load::LoadResult {
+        load::run(addr, self.plan.connections, self.plan.measure, None, make).await
+    }
+
     /// Measures the ceiling again, right now (for the next figure's ratio).
     async fn ceiling_now(&mut self) -> f64 {
         let Some(trivial) = &self.trivial else {
             return self.ceiling;
         };
         let addr = trivial.addr();
-        let r = load::run(
-            addr,
-            self.plan.connections,
-            self.plan.measure,
-            None,
-            Arc::new(move |_| load::request("GET", addr, "/", Bytes::new())),
-        )
-        .await;
+        let r = self
+            .measure(
+                addr,
+                Arc::new(move |_| load::request("GET", addr, "/", Bytes::new())),
+            )
+            .await;
         if r.ok > 0 {
             self.ceiling = r.rate();
         }
@@ -346,21 +347,19 @@ impl Bench {
         let base = reg.url.clone();
         self.idle_rss.push(("registry".into(), reg.rss()));
         self.ceiling_now().await;
-        let r = load::run(
-            addr,
-            self.plan.connections,
-            self.plan.measure,
-            None,
-            Arc::new(move |i| {
-                load::request(
-                    "POST",
-                    addr,
-                    "/services",
-                    registration("Bench", &format!("http://127.0.0.1:9/bench/{i}")),
-                )
-            }),
-        )
-        .await;
+        let r = self
+            .measure(
+                addr,
+                Arc::new(move |i| {
+                    load::request(
+                        "POST",
+                        addr,
+                        "/services",
+                        registration("Bench", &format!("http://127.0.0.1:9/bench/{i}")),
+                    )
+                }),
+            )
+            .await;
         let acked = r.ok;
         s.row(
             Row::new("registrations/s (no dependents)", r.rate(), "reg/s")
@@ -391,21 +390,19 @@ impl Bench {
         }
         self.ceiling_now().await;
         let before = self.metrics(&base).await?;
-        let r = load::run(
-            addr,
-            self.plan.connections,
-            self.plan.measure,
-            None,
-            Arc::new(move |i| {
-                load::request(
-                    "POST",
-                    addr,
-                    "/services",
-                    registration("Notified", &format!("http://127.0.0.1:9/notified/{i}")),
-                )
-            }),
-        )
-        .await;
+        let r = self
+            .measure(
+                addr,
+                Arc::new(move |i| {
+                    load::request(
+                        "POST",
+                        addr,
+                        "/services",
+                        registration("Notified", &format!("http://127.0.0.1:9/notified/{i}")),
+                    )
+                }),
+            )
+            .await;
         let after = self.metrics(&base).await?;
         let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
         s.row(
@@ -442,14 +439,14 @@ impl Bench {
             )
             .await?;
         }
-        let r = load::run(
-            addr,
-            self.plan.connections,
-            self.plan.measure,
-            None,
-            Arc::new(move |_| load::request("GET", addr, "/services?service=Small", Bytes::new())),
-        )
-        .await;
+        let r = self
+            .measure(
+                addr,
+                Arc::new(move |_| {
+                    load::request("GET", addr, "/services?service=Small", Bytes::new())
+                }),
+            )
+            .await;
         s.row(
             Row::new("catalog reads/s", r.rate(), "req/s")
                 .ratio(self.ceiling)
@@ -891,29 +888,24 @@ impl Bench {
             let addr = log.addr();
             let (r, per_request) = if k == 0 {
                 self.ceiling_now().await;
-                let r = load::run(
-                    addr,
-                    self.plan.connections,
-                    self.plan.measure,
-                    None,
-                    Arc::new(move |i| {
-                        load::request(
-                            "POST",
-                            addr,
-                            "/log",
-                            format!("[Bench] - classic message {i}"),
-                        )
-                    }),
-                )
-                .await;
+                let r = self
+                    .measure(
+                        addr,
+                        Arc::new(move |i| {
+                            load::request(
+                                "POST",
+                                addr,
+                                "/log",
+                                format!("[Bench] - classic message {i}"),
+                            )
+                        }),
+                    )
+                    .await;
                 (r, 1u64)
             } else {
-                let r = load::run(
-                    addr,
-                    self.plan.connections,
-                    self.plan.measure,
-                    None,
-                    Arc::new(move |i| {
+                let r = self.measure(
+            addr,
+            Arc::new(move |i| {
                         let mut body = String::with_capacity(batch * 110);
                         body.push('[');
                         for j in 0..batch {
@@ -993,21 +985,19 @@ impl Bench {
         self.idle_rss.push(("grades".into(), grades.rss()));
         let addr = grades.addr();
         self.ceiling_now().await;
-        let r = load::run(
-            addr,
-            self.plan.connections,
-            self.plan.measure,
-            None,
-            Arc::new(move |i| {
-                load::request(
-                    "GET",
-                    addr,
-                    &format!("/students/{}", 1 + i % 5),
-                    Bytes::new(),
-                )
-            }),
-        )
-        .await;
+        let r = self
+            .measure(
+                addr,
+                Arc::new(move |i| {
+                    load::request(
+                        "GET",
+                        addr,
+                        &format!("/students/{}", 1 + i % 5),
+                        Bytes::new(),
+                    )
+                }),
+            )
+            .await;
         s.row(Row::new("GET /students/{id}", r.rate(), "req/s").ratio(self.ceiling));
         self.loaded_rss
             .push(("grades (reads)".into(), grades.rss()));
@@ -1058,24 +1048,22 @@ impl Bench {
         self.loaded_rss
             .push(("portal (pages)".into(), portal.rss()));
         self.ceiling_now().await;
-        let r = load::run(
-            addr,
-            self.plan.connections,
-            self.plan.measure,
-            None,
-            Arc::new(move |i| {
-                load::request(
-                    "POST",
-                    addr,
-                    &format!("/students/{}/grades", 1 + i % 5),
-                    format!(
-                        r#"{{"Title":"Bench {i}","Type":"Quiz","Score":{}}}"#,
-                        i % 101
-                    ),
-                )
-            }),
-        )
-        .await;
+        let r = self
+            .measure(
+                addr,
+                Arc::new(move |i| {
+                    load::request(
+                        "POST",
+                        addr,
+                        &format!("/students/{}/grades", 1 + i % 5),
+                        format!(
+                            r#"{{"Title":"Bench {i}","Type":"Quiz","Score":{}}}"#,
+                            i % 101
+                        ),
+                    )
+                }),
+            )
+            .await;
         s.row(Row::new("POST /students/{id}/grades", r.rate(), "req/s").ratio(self.ceiling));
         let students: Vec<serde_json::Value> = self
             .client

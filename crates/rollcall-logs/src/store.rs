@@ -564,10 +564,52 @@ fn enforce_retention(shared: &Shared, now: Timestamp) -> usize {
     doomed.len()
 }
 
+/// What a query has collected so far, and whether it is done.
+struct Scan<'q> {
+    query: &'q Query,
+    page: Page,
+    scanned: u64,
+    last_examined: Option<u64>,
+    full: bool,
+}
+
+impl Scan<'_> {
+    /// Looks at one stored line; `wanted` says whether its seq is on the
+    /// cursor's side. Returns `false` once the page is full or the budget
+    /// spent.
+    fn visit(&mut self, line: &[u8], bytes: u64, wanted: impl Fn(u64) -> bool) -> bool {
+        self.scanned += bytes;
+        if let Ok(record) = serde_json::from_slice::<LogRecord>(line)
+            && wanted(record.seq)
+        {
+            self.last_examined = Some(record.seq);
+            if self.query.filter.matches(&record) {
+                self.page.records.push(record);
+                if self.page.records.len() >= self.query.limit {
+                    self.full = true;
+                    return false;
+                }
+            }
+        }
+        if self.scanned >= self.query.scan_budget {
+            self.full = true;
+            return false;
+        }
+        true
+    }
+}
+
+/// A segment deleted by retention since the snapshot is simply skipped.
+fn skip_missing<T>(e: io::Error) -> io::Result<Option<T>> {
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
 /// Reads segments for a query, within its scan budget.
 fn run_query(segments: &[SegmentMeta], query: &Query) -> io::Result<Page> {
-    let mut page = Page::default();
-    let mut scanned: u64 = 0;
     let filter = &query.filter;
     let overlaps = |s: &SegmentMeta| match (s.min_ts, s.max_ts) {
         (Some(min), Some(max)) => {
@@ -576,80 +618,62 @@ fn run_query(segments: &[SegmentMeta], query: &Query) -> io::Result<Page> {
         }
         _ => false,
     };
-    let mut last_examined: Option<u64> = None;
-    let mut full = false;
+    let mut scan = Scan {
+        query,
+        page: Page::default(),
+        scanned: 0,
+        last_examined: None,
+        full: false,
+    };
     match query.order {
         Order::Desc => {
             let before = query.cursor.unwrap_or(u64::MAX);
-            'segments: for s in segments.iter().rev() {
+            for s in segments.iter().rev() {
                 if s.first_seq >= before || !overlaps(s) {
                     continue;
                 }
-                let mut lines = match ReverseLines::open(&s.path, s.end_for(before)) {
-                    Ok(lines) => lines,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
+                let Some(mut lines) = ReverseLines::open(&s.path, s.end_for(before))
+                    .map(Some)
+                    .or_else(skip_missing)?
+                else {
+                    continue;
                 };
                 while let Some(line) = lines.next_line()? {
-                    scanned += line.len() as u64 + 1;
-                    let Ok(record) = serde_json::from_slice::<LogRecord>(&line) else {
-                        continue;
-                    };
-                    if record.seq >= before {
-                        continue;
+                    if !scan.visit(&line, line.len() as u64 + 1, |seq| seq < before) {
+                        break;
                     }
-                    last_examined = Some(record.seq);
-                    if filter.matches(&record) {
-                        page.records.push(record);
-                        if page.records.len() >= query.limit {
-                            full = true;
-                            break 'segments;
-                        }
-                    }
-                    if scanned >= query.scan_budget {
-                        full = true;
-                        break 'segments;
-                    }
+                }
+                if scan.full {
+                    break;
                 }
             }
         }
         Order::Asc => {
             let after = query.cursor.unwrap_or(0);
-            'segments: for s in segments {
+            for s in segments {
                 if s.last_seq.is_none_or(|last| last <= after) || !overlaps(s) {
                     continue;
                 }
-                let mut lines = match ForwardLines::open(&s.path, s.offset_for(after + 1), s.len) {
-                    Ok(lines) => lines,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
+                let Some(mut lines) = ForwardLines::open(&s.path, s.offset_for(after + 1), s.len)
+                    .map(Some)
+                    .or_else(skip_missing)?
+                else {
+                    continue;
                 };
                 while let Some((line, n)) = lines.next_line()? {
-                    scanned += n;
-                    let Ok(record) = serde_json::from_slice::<LogRecord>(line) else {
-                        continue;
-                    };
-                    if record.seq <= after {
-                        continue;
+                    if !scan.visit(line, n, |seq| seq > after) {
+                        break;
                     }
-                    last_examined = Some(record.seq);
-                    if filter.matches(&record) {
-                        page.records.push(record);
-                        if page.records.len() >= query.limit {
-                            full = true;
-                            break 'segments;
-                        }
-                    }
-                    if scanned >= query.scan_budget {
-                        full = true;
-                        break 'segments;
-                    }
+                }
+                if scan.full {
+                    break;
                 }
             }
         }
     }
-    page.scanned_bytes = scanned;
-    page.next_cursor = if full { last_examined } else { None };
+    let mut page = scan.page;
+    page.scanned_bytes = scan.scanned;
+    page.next_cursor = if scan.full { scan.last_examined } else { None };
     Ok(page)
 }
 

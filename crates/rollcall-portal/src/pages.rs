@@ -397,6 +397,39 @@ fn parse_grade(form: &GradeForm) -> Result<NewGrade, GradeErrors> {
         .map_err(|e| GradeErrors::from_fields(&e))
 }
 
+/// What saving a grade form came to.
+enum Saved {
+    /// Stored: redirect to the student's page (so a reload stores nothing twice).
+    Done,
+    /// Refused: show the form again with these errors.
+    Refused(GradeErrors),
+    /// The grading service could not be used: show this page.
+    Failed(Response),
+}
+
+/// Validates `form` with the grading service's own rules and, if it passes,
+/// sends it with `send`; a refusal by the grading service is shown next to the
+/// field it names.
+async fn save_grade<F, Fut>(state: &AppState, form: &GradeForm, send: F) -> Saved
+where
+    F: FnOnce(GradeBody) -> Fut,
+    Fut: std::future::Future<Output = Result<GradeView, GradingError>>,
+{
+    let grade = match parse_grade(form) {
+        Ok(grade) => grade,
+        Err(errors) => return Saved::Refused(errors),
+    };
+    match send(GradeBody::from(&grade)).await {
+        Ok(_) => Saved::Done,
+        Err(GradingError::Invalid { field, message }) => {
+            let mut errors = GradeErrors::default();
+            errors.set(field.as_deref(), message);
+            Saved::Refused(errors)
+        }
+        Err(e) => Saved::Failed(error_page(state, &e)),
+    }
+}
+
 async fn add_grade(
     State(state): State<AppState>,
     Path(student): Path<String>,
@@ -407,24 +440,15 @@ async fn add_grade(
         Ok(i) => i,
         Err(e) => return error_page(&state, &e),
     };
-    let errors = match parse_grade(&form) {
-        Ok(grade) => match state
-            .grading
-            .add_grade(student_id, &GradeBody::from(&grade))
-            .await
-        {
-            Ok(_) => {
-                // Redirect after POST: a reload does not add the grade twice.
-                return Redirect::to(&format!("/students/{student_id}")).into_response();
-            }
-            Err(GradingError::Invalid { field, message }) => {
-                let mut errors = GradeErrors::default();
-                errors.set(field.as_deref(), message);
-                errors
-            }
-            Err(e) => return error_page(&state, &e),
-        },
-        Err(errors) => errors,
+    let grading = state.grading.clone();
+    let errors = match save_grade(&state, &form, |body| async move {
+        grading.add_grade(student_id, &body).await
+    })
+    .await
+    {
+        Saved::Done => return Redirect::to(&format!("/students/{student_id}")).into_response(),
+        Saved::Refused(errors) => errors,
+        Saved::Failed(page) => return page,
     };
     match state.grading.student(student_id).await {
         Ok(s) => render(
@@ -514,21 +538,15 @@ async fn update_grade(
         (Ok(s), Ok(g)) => (s, g),
         _ => return error_page(&state, &GradingError::NotFound),
     };
-    let errors = match parse_grade(&form) {
-        Ok(new) => match state
-            .grading
-            .update_grade(student_id, grade_id, &GradeBody::from(&new))
-            .await
-        {
-            Ok(_) => return Redirect::to(&format!("/students/{student_id}")).into_response(),
-            Err(GradingError::Invalid { field, message }) => {
-                let mut errors = GradeErrors::default();
-                errors.set(field.as_deref(), message);
-                errors
-            }
-            Err(e) => return error_page(&state, &e),
-        },
-        Err(errors) => errors,
+    let grading = state.grading.clone();
+    let errors = match save_grade(&state, &form, |body| async move {
+        grading.update_grade(student_id, grade_id, &body).await
+    })
+    .await
+    {
+        Saved::Done => return Redirect::to(&format!("/students/{student_id}")).into_response(),
+        Saved::Refused(errors) => errors,
+        Saved::Failed(page) => return page,
     };
     match state.grading.student(student_id).await {
         Ok(s) => render(

@@ -128,6 +128,18 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// How long ago, for people: `3.2s ago`, `5m ago`, `2h ago`.
+pub fn format_ago(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s ago")
+    } else if secs < 3600.0 {
+        format!("{}m ago", (secs / 60.0) as u64)
+    } else {
+        format!("{}h ago", (secs / 3600.0) as u64)
+    }
+}
+
 /// A clock that is monotonic within the process but reads like wall time:
 /// the system time when it was made plus the monotonic time elapsed since.
 #[derive(Debug, Clone, Copy)]
@@ -177,6 +189,13 @@ mod tests {
             let expected = humantime::format_rfc3339_millis(t.to_system_time()).to_string();
             assert_eq!(t.to_rfc3339(), expected);
         }
+    }
+
+    #[test]
+    fn ago_reads_well() {
+        assert_eq!(format_ago(Duration::from_millis(3_210)), "3.2s ago");
+        assert_eq!(format_ago(Duration::from_secs(300)), "5m ago");
+        assert_eq!(format_ago(Duration::from_secs(7_300)), "2h ago");
     }
 
     #[test]

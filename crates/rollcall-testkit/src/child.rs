@@ -8,6 +8,21 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// Reads lines from a child's output on a thread of its own (so the child
+/// never blocks on a full pipe) and hands them over as they come.
+pub fn read_lines(output: impl std::io::Read + Send + 'static) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// A running child process.
 #[derive(Debug)]
 pub struct ChildProcess {
@@ -39,16 +54,7 @@ impl ChildProcess {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut rx = read_lines(child.stdout.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -15,7 +15,7 @@ pub mod fake;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use child::ChildProcess;
+pub use child::{ChildProcess, read_lines};
 pub use fake::{FakeService, Mode};
 use rollcall_registry::RegistryConfig;
 use tokio_util::sync::CancellationToken;

@@ -325,12 +325,7 @@ async fn patches_carry_the_catalog_revision_and_events_are_listed() {
         .map(|(_, p)| p.revision.unwrap())
         .collect();
     assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
-    let events: Vec<serde_json::Value> = reqwest::get(format!("{}/v1/events", reg.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = events(&reg.url).await;
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, vec!["registered", "registered"]);
     let openapi: serde_json::Value = reqwest::get(format!("{}/openapi.json", reg.url))

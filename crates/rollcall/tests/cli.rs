@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::BufRead as _;
 use std::time::Duration;
 
 use common::*;
@@ -38,16 +37,7 @@ fn stream(
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = read_lines(child.stdout.take().unwrap());
     (child, rx)
 }
 

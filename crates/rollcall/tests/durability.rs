@@ -148,12 +148,7 @@ async fn a_stopped_sdk_service_deregisters_itself() {
     // dependent was told.
     assert!(instance(&reg.url, &hello.url).await.is_none());
     wait_providers(&dependent, "Hello", &[], SOON).await;
-    let events: Vec<serde_json::Value> = reqwest::get(format!("{}/v1/events", reg.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = events(&reg.url).await;
     assert!(events.iter().any(|e| e["kind"] == "deregistered"));
     assert!(!events.iter().any(|e| e["kind"] == "critical"));
 }

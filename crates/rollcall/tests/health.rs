@@ -166,12 +166,7 @@ async fn an_instance_critical_for_too_long_leaves_the_catalog() {
             .then_some(())
     })
     .await;
-    let events: Vec<serde_json::Value> = reqwest::get(format!("{}/v1/events", reg.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = events(&reg.url).await;
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(kinds, vec!["registered", "critical", "expired"]);
 }

@@ -494,7 +494,6 @@ async fn an_sdk_service_keeps_its_logs_while_the_log_service_is_killed_and_resta
 
 #[tokio::test]
 async fn rollcall_logs_finds_the_service_prints_plain_text_when_piped_and_follows() {
-    use std::io::BufRead as _;
     let reg = registry(&[]).await;
     let dir = tempfile::tempdir().unwrap();
     let log = log_service(dir.path(), "127.0.0.1:0", &reg.url, &[]).await;
@@ -547,16 +546,7 @@ async fn rollcall_logs_finds_the_service_prints_plain_text_when_piped_and_follow
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = follow.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut rx = read_lines(follow.stdout.take().unwrap());
     let first = tokio::time::timeout(SOON, rx.recv())
         .await
         .unwrap()

@@ -95,12 +95,7 @@ async fn a_receiver_that_missed_patches_is_resynced_when_it_answers_again() {
     wait_providers(&receiver, "Log", &[&b.url], SOON).await;
     let e = instance(&reg.url, &receiver.url).await.unwrap();
     assert_eq!(e["Delivery"]["ResyncOwed"], false);
-    let events: Vec<serde_json::Value> = reqwest::get(format!("{}/v1/events", reg.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events = events(&reg.url).await;
     assert!(events.iter().any(|e| e["kind"] == "delivery_failed"));
     assert!(events.iter().any(|e| e["kind"] == "resynced"));
 }

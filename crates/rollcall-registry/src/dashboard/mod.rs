@@ -93,14 +93,7 @@ struct Dashboard {
 }
 
 fn ago(now: Timestamp, then: Timestamp) -> String {
-    let secs = now.since(then).as_secs_f64();
-    if secs < 60.0 {
-        format!("{secs:.1}s ago")
-    } else if secs < 3600.0 {
-        format!("{}m ago", (secs / 60.0) as u64)
-    } else {
-        format!("{}h ago", (secs / 3600.0) as u64)
-    }
+    rollcall_proto::time::format_ago(now.since(then))
 }
 
 fn clock(t: Timestamp) -> String {

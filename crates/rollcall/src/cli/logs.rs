@@ -1,10 +1,10 @@
 //! `rollcall logs`: query the log service, and follow it with `-f`.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use rollcall_logs::{Level, LogRecord};
 use serde::Deserialize;
 
-use super::{REQUEST_TIMEOUT, SseReader, Style, client, find_service};
+use super::{REQUEST_TIMEOUT, Style, client, find_service, follow, send};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogsArgs {
@@ -98,13 +98,6 @@ pub fn format_record(record: &LogRecord, style: Style, json: bool) -> String {
     line
 }
 
-async fn error_text(response: reqwest::Response) -> String {
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    let message = body["error"]["message"].as_str().unwrap_or("");
-    format!("HTTP {}: {message}", status.as_u16())
-}
-
 /// Runs `rollcall logs`.
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let client = client()?;
@@ -119,20 +112,13 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let style = Style::for_stdout();
     let mut query = filters(&args);
     query.push(("limit", args.limit.clamp(1, 1000).to_string()));
-    let response = client
+    let log_service = format!("the log service at {base}");
+    let request = client
         .get(format!("{base}/v1/logs"))
         .query(&query)
-        .timeout(REQUEST_TIMEOUT)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the log service at {base}"))?;
-    if !response.status().is_success() {
-        bail!(
-            "the log service refused the query: {}",
-            error_text(response).await
-        );
-    }
-    let page: Page = response
+        .timeout(REQUEST_TIMEOUT);
+    let page: Page = send(request, &log_service)
+        .await?
         .json()
         .await
         .context("the log service sent a bad page")?;
@@ -145,52 +131,30 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     }
     if last_seq.is_none() {
         // Nothing matched: start after the newest record of any kind.
-        let newest: Page = client
+        let request = client
             .get(format!("{base}/v1/logs"))
             .query(&[("limit", "1")])
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await?
-            .json()
-            .await?;
+            .timeout(REQUEST_TIMEOUT);
+        let newest: Page = send(request, &log_service).await?.json().await?;
         last_seq = Some(newest.records.first().map_or(0, |r| r.seq));
     }
     let mut tail_query = filters(&args);
     tail_query.push(("cursor", last_seq.unwrap_or(0).to_string()));
-    let response = client
+    let request = client
         .get(format!("{base}/v1/logs/tail"))
-        .query(&tail_query)
-        .send()
-        .await
-        .with_context(|| format!("cannot follow the log service at {base}"))?;
-    if !response.status().is_success() {
-        bail!(
-            "the log service refused to tail: {}",
-            error_text(response).await
-        );
-    }
-    let mut events = SseReader::new(response);
-    let stop = rollcall_http::wait_for_signal();
-    tokio::pin!(stop);
-    loop {
-        let event = tokio::select! {
-            () = &mut stop => return Ok(()),
-            e = events.next() => e?,
-        };
-        let Some(event) = event else {
-            bail!("the log service closed the stream");
-        };
-        match event.event.as_str() {
-            "record" => {
-                if let Ok(record) = serde_json::from_str::<LogRecord>(&event.data) {
-                    println!("{}", format_record(&record, style, args.json));
-                }
+        .query(&tail_query);
+    let response = send(request, &log_service).await?;
+    follow(response, &log_service, |event| match event.event.as_str() {
+        "record" => {
+            if let Ok(record) = serde_json::from_str::<LogRecord>(&event.data) {
+                println!("{}", format_record(&record, style, args.json));
             }
-            "lagged" => eprintln!(
-                "rollcall logs: fell behind; some records were skipped ({})",
-                event.data
-            ),
-            _ => {}
         }
-    }
+        "lagged" => eprintln!(
+            "rollcall logs: fell behind; some records were skipped ({})",
+            event.data
+        ),
+        _ => {}
+    })
+    .await
 }

@@ -47,6 +47,33 @@ pub async fn find_service(
     }
 }
 
+/// The message of a JSON error answer (or the status if there is none).
+pub async fn error_text(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    match body["error"]["message"].as_str() {
+        Some(m) if !m.is_empty() => m.to_owned(),
+        _ => format!("HTTP {}", status.as_u16()),
+    }
+}
+
+/// Sends `request` to `service` (named in errors); a non-2xx answer is an
+/// error carrying the service's own message.
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    service: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {service}"))?;
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        bail!("{service} refused: {}", error_text(response).await)
+    }
+}
+
 /// One Server-Sent Event.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -100,6 +127,28 @@ impl SseReader {
                     .extend_from_slice(&chunk.context("the stream broke")?),
                 None => return Ok(None),
             }
+        }
+    }
+}
+
+/// Hands every event of a stream to `on_event` until Ctrl-C (then `Ok`) or
+/// until `service` closes the stream (an error: a follower expects more).
+pub async fn follow(
+    response: reqwest::Response,
+    service: &str,
+    mut on_event: impl FnMut(SseEvent),
+) -> anyhow::Result<()> {
+    let mut events = SseReader::new(response);
+    let stop = rollcall_http::wait_for_signal();
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            () = &mut stop => return Ok(()),
+            e = events.next() => e?,
+        };
+        match event {
+            Some(event) => on_event(event),
+            None => bail!("{service} closed the stream"),
         }
     }
 }

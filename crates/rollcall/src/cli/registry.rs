@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, bail};
 
-use super::{REQUEST_TIMEOUT, SseReader, Style, client};
+use super::{REQUEST_TIMEOUT, Style, client, error_text, follow, send};
 
 /// Where the registry is (shared by the registry commands).
 #[derive(Debug, Clone, clap::Args)]
@@ -54,28 +54,19 @@ pub struct DeregisterArgs {
     pub url: String,
 }
 
-async fn error_text(response: reqwest::Response) -> String {
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    match body["error"]["message"].as_str() {
-        Some(m) => m.to_owned(),
-        None => format!("HTTP {}", status.as_u16()),
+/// "3.2s ago" from RFC 3339 text.
+fn ago(when: &str) -> String {
+    match rollcall_proto::Timestamp::parse_rfc3339(when) {
+        Ok(then) => {
+            rollcall_proto::time::format_ago(rollcall_proto::Timestamp::system_now().since(then))
+        }
+        Err(_) => "-".into(),
     }
 }
 
-/// "3.2s ago", "5m ago".
-fn ago(when: &str) -> String {
-    let Ok(then) = rollcall_proto::Timestamp::parse_rfc3339(when) else {
-        return "-".into();
-    };
-    let elapsed = rollcall_proto::Timestamp::system_now().since(then);
-    let secs = elapsed.as_secs_f64();
-    if secs < 60.0 {
-        format!("{secs:.1}s ago")
-    } else if secs < 3600.0 {
-        format!("{}m ago", (secs / 60.0) as u64)
-    } else {
-        format!("{}h ago", (secs / 3600.0) as u64)
+impl RegistryArg {
+    fn name(&self) -> String {
+        format!("the registry at {}", self.registry)
     }
 }
 
@@ -225,45 +216,28 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     if let Some(service) = &args.service {
         request = request.query(&[("service", service)]);
     }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the registry at {}", args.registry.registry))?;
-    if !response.status().is_success() {
-        bail!("the registry refused: {}", error_text(response).await);
-    }
+    let name = args.registry.name();
+    let response = send(request, &name).await?;
     let style = Style::for_stdout();
-    let mut events = SseReader::new(response);
-    let stop = rollcall_http::wait_for_signal();
-    tokio::pin!(stop);
-    loop {
-        let event = tokio::select! {
-            () = &mut stop => return Ok(()),
-            e = events.next() => e?,
-        };
-        let Some(event) = event else {
-            bail!("the registry closed the stream");
-        };
-        match event.event.as_str() {
-            "hello" if !args.json => {
-                let hello: serde_json::Value =
-                    serde_json::from_str(&event.data).unwrap_or_default();
-                eprintln!(
-                    "watching {} (revision {})",
-                    args.registry.registry, hello["revision"]
-                );
-            }
-            "change" => {
-                if args.json {
-                    println!("{}", event.data);
-                } else if let Ok(change) = serde_json::from_str::<serde_json::Value>(&event.data) {
-                    println!("{}", format_change(&change, style));
-                }
-            }
-            "lagged" => eprintln!("rollcall watch: fell behind; some changes were skipped"),
-            _ => {}
+    follow(response, &name, |event| match event.event.as_str() {
+        "hello" if !args.json => {
+            let hello: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+            eprintln!(
+                "watching {} (revision {})",
+                args.registry.registry, hello["revision"]
+            );
         }
-    }
+        "change" => {
+            if args.json {
+                println!("{}", event.data);
+            } else if let Ok(change) = serde_json::from_str::<serde_json::Value>(&event.data) {
+                println!("{}", format_change(&change, style));
+            }
+        }
+        "lagged" => eprintln!("rollcall watch: fell behind; some changes were skipped"),
+        _ => {}
+    })
+    .await
 }
 
 /// `rollcall deregister`.

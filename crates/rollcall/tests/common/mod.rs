@@ -10,7 +10,7 @@ use std::time::Duration;
 
 // Not every test file uses every helper.
 #[allow(unused_imports)]
-pub use rollcall_testkit::{ChildProcess, FakeService, Mode, eventually};
+pub use rollcall_testkit::{ChildProcess, FakeService, Mode, eventually, read_lines};
 
 /// The `rollcall` binary cargo built for these tests.
 pub fn rollcall_bin() -> PathBuf {
@@ -218,7 +218,6 @@ pub struct Up {
 
 impl Up {
     pub async fn start(extra: &[&str]) -> Up {
-        use std::io::BufRead as _;
         let data_dir = tempfile::tempdir().unwrap();
         let mut args = vec![
             "up",
@@ -244,16 +243,7 @@ impl Up {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut rx = read_lines(child.stdout.take().unwrap());
         let mut services = std::collections::BTreeMap::new();
         loop {
             let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
@@ -340,4 +330,14 @@ pub fn listening(url: &str) -> bool {
         .parse()
         .unwrap();
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+/// `GET {registry}/v1/events`: recent catalog events, oldest first.
+pub async fn events(registry: &str) -> Vec<serde_json::Value> {
+    reqwest::get(format!("{registry}/v1/events"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
