@@ -53,11 +53,31 @@ struct Args {
     log_buffer: usize,
 }
 
+/// Says who this is, who provides what it requires, and whether each of those
+/// answers: `pick` chooses a provider (round-robin, skipping ones reported
+/// failing), `client` calls it with a timeout, `report_failure` steers the
+/// next `pick` elsewhere.
 async fn hello(State(service): State<Service>) -> String {
     let mut text = format!("hello from {} at {}\n", service.name(), service.url());
     for (name, urls) in service.providers().snapshot() {
         let urls: Vec<String> = urls.iter().map(ToString::to_string).collect();
         text.push_str(&format!("{name}: {}\n", urls.join(", ")));
+        let Some(url) = service.pick(&name) else {
+            continue;
+        };
+        let answer = service
+            .client()
+            .get(url.join("/healthz"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status().is_success() => text.push_str(&format!("  {url} answers\n")),
+            _ => {
+                service.report_failure(&name, &url);
+                text.push_str(&format!("  {url} did not answer; skipped for a while\n"));
+            }
+        }
     }
     text
 }

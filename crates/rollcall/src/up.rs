@@ -39,22 +39,22 @@ pub struct UpArgs {
     #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
     pub data_dir: PathBuf,
     /// The registry's address.
-    #[arg(long, default_value = "127.0.0.1:3000")]
+    #[arg(long, env = "ROLLCALL_REGISTRY_ADDR", default_value = "127.0.0.1:3000")]
     pub registry_addr: SocketAddr,
     /// The log service's address.
-    #[arg(long, default_value = "127.0.0.1:4000")]
+    #[arg(long, env = "ROLLCALL_LOG_ADDR", default_value = "127.0.0.1:4000")]
     pub log_addr: SocketAddr,
     /// The grading service's address.
-    #[arg(long, default_value = "127.0.0.1:6000")]
+    #[arg(long, env = "ROLLCALL_GRADES_ADDR", default_value = "127.0.0.1:6000")]
     pub grades_addr: SocketAddr,
     /// The portal's address.
-    #[arg(long, default_value = "127.0.0.1:5000")]
+    #[arg(long, env = "ROLLCALL_PORTAL_ADDR", default_value = "127.0.0.1:5000")]
     pub portal_addr: SocketAddr,
     /// Report a crashed child but do not restart it.
-    #[arg(long)]
+    #[arg(long, env = "ROLLCALL_NO_RESTART")]
     pub no_restart: bool,
     /// The most stopping everything may take before the rest is killed.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "ROLLCALL_STOP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub stop_timeout: Duration,
 }
 
