@@ -222,3 +222,27 @@ pub fn render_metrics(state: &AppState) -> String {
     );
     p.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = &doc["paths"];
+        for (path, method) in [
+            ("/students", "get"),
+            ("/students", "post"),
+            ("/students/{id}", "get"),
+            ("/students/{id}/grades", "post"),
+            ("/students/{id}/grades/{grade}", "put"),
+            ("/students/{id}/grades/{grade}", "delete"),
+            ("/healthz", "get"),
+            ("/metrics", "get"),
+            ("/openapi.json", "get"),
+        ] {
+            assert!(paths[path].get(method).is_some(), "{method} {path}");
+        }
+    }
+}

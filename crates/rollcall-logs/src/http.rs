@@ -432,6 +432,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for path in [
+            "/log",
+            "/v1/logs",
+            "/v1/logs/tail",
+            "/healthz",
+            "/metrics",
+            "/heartbeat",
+            "/services",
+            "/openapi.json",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path}");
+        }
+        assert!(
+            doc["paths"]["/v1/logs"].get("post").is_some()
+                && doc["paths"]["/v1/logs"].get("get").is_some()
+        );
+    }
+
+    #[test]
     fn batches_parse_as_arrays_or_ndjson() {
         assert_eq!(parse_batch(b"[{\"a\":1},{\"b\":2}]").unwrap().len(), 2);
         assert_eq!(parse_batch(b"{\"a\":1}\n\n{\"b\":2}\n").unwrap().len(), 2);
