@@ -40,6 +40,26 @@ async fn fill(b: &Browser, css: &str, with: &str) {
     input.send_keys(with).await.unwrap();
 }
 
+/// Fills the "Add a Grade" form as a user types it, and submits it.
+async fn add_grade(b: &Browser, title: &str, kind: &str, score: &str) {
+    fill(b, "#title", title).await;
+    b.client
+        .find(Locator::Css("#type"))
+        .await
+        .unwrap()
+        .select_by_value(kind)
+        .await
+        .unwrap();
+    fill(b, "#score", score).await;
+    b.client
+        .find(Locator::Css("#save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teacher_reads_the_class_adds_a_grade_and_sees_a_validation_error() {
     let reg = registry(&[]).await;
@@ -85,22 +105,7 @@ async fn a_teacher_reads_the_class_adds_a_grade_and_sees_a_validation_error() {
     assert!(text(&b, "#grades").await.contains("Midterm Test"));
 
     // Add a grade: it appears, with the new average.
-    fill(&b, "#title", "Quiz 3").await;
-    b.client
-        .find(Locator::Css("#type"))
-        .await
-        .unwrap()
-        .select_by_value("Exam")
-        .await
-        .unwrap();
-    fill(&b, "#score", "93").await;
-    b.client
-        .find(Locator::Css("#save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    add_grade(&b, "Quiz 3", "Exam", "93").await;
     b.client
         .wait()
         .at_most(SOON)
@@ -117,22 +122,7 @@ async fn a_teacher_reads_the_class_adds_a_grade_and_sees_a_validation_error() {
     b.screenshot("student.png").await;
 
     // An invalid score: the error next to the field, what was typed kept.
-    fill(&b, "#title", "Homework 2").await;
-    b.client
-        .find(Locator::Css("#type"))
-        .await
-        .unwrap()
-        .select_by_value("Homework")
-        .await
-        .unwrap();
-    fill(&b, "#score", "150").await;
-    b.client
-        .find(Locator::Css("#save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    add_grade(&b, "Homework 2", "Homework", "150").await;
     let error = b
         .client
         .wait()

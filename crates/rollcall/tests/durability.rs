@@ -62,24 +62,11 @@ async fn a_killed_registry_restarts_with_its_catalog_and_keeps_notifying() {
 #[tokio::test]
 async fn an_sdk_service_registers_again_after_an_in_memory_registry_restarts() {
     let mut reg = registry(&[]).await;
-    let hello = ChildProcess::start(
-        &example_bin("hello"),
-        &["--name", "Hello", "--registry", &reg.url],
-        &[],
-    )
-    .await;
-    eventually(SOON, "the service to register", || async {
-        instance(&reg.url, &hello.url).await.map(|_| ())
-    })
-    .await;
+    let hello = hello(&reg.url, "Hello", &[]).await;
+    wait_registered(&reg.url, &hello.url).await;
     reg.kill();
     let addr = format!("127.0.0.1:{}", port_of(&reg.url));
-    let reg = ChildProcess::start(
-        &rollcall_bin(),
-        &["registry", "--addr", &addr, "--in-memory"],
-        &[],
-    )
-    .await;
+    let reg = registry_at(&addr).await;
     // The new registry starts empty; the service notices its watch stream
     // broke and registers again by itself.
     eventually(SOON, "the service to register again", || async {
@@ -99,12 +86,7 @@ async fn an_sdk_service_started_before_the_registry_registers_once_it_is_up() {
         l.local_addr().unwrap().port()
     };
     let registry_url = format!("http://127.0.0.1:{port}");
-    let hello = ChildProcess::start(
-        &example_bin("hello"),
-        &["--name", "Hello", "--registry", &registry_url],
-        &[],
-    )
-    .await;
+    let hello = hello(&registry_url, "Hello", &[]).await;
     // The service serves while it waits for the registry.
     let answer = reqwest::get(&hello.url)
         .await
@@ -114,31 +96,15 @@ async fn an_sdk_service_started_before_the_registry_registers_once_it_is_up() {
         .unwrap();
     assert!(answer.contains("hello from Hello"), "{answer}");
     let addr = format!("127.0.0.1:{port}");
-    let reg = ChildProcess::start(
-        &rollcall_bin(),
-        &["registry", "--addr", &addr, "--in-memory"],
-        &[],
-    )
-    .await;
-    eventually(SOON, "the service to register", || async {
-        instance(&reg.url, &hello.url).await.map(|_| ())
-    })
-    .await;
+    let reg = registry_at(&addr).await;
+    wait_registered(&reg.url, &hello.url).await;
 }
 
 #[tokio::test]
 async fn a_stopped_sdk_service_deregisters_itself() {
     let reg = registry(&[]).await;
-    let mut hello = ChildProcess::start(
-        &example_bin("hello"),
-        &["--name", "Hello", "--registry", &reg.url],
-        &[],
-    )
-    .await;
-    eventually(SOON, "the service to register", || async {
-        instance(&reg.url, &hello.url).await.map(|_| ())
-    })
-    .await;
+    let mut hello = hello(&reg.url, "Hello", &[]).await;
+    wait_registered(&reg.url, &hello.url).await;
     let dependent = FakeService::start().await;
     register_raw(&reg.url, &dependent.registration("Portal", &["Hello"])).await;
     hello.signal("TERM");

@@ -13,12 +13,13 @@ use common::*;
 const SOON: Duration = Duration::from_secs(15);
 
 /// Starts the `hello` example as a provider named `Hello`.
-async fn hello(registry: &str, classic: bool) -> ChildProcess {
-    let mut args = vec!["--name", "Hello", "--registry", registry];
-    if classic {
-        args.push("--classic");
-    }
-    ChildProcess::start(&example_bin("hello"), &args, &[]).await
+async fn provider(registry: &str, classic: bool) -> ChildProcess {
+    hello(
+        registry,
+        "Hello",
+        if classic { &["--classic"] } else { &[] },
+    )
+    .await
 }
 
 /// A dependent of `Hello` that holds exactly `provider`.
@@ -30,19 +31,12 @@ async fn dependent_holding(registry: &str, provider: &str) -> FakeService {
     dependent
 }
 
-async fn wait_registered(registry: &str, url: &str) {
-    eventually(SOON, "the provider to register", || async {
-        instance(registry, url).await.map(|_| ())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn sigkill_of_an_sdk_service_is_noticed_through_its_watch_stream() {
     // Checks every 60 s: only the closed watch stream can explain a quick
     // removal.
     let reg = registry(&["--check-interval", "60s"]).await;
-    let mut provider = hello(&reg.url, false).await;
+    let mut provider = provider(&reg.url, false).await;
     wait_registered(&reg.url, &provider.url).await;
     let dependent = dependent_holding(&reg.url, &provider.url).await;
     provider.kill();
@@ -56,7 +50,7 @@ async fn sigkill_of_an_sdk_service_is_noticed_through_its_watch_stream() {
 #[tokio::test]
 async fn sigkill_of_a_classic_service_is_noticed_by_its_health_checks() {
     let reg = registry(FAST_CHECKS).await;
-    let mut provider = hello(&reg.url, true).await;
+    let mut provider = provider(&reg.url, true).await;
     wait_registered(&reg.url, &provider.url).await;
     let dependent = dependent_holding(&reg.url, &provider.url).await;
     provider.kill();
@@ -75,7 +69,7 @@ async fn sigkill_of_a_classic_service_is_noticed_by_its_health_checks() {
 #[tokio::test]
 async fn a_stopped_process_is_removed_and_put_back_when_it_continues() {
     let reg = registry(FAST_CHECKS).await;
-    let provider = hello(&reg.url, false).await;
+    let provider = provider(&reg.url, false).await;
     wait_registered(&reg.url, &provider.url).await;
     let dependent = dependent_holding(&reg.url, &provider.url).await;
     // SIGSTOP: the kernel still accepts connections, nothing answers.

@@ -49,6 +49,35 @@ pub async fn registry(extra: &[&str]) -> ChildProcess {
     ChildProcess::start(&rollcall_bin(), &args, &[]).await
 }
 
+/// Starts `rollcall registry` in memory on exactly `addr` (to restart one on
+/// the port it had).
+pub async fn registry_at(addr: &str) -> ChildProcess {
+    ChildProcess::start(
+        &rollcall_bin(),
+        &["registry", "--addr", addr, "--in-memory"],
+        &[],
+    )
+    .await
+}
+
+/// Starts the `hello` example (an SDK service) as `name`, registering with
+/// `registry`, with `extra` flags.
+pub async fn hello(registry: &str, name: &str, extra: &[&str]) -> ChildProcess {
+    let mut args = vec!["--name", name, "--registry", registry];
+    args.extend_from_slice(extra);
+    ChildProcess::start(&example_bin("hello"), &args, &[]).await
+}
+
+/// Waits until `url` is in `registry`'s catalog.
+pub async fn wait_registered(registry: &str, url: &str) {
+    eventually(
+        Duration::from_secs(15),
+        &format!("{url} to be registered"),
+        || async { instance(registry, url).await.map(|_| ()) },
+    )
+    .await;
+}
+
 /// Starts `rollcall registry` on `data_dir` with `extra` flags.
 pub async fn registry_on_disk(
     data_dir: &std::path::Path,
