@@ -132,11 +132,11 @@ impl Providers {
     pub fn pick(&self, name: &ServiceName) -> Option<ServiceUrl> {
         let now = Instant::now();
         let mut table = self.write();
-        let list = table.by_name.get(name)?.clone();
+        let start = *table.cursors.get(name).unwrap_or(&0);
+        let list = table.by_name.get(name)?;
         if list.is_empty() {
             return None;
         }
-        let start = *table.cursors.get(name).unwrap_or(&0);
         let healthy = (0..list.len())
             .map(|i| (start + i) % list.len())
             .find(|i| list[*i].failed_until.is_none_or(|t| t <= now));
@@ -148,8 +148,9 @@ impl Providers {
                 .min_by_key(|(_, p)| p.failed_until)
                 .map_or(0, |(i, _)| i),
         };
+        let url = list[chosen].url.clone();
         table.cursors.insert(name.clone(), chosen + 1);
-        Some(list[chosen].url.clone())
+        Some(url)
     }
 
     /// Reports that a call to `url` failed: `pick` skips it for `cool_down`.

@@ -112,8 +112,7 @@ impl Receiver {
     }
 
     /// Queues a patch, unless a resync is owed (it will include the change).
-    pub fn push(&mut self, policy: &DeliveryPolicy, patch: Patch, now: Timestamp) -> Pushed {
-        let _ = now;
+    pub fn push(&mut self, policy: &DeliveryPolicy, patch: Patch) -> Pushed {
         if self.resync.is_some() {
             return Pushed::Folded;
         }
@@ -394,8 +393,8 @@ mod tests {
     fn patches_go_out_in_order_one_at_a_time() {
         let p = DeliveryPolicy::default();
         let mut r = receiver();
-        r.push(&p, added(&[e("A", 1)]), Timestamp(0));
-        r.push(&p, added(&[e("A", 2)]), Timestamp(0));
+        r.push(&p, added(&[e("A", 1)]));
+        r.push(&p, added(&[e("A", 2)]));
         let first = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
         assert_eq!(first.patch.added, vec![e("A", 1)]);
         assert!(
@@ -420,9 +419,8 @@ mod tests {
                 removed: vec![e("A", 2)],
                 ..Patch::default()
             },
-            Timestamp(0),
         );
-        r.push(&p, added(&[e("A", 3)]), Timestamp(0));
+        r.push(&p, added(&[e("A", 3)]));
         let first = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
         assert_eq!(r.failed(&p, first.seq, Timestamp(10)), Some(1));
         // Back-off: nothing before 1 s has passed.
@@ -452,7 +450,7 @@ mod tests {
         let p = DeliveryPolicy::default();
         let mut r = receiver();
         let first = {
-            r.push(&p, added(&[e("A", 1)]), Timestamp(0));
+            r.push(&p, added(&[e("A", 1)]));
             r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap()
         };
         r.failed(&p, first.seq, Timestamp(0));
@@ -461,10 +459,7 @@ mod tests {
             .unwrap();
         assert!(resync.patch.resync);
         // A:2 registers while the resync is in flight.
-        assert_eq!(
-            r.push(&p, added(&[e("A", 2)]), Timestamp(5_001)),
-            Pushed::Folded
-        );
+        assert_eq!(r.push(&p, added(&[e("A", 2)])), Pushed::Folded);
         r.succeeded(resync.seq, Timestamp(5_002)).unwrap();
         let catch_up = r
             .take_next(Timestamp(5_002), 3, || set(&[e("A", 1), e("A", 2)]))
@@ -484,15 +479,15 @@ mod tests {
             removed: entries.to_vec(),
             ..Patch::default()
         };
-        r.push(&p, added(&[e("A", 3)]), Timestamp(0));
-        r.push(&p, removed(&[e("A", 1)]), Timestamp(0));
-        r.push(&p, added(&[e("A", 4)]), Timestamp(0));
+        r.push(&p, added(&[e("A", 3)]));
+        r.push(&p, removed(&[e("A", 1)]));
+        r.push(&p, added(&[e("A", 4)]));
         // A:2 goes and comes back; A:4 comes and goes: neither changes.
         assert_eq!(
-            r.push(&p, removed(&[e("A", 2), e("A", 4)]), Timestamp(0)),
+            r.push(&p, removed(&[e("A", 2), e("A", 4)])),
             Pushed::Coalesced { merged: 4 }
         );
-        r.push(&p, added(&[e("A", 2)]), Timestamp(0));
+        r.push(&p, added(&[e("A", 2)]));
         assert_eq!(r.queue.len(), 2);
         let merged = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
         assert_eq!(merged.patch.added, vec![e("A", 3)]);
@@ -514,7 +509,6 @@ mod tests {
                 resync: true,
                 ..Patch::default()
             },
-            Timestamp(0),
         );
         let initial = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
         r.failed(&p, initial.seq, Timestamp(0));
@@ -543,7 +537,6 @@ mod tests {
                 resync: true,
                 ..Patch::default()
             },
-            Timestamp(0),
         );
         r.push(
             &p,
@@ -551,7 +544,6 @@ mod tests {
                 removed: vec![e("C", 4)],
                 ..Patch::default()
             },
-            Timestamp(0),
         );
         let merged = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
         assert!(merged.patch.resync);
@@ -570,7 +562,7 @@ mod tests {
     fn stale_outcomes_are_ignored() {
         let p = DeliveryPolicy::default();
         let mut r = receiver();
-        r.push(&p, added(&[e("A", 1)]), Timestamp(0));
+        r.push(&p, added(&[e("A", 1)]));
         let first = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
         assert!(r.succeeded(first.seq + 1, Timestamp(0)).is_none());
         assert!(r.failed(&p, first.seq + 1, Timestamp(0)).is_none());

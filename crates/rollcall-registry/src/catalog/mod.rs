@@ -403,7 +403,7 @@ impl Catalog {
                 revision: Some(revision),
                 resync: true,
             };
-            if let Pushed::Queued { seq } = receiver.push(&policy, patch, now) {
+            if let Pushed::Queued { seq } = receiver.push(&policy, patch) {
                 initial_patch = Some(PatchTicket {
                     receiver: url.clone(),
                     generation: instance.generation,
@@ -785,7 +785,7 @@ impl Catalog {
                 Change::Added => patch.added.push(entry.clone()),
                 Change::Removed => patch.removed.push(entry.clone()),
             }
-            match receiver.push(&policy, patch, now) {
+            match receiver.push(&policy, patch) {
                 Pushed::Queued { .. } => effects.patches_queued += 1,
                 Pushed::Folded => {}
                 Pushed::Coalesced { merged } => {

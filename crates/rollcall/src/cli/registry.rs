@@ -117,13 +117,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     if let Some(service) = &args.service {
         request = request.query(&[("service", service)]);
     }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the registry at {}", args.registry.registry))?;
-    if !response.status().is_success() {
-        bail!("the registry refused: {}", error_text(response).await);
-    }
+    let response = send(request, &args.registry.name()).await?;
     let instances: Vec<serde_json::Value> = response
         .json()
         .await
