@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Longest accepted service name, in bytes.
-pub const MAX_NAME_LEN: usize = 200;
+/// Longest accepted service name, in characters (all ASCII).
+pub const MAX_NAME_LEN: usize = 128;
 /// Longest accepted URL, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
 
@@ -20,15 +20,17 @@ pub const MAX_URL_LEN: usize = 2048;
 pub enum InvalidName {
     #[error("the service name is empty")]
     Empty,
-    #[error("the service name is longer than {MAX_NAME_LEN} bytes")]
+    #[error("the service name is longer than {MAX_NAME_LEN} characters")]
     TooLong,
-    #[error("the service name has leading or trailing white space")]
-    Padded,
-    #[error("the service name contains a control character")]
-    ControlCharacter,
+    #[error(
+        "the service name contains {0:?}; only letters, digits, `.`, `_` and `-` are allowed"
+    )]
+    BadCharacter(char),
 }
 
-/// A service name (`LogService`, `GradingService`, ...). Matching is exact.
+/// A service name (`LogService`, `Log_Service`, `GradingService`, ...): ASCII
+/// letters, digits, `.`, `_` and `-`, 1 to 128 characters. Matching is exact on
+/// the wire; human-facing filters may ignore case ([`ServiceName::eq_ignore_case`]).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceName(Arc<str>);
 
@@ -41,13 +43,16 @@ impl ServiceName {
         if name.len() > MAX_NAME_LEN {
             return Err(InvalidName::TooLong);
         }
-        if name.trim() != name {
-            return Err(InvalidName::Padded);
-        }
-        if name.chars().any(char::is_control) {
-            return Err(InvalidName::ControlCharacter);
+        if let Some(bad) = name.chars().find(|c| !is_name_char(*c)) {
+            return Err(InvalidName::BadCharacter(bad));
         }
         Ok(Self(name.into()))
+    }
+
+    /// Whether `other` names this service, ignoring ASCII case (for filters a
+    /// person types: `portal` finds `Portal`).
+    pub fn eq_ignore_case(&self, other: &str) -> bool {
+        self.0.eq_ignore_ascii_case(other)
     }
 
     pub fn as_str(&self) -> &str {
@@ -120,6 +125,21 @@ impl ServiceUrl {
             path.trim_start_matches('/')
         )
     }
+}
+
+/// The characters a service name may hold.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// Splits a comma-separated list of service names (`--requires A,B`, `?requires=A,B`),
+/// ignoring blanks around and between entries.
+pub fn parse_name_list(list: &str) -> Result<Vec<ServiceName>, InvalidName> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(ServiceName::parse)
+        .collect()
 }
 
 macro_rules! text_newtype_impls {
@@ -195,16 +215,49 @@ mod tests {
     fn names_are_checked() {
         assert!(ServiceName::parse("LogService").is_ok());
         assert!(ServiceName::parse("Log_Service").is_ok());
+        assert!(ServiceName::parse("grading-service.v2").is_ok());
+        assert!(ServiceName::parse(&"x".repeat(MAX_NAME_LEN)).is_ok());
         assert_eq!(ServiceName::parse(""), Err(InvalidName::Empty));
-        assert_eq!(ServiceName::parse(" Log"), Err(InvalidName::Padded));
+        assert_eq!(
+            ServiceName::parse(" Log"),
+            Err(InvalidName::BadCharacter(' '))
+        );
+        assert_eq!(
+            ServiceName::parse("Bad Name!"),
+            Err(InvalidName::BadCharacter(' '))
+        );
+        assert_eq!(
+            ServiceName::parse("A,B"),
+            Err(InvalidName::BadCharacter(','))
+        );
         assert_eq!(
             ServiceName::parse("a\nb"),
-            Err(InvalidName::ControlCharacter)
+            Err(InvalidName::BadCharacter('\n'))
+        );
+        assert_eq!(
+            ServiceName::parse("Grädes"),
+            Err(InvalidName::BadCharacter('ä'))
         );
         assert_eq!(
             ServiceName::parse(&"x".repeat(MAX_NAME_LEN + 1)),
             Err(InvalidName::TooLong)
         );
+    }
+
+    #[test]
+    fn name_lists_split_on_commas() {
+        let names = parse_name_list(" A, B ,,C").unwrap();
+        let names: Vec<&str> = names.iter().map(ServiceName::as_str).collect();
+        assert_eq!(names, ["A", "B", "C"]);
+        assert!(parse_name_list("A,B C").is_err());
+        assert!(parse_name_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn names_compare_ignoring_case_for_people() {
+        let portal = ServiceName::parse("Portal").unwrap();
+        assert!(portal.eq_ignore_case("portal"));
+        assert!(!portal.eq_ignore_case("portals"));
     }
 
     #[test]

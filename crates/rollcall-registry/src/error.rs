@@ -23,6 +23,8 @@ pub enum ApiError {
     },
     #[error("`{param}` is invalid: {reason}")]
     InvalidQuery { param: &'static str, reason: String },
+    #[error("the body is invalid: {0}")]
+    InvalidBody(String),
     #[error("no instance is registered at {0}")]
     NotRegistered(String),
     #[error("the catalog could not be written to the store; nothing was changed")]
@@ -38,7 +40,8 @@ impl ApiError {
             | ApiError::InvalidUrl(_)
             | ApiError::NotText
             | ApiError::InvalidName { .. }
-            | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidQuery { .. }
+            | ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Body(e) => e.status(),
             ApiError::NotRegistered(_) => StatusCode::NOT_FOUND,
             ApiError::StoreUnavailable | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::NotText => "not_text",
             ApiError::InvalidName { .. } => "invalid_name",
             ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::InvalidBody(_) => "invalid_body",
             ApiError::NotRegistered(_) => "not_registered",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::ShuttingDown => "shutting_down",

@@ -14,7 +14,7 @@ use rollcall_http::{QueryParams, RawBody};
 use rollcall_proto::{Registration, ServiceName, ServiceUrl, Timestamp, prom};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::health::Health;
+use crate::catalog::health::Shown;
 use crate::catalog::{Event, Instance};
 use crate::error::ApiError;
 use crate::shell::Registry;
@@ -39,6 +39,7 @@ pub fn router(registry: Registry) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route("/v1/events", get(recent_events))
+        .route("/v1/maintenance", axum::routing::put(maintenance))
         .route("/v1/watch", get(watch::watch));
     rollcall_http::with_fallbacks(api)
         .layer(middleware::from_fn_with_state(
@@ -67,17 +68,56 @@ async fn register(
 }
 
 /// `DELETE /services`: deregister (classic). The body is the URL as text.
+/// The answer (classic clients only look at the 200) says whether the
+/// instance still holds a watch stream: a running SDK service, which will
+/// register again within seconds — maintenance is what takes it out.
 async fn deregister(
     State(registry): State<Registry>,
     RawBody(body): RawBody<MAX_BODY>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::NotText)?;
     let url = ServiceUrl::parse(text).map_err(ApiError::InvalidUrl)?;
     registry.deregister(&url).await?;
-    Ok(StatusCode::OK)
+    let live = registry.holds_stream(&url);
+    let mut answer = serde_json::json!({ "deregistered": url, "live": live });
+    if live {
+        answer["note"] = serde_json::Value::from(
+            "this instance holds a watch stream (a running SDK service): it will register \
+             again within seconds; use PUT /v1/maintenance to take it out of discovery",
+        );
+    }
+    Ok(axum::Json(answer).into_response())
+}
+
+/// The body of `PUT /v1/maintenance`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceRequest {
+    #[serde(rename = "ServiceURL")]
+    url: ServiceUrl,
+    #[serde(rename = "Enable")]
+    enable: bool,
+}
+
+/// `PUT /v1/maintenance`: `{"ServiceURL": URL, "Enable": true|false}` takes a
+/// live instance out of discovery (dependents get `Removed`) without removing
+/// it, or puts it back. It survives re-registration and restarts.
+async fn maintenance(
+    State(registry): State<Registry>,
+    RawBody(body): RawBody<MAX_BODY>,
+) -> Result<Response, ApiError> {
+    let request: MaintenanceRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    registry.set_maintenance(&request.url, request.enable).await?;
+    Ok(axum::Json(serde_json::json!({
+        "ServiceURL": request.url,
+        "Maintenance": request.enable,
+    }))
+    .into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     service: Option<String>,
     status: Option<String>,
@@ -97,8 +137,16 @@ pub struct InstanceView {
     pub update_url: String,
     #[serde(rename = "HeartbeatURL")]
     pub heartbeat_url: String,
+    /// `passing`, `critical`, `unchecked` (no check finished yet) or
+    /// `maintenance`.
     #[serde(rename = "Status")]
-    pub status: Health,
+    pub status: Shown,
+    /// Whether dependents are told about it (passing or unchecked, and not in
+    /// maintenance).
+    #[serde(rename = "InDiscovery")]
+    pub in_discovery: bool,
+    #[serde(rename = "MaintenanceSince", skip_serializing_if = "Option::is_none")]
+    pub maintenance_since: Option<Timestamp>,
     #[serde(rename = "StatusSince")]
     pub status_since: Timestamp,
     #[serde(rename = "RegisteredAt")]
@@ -146,7 +194,9 @@ impl InstanceView {
                 .heartbeat_url
                 .as_ref()
                 .map_or_else(String::new, ToString::to_string),
-            status: i.status(),
+            status: i.shown(),
+            in_discovery: i.in_discovery(),
+            maintenance_since: i.maintenance(),
             status_since: i.health.since,
             registered_at: i.registered_at,
             last_check: last.map(|c| c.at),
@@ -165,7 +215,7 @@ impl InstanceView {
 }
 
 /// `GET /services`: the catalog, sorted by name then URL. `?service=` and
-/// `?status=passing|critical` filter it. The `X-Rollcall-Revision` header
+/// `?status=passing|critical|unchecked|maintenance` filter it. The `X-Rollcall-Revision` header
 /// carries the catalog revision.
 async fn list_services(
     State(registry): State<Registry>,
@@ -184,14 +234,16 @@ async fn list_services(
         .status
         .filter(|s| !s.is_empty())
         .map(|s: String| {
-            Health::parse(&s).ok_or(ApiError::InvalidQuery {
+            Shown::parse(&s).ok_or(ApiError::InvalidQuery {
                 param: "status",
-                reason: format!("`{s}` is not one of passing, critical"),
+                reason: format!(
+                    "`{s}` is not one of passing, critical, unchecked, maintenance"
+                ),
             })
         })
         .transpose()?;
     let (mut views, revision) = registry.read(|c| {
-        let pick = |i: &&Instance| status.is_none_or(|s| s == i.status());
+        let pick = |i: &&Instance| status.is_none_or(|s| s == i.shown());
         let views: Vec<InstanceView> = match &service {
             Some(name) => c
                 .instances_of(name)
@@ -217,6 +269,7 @@ async fn list_services(
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     limit: Option<usize>,
 }

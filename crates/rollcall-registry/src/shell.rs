@@ -64,6 +64,8 @@ pub(crate) struct Core {
     /// Registrations waiting for their initial patch to be delivered.
     pub(crate) waiters: HashMap<PatchTicket, oneshot::Sender<bool>>,
     pub(crate) recent: VecDeque<Event>,
+    /// Open watch streams bound to an instance, by its URL.
+    pub(crate) bound_streams: HashMap<ServiceUrl, u32>,
 }
 
 /// Why the registry could not start.
@@ -114,6 +116,7 @@ impl Registry {
                     catalog,
                     waiters: HashMap::new(),
                     recent: VecDeque::with_capacity(RECENT_EVENTS),
+                    bound_streams: HashMap::new(),
                 }),
                 clock,
                 config,
@@ -355,8 +358,47 @@ impl Registry {
         Ok(())
     }
 
+    /// Switches an instance's maintenance on or off.
+    pub async fn set_maintenance(&self, url: &ServiceUrl, on: bool) -> Result<(), ApiError> {
+        let (found, committed) = self
+            .run(true, |core, now| match core.catalog.set_maintenance(url, on, now) {
+                Some(effects) => (true, effects),
+                None => (false, Effects::default()),
+            })
+            .await
+            .map_err(|_| ApiError::ShuttingDown)?;
+        if !found {
+            return Err(ApiError::NotRegistered(url.to_string()));
+        }
+        if let Some(committed) = committed
+            && !matches!(committed.await, Ok(Ok(())))
+        {
+            return Err(ApiError::StoreUnavailable);
+        }
+        Ok(())
+    }
+
+    /// Whether a watch stream bound to `url` is open (a running SDK service).
+    pub fn holds_stream(&self, url: &ServiceUrl) -> bool {
+        self.lock().bound_streams.get(url).is_some_and(|n| *n > 0)
+    }
+
+    /// A watch stream bound to `url` opened.
+    pub(crate) fn watch_opened(&self, url: &ServiceUrl) {
+        *self.lock().bound_streams.entry(url.clone()).or_default() += 1;
+    }
+
     /// An instance's watch stream closed.
     pub fn watch_closed(&self, url: &ServiceUrl) {
+        {
+            let mut core = self.lock();
+            if let Some(n) = core.bound_streams.get_mut(url) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    core.bound_streams.remove(url);
+                }
+            }
+        }
         if self.inner.shutdown.is_cancelled() {
             return;
         }
@@ -433,5 +475,11 @@ fn log_event(event: &Event) {
             )
         }
         EventKind::Resynced => tracing::info!(service, url, "receiver resynced"),
+        EventKind::MaintenanceOn => {
+            tracing::warn!(service, url, "maintenance on: out of discovery")
+        }
+        EventKind::MaintenanceOff => {
+            tracing::info!(service, url, "maintenance off: back in discovery")
+        }
     }
 }

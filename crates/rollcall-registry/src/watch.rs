@@ -13,16 +13,19 @@
 //!
 //! Events: `hello` (`{"revision"}`), `change` (a catalog [`Event`]), `patch`
 //! (a classic patch), `lagged` (`{"missed"}`: the stream fell behind; `patch`
-//! subscribers get a fresh difference). A comment every 15 s keeps idle
+//! subscribers get a fresh difference), `removed` (`{"kind"}`: the instance a
+//! bound stream belongs to was deregistered or expired; the stream then ends,
+//! and the SDK registers again). A comment every 15 s keeps idle
 //! connections alive through proxies and lets dead peers be noticed.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
+use rollcall_http::QueryParams;
 use rollcall_proto::{Patch, PatchEntry, ServiceName, ServiceUrl};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -35,6 +38,7 @@ use crate::shell::Registry;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WatchQuery {
     pub service: Option<String>,
     pub requires: Option<String>,
@@ -62,14 +66,7 @@ impl TryFrom<WatchQuery> for WatchFilter {
                 param: "service",
                 reason,
             })?;
-        let requires = q
-            .requires
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(ServiceName::parse)
-            .collect::<Result<Vec<_>, _>>()
+        let requires = rollcall_proto::names::parse_name_list(&q.requires.unwrap_or_default())
             .map_err(|reason| ApiError::InvalidName {
                 param: "requires",
                 reason,
@@ -116,6 +113,8 @@ struct WatchState {
     /// Events at or below this revision are already in the snapshot.
     seen_revision: u64,
     pending: std::collections::VecDeque<SseEvent>,
+    /// The bound instance left the catalog: end after what is pending.
+    ending: bool,
     _guard: StreamGuard,
 }
 
@@ -153,9 +152,22 @@ impl WatchState {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
+            if self.ending {
+                return None;
+            }
             match self.events.recv().await {
                 Ok(event) => {
                     if event.revision <= self.seen_revision && event.kind != EventKind::Resynced {
+                        continue;
+                    }
+                    if matches!(event.kind, EventKind::Deregistered | EventKind::Expired)
+                        && self.filter.instance.as_ref() == Some(&event.url)
+                    {
+                        self.pending.push_back(json_event(
+                            "removed",
+                            &serde_json::json!({ "kind": event.kind }),
+                        ));
+                        self.ending = true;
                         continue;
                     }
                     let wanted = self
@@ -200,6 +212,9 @@ pub fn open(
     let events = registry.subscribe();
     let (revision, view) = registry.read(|c| (c.revision(), c.desired_for_names(&filter.requires)));
     registry.metrics().watch_streams.inc();
+    if let Some(url) = &filter.instance {
+        registry.watch_opened(url);
+    }
     let mut pending = std::collections::VecDeque::new();
     pending.push_back(json_event(
         "hello",
@@ -225,6 +240,7 @@ pub fn open(
         view,
         seen_revision: revision,
         pending,
+        ending: false,
     };
     futures_util::stream::unfold(state, |mut state| async move {
         let shutdown = state.registry.inner().shutdown.clone();
@@ -238,7 +254,7 @@ pub fn open(
 /// `GET /v1/watch`.
 pub async fn watch(
     State(registry): State<Registry>,
-    Query(query): Query<WatchQuery>,
+    QueryParams(query): QueryParams<WatchQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let filter = WatchFilter::try_from(query)?;
     Ok(Sse::new(open(registry, filter)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))

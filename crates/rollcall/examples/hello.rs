@@ -32,8 +32,9 @@ struct Args {
     /// Address to listen on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: std::net::SocketAddr,
-    /// Names of services this one requires (repeat the flag).
-    #[arg(long)]
+    /// Names of services this one requires: `--requires A,B` or the flag
+    /// repeated.
+    #[arg(long, value_delimiter = ',')]
     requires: Vec<String>,
     /// Behave like a classic client: no watch stream to the registry, so a
     /// crash is noticed by health checks only.

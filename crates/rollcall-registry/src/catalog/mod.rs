@@ -26,7 +26,7 @@ use rollcall_proto::{Patch, PatchEntry, Registration, ServiceName, ServiceUrl, T
 use serde::Serialize;
 
 use delivery::{DeliveryPolicy, Pushed, Receiver};
-use health::{CheckOutcome, Health, HealthPolicy, HealthState, Transition};
+use health::{CheckOutcome, Health, HealthPolicy, HealthState, Shown, Transition};
 use records::{StoreOp, StoredInstance, StoredState};
 
 /// Everything the catalog's rules depend on.
@@ -61,6 +61,8 @@ pub struct Instance {
     check_in_flight: bool,
     /// Set when the instance's watch stream closed without a deregistration.
     suspect_since: Option<Timestamp>,
+    /// Since when an operator has held it out of discovery.
+    maintenance: Option<Timestamp>,
     receiver: Option<Receiver>,
 }
 
@@ -79,6 +81,29 @@ impl Instance {
 
     pub fn next_check(&self) -> Option<Timestamp> {
         self.next_check
+    }
+
+    /// Since when an operator has held it out of discovery, if they have.
+    pub fn maintenance(&self) -> Option<Timestamp> {
+        self.maintenance
+    }
+
+    /// Whether dependents are told about it: passing and not in maintenance.
+    pub fn in_discovery(&self) -> bool {
+        self.health.status == Health::Passing && self.maintenance.is_none()
+    }
+
+    /// The status people are shown.
+    pub fn shown(&self) -> Shown {
+        if self.maintenance.is_some() {
+            Shown::Maintenance
+        } else if self.health.status == Health::Critical {
+            Shown::Critical
+        } else if self.health.last_check.is_none() {
+            Shown::Unchecked
+        } else {
+            Shown::Passing
+        }
     }
 
     pub fn receiver(&self) -> Option<&Receiver> {
@@ -113,6 +138,10 @@ pub enum EventKind {
     Recovered,
     /// Critical for longer than `deregister_after`: removed.
     Expired,
+    /// An operator took it out of discovery (it stays registered).
+    MaintenanceOn,
+    /// An operator put it back.
+    MaintenanceOff,
     /// A patch could not be delivered to this receiver; a resync is owed.
     DeliveryFailed,
     /// A receiver that was owed a resync acknowledged the patch that settles
@@ -129,6 +158,8 @@ impl EventKind {
             EventKind::Critical => "critical",
             EventKind::Recovered => "recovered",
             EventKind::Expired => "expired",
+            EventKind::MaintenanceOn => "maintenance_on",
+            EventKind::MaintenanceOff => "maintenance_off",
             EventKind::DeliveryFailed => "delivery_failed",
             EventKind::Resynced => "resynced",
         }
@@ -325,7 +356,7 @@ impl Catalog {
             .filter(|url| {
                 self.instances
                     .get(*url)
-                    .is_some_and(|i| i.status() == Health::Passing)
+                    .is_some_and(Instance::in_discovery)
             })
             .cloned()
             .collect()
@@ -368,27 +399,42 @@ impl Catalog {
         let url = registration.url.clone();
         let name = registration.name.clone();
         let previous = self.remove_entry(&url);
-        let previously_healthy = previous
+        let previously_in = previous
             .as_ref()
-            .filter(|p| p.status() == Health::Passing)
+            .filter(|p| p.in_discovery())
             .map(|p| p.name().clone());
+        // An operator's maintenance switch outlives re-registrations: an SDK
+        // service registers again whenever its stream to the registry breaks.
+        let maintenance = previous.as_ref().and_then(Instance::maintenance);
         let stored = StoredInstance {
             registration,
             registered_at: now,
             status: Health::Passing,
             status_since: now,
+            maintenance,
         };
         self.insert(stored.clone(), BTreeSet::new(), now);
+        // Checked at once: it shows `unchecked` until this first result.
+        if let Some(instance) = self.instances.get_mut(&url)
+            && let Some(at) = instance.next_check.replace(now)
+        {
+            self.schedule.remove(&(at, url.clone()));
+            self.schedule.insert((now, url.clone()));
+        }
         // The newcomer learns of itself (should it require its own name) from
         // its initial patch, not from a change.
         let me = Some(&url);
-        match previously_healthy {
-            Some(old) if old == name => {}
-            Some(old) => {
+        let now_in = maintenance.is_none();
+        match (previously_in, now_in) {
+            (Some(old), true) if old == name => {}
+            (Some(old), now_in) => {
                 self.notify(&old, &url, Change::Removed, me, now, &mut effects);
-                self.notify(&name, &url, Change::Added, me, now, &mut effects);
+                if now_in {
+                    self.notify(&name, &url, Change::Added, me, now, &mut effects);
+                }
             }
-            None => self.notify(&name, &url, Change::Added, me, now, &mut effects),
+            (None, true) => self.notify(&name, &url, Change::Added, me, now, &mut effects),
+            (None, false) => {}
         }
         let desired = self.desired_for(&url);
         let revision = self.revision;
@@ -436,6 +482,43 @@ impl Catalog {
     /// Removes an instance; `None` if it is not registered.
     pub fn deregister(&mut self, url: &ServiceUrl, now: Timestamp) -> Option<Effects> {
         self.remove(url, Removal::Deregistered, now)
+    }
+
+    /// Switches an instance's maintenance on or off: out of discovery while on
+    /// (dependents are told, as for a crash), still registered and checked.
+    /// `None` if it is not registered; no effects if it already was so.
+    pub fn set_maintenance(
+        &mut self,
+        url: &ServiceUrl,
+        on: bool,
+        now: Timestamp,
+    ) -> Option<Effects> {
+        let instance = self.instances.get_mut(url)?;
+        let mut effects = Effects::default();
+        if instance.maintenance.is_some() == on {
+            return Some(effects);
+        }
+        let passing = instance.status() == Health::Passing;
+        let since = on.then_some(now);
+        instance.maintenance = since;
+        let name = instance.name().clone();
+        self.revision += 1;
+        if passing {
+            let change = if on { Change::Removed } else { Change::Added };
+            self.notify(&name, url, change, None, now, &mut effects);
+        }
+        effects.persist.push(StoreOp::SetMaintenance {
+            url: url.clone(),
+            since,
+        });
+        effects.persist.push(StoreOp::SetRevision(self.revision));
+        let kind = if on {
+            EventKind::MaintenanceOn
+        } else {
+            EventKind::MaintenanceOff
+        };
+        effects.events.push(self.event(now, kind, &name, url, None));
+        Some(effects)
     }
 
     /// Hands out the checks due at `now`, at most `max` of them.
@@ -514,13 +597,19 @@ impl Catalog {
         let url = request.url.clone();
         let name = instance.name().clone();
         let since = instance.health.since;
+        let held_out = instance.maintenance.is_some();
+        // The check loop sleeps until the earliest entry it saw; a recheck of
+        // its own (the fast one after a failure) may come before that.
+        effects.schedule_changed = self.schedule.first().is_none_or(|(at, _)| next < *at);
         self.schedule.insert((next, url.clone()));
         match transition {
             Transition::None => {}
             Transition::WentCritical => {
                 self.revision += 1;
                 self.critical.insert((since, url.clone()));
-                self.notify(&name, &url, Change::Removed, None, now, &mut effects);
+                if !held_out {
+                    self.notify(&name, &url, Change::Removed, None, now, &mut effects);
+                }
                 effects.persist.push(StoreOp::SetStatus {
                     url: url.clone(),
                     status: Health::Critical,
@@ -535,7 +624,9 @@ impl Catalog {
             Transition::Recovered => {
                 self.revision += 1;
                 self.critical.retain(|(_, u)| u != &url);
-                self.notify(&name, &url, Change::Added, None, now, &mut effects);
+                if !held_out {
+                    self.notify(&name, &url, Change::Added, None, now, &mut effects);
+                }
                 effects.persist.push(StoreOp::SetStatus {
                     url: url.clone(),
                     status: Health::Passing,
@@ -805,6 +896,7 @@ impl Catalog {
             registered_at,
             status,
             status_since,
+            maintenance,
         } = stored;
         let health = HealthState::new(status, status_since);
         self.next_generation += 1;
@@ -850,6 +942,7 @@ impl Catalog {
                 next_check,
                 check_in_flight: false,
                 suspect_since: None,
+                maintenance,
                 receiver,
             },
         );
@@ -888,7 +981,7 @@ impl Catalog {
         let instance = self.remove_entry(url)?;
         let mut effects = Effects::default();
         self.revision += 1;
-        if instance.status() == Health::Passing {
+        if instance.in_discovery() {
             self.notify(
                 instance.name(),
                 url,

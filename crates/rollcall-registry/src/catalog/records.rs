@@ -17,6 +17,8 @@ pub struct StoredInstance {
     pub registered_at: Timestamp,
     pub status: Health,
     pub status_since: Timestamp,
+    /// Since when an operator has held it out of discovery, if they have.
+    pub maintenance: Option<Timestamp>,
 }
 
 /// One change to the durable state. A batch of ops is applied atomically and in
@@ -35,6 +37,11 @@ pub enum StoreOp {
         url: ServiceUrl,
         status: Health,
         since: Timestamp,
+    },
+    /// An operator switched maintenance on (`Some(since)`) or off (`None`).
+    SetMaintenance {
+        url: ServiceUrl,
+        since: Option<Timestamp>,
     },
     /// Remove an instance and its confirmed view.
     DeleteInstance(ServiceUrl),

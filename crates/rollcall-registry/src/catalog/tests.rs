@@ -182,6 +182,89 @@ fn a_failing_provider_goes_critical_after_two_checks_and_comes_back_after_two() 
 }
 
 #[test]
+fn a_newcomer_is_checked_at_once_and_shows_unchecked_until_then() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    let fx = c.register(reg("Log", 4000, &[]), T0).effects;
+    assert!(fx.schedule_changed);
+    assert_eq!(c.next_check_due(), Some(T0), "due the moment it registers");
+    let log = c.get(&url(4000)).unwrap();
+    assert_eq!(log.shown(), Shown::Unchecked);
+    assert!(log.in_discovery(), "dependents are still told at once");
+    run_checks(&mut c, at(3), &[]);
+    assert_eq!(c.get(&url(4000)).unwrap().shown(), Shown::Passing);
+}
+
+#[test]
+fn a_fast_recheck_wakes_the_check_loop() {
+    // The loop sleeps until the earliest entry it saw; a recheck scheduled by
+    // a failed check must wake it, or it runs up to a whole interval late.
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Log", 4000, &[]), T0);
+    c.register(reg("Other", 4001, &[]), T0);
+    run_checks(&mut c, T0, &[]);
+    let reqs = c.take_due_checks(at(1200), 10);
+    let of = |port| reqs.iter().find(|r| r.url == url(port)).unwrap();
+    let pass = CheckOutcome::pass(Duration::from_millis(1));
+    // Other passes: due again about an interval later.
+    c.check_result(of(4001), &pass, at(1201));
+    let other_next = c.get(&url(4001)).unwrap().next_check().unwrap();
+    assert!(other_next >= at(2101));
+    // Log fails: its recheck comes first, and the loop is told.
+    let fx = c.check_result(
+        of(4000),
+        &CheckOutcome::fail(Duration::from_millis(1), "refused"),
+        at(1202),
+    );
+    assert_eq!(c.next_check_due(), Some(at(1452)));
+    assert!(fx.schedule_changed, "the recheck is the earliest entry");
+    // A pass that schedules after what is already due does not wake it.
+    let reqs = c.take_due_checks(at(1452), 10);
+    let fx = c.check_result(&reqs[0], &pass, at(1453));
+    assert_eq!(c.next_check_due(), Some(other_next));
+    assert!(!fx.schedule_changed);
+}
+
+#[test]
+fn maintenance_takes_an_instance_out_of_discovery_and_outlives_reregistration() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Log", 4000, &[]), T0);
+    c.register(reg("Grading", 6000, &["Log"]), T0);
+    deliver_all(&mut c, &url(6000), T0);
+    assert!(c.set_maintenance(&url(9), true, at(1)).is_none());
+    let fx = c.set_maintenance(&url(4000), true, at(1)).unwrap();
+    assert_eq!(fx.events[0].kind, EventKind::MaintenanceOn);
+    assert!(fx.persist.contains(&StoreOp::SetMaintenance {
+        url: url(4000),
+        since: Some(at(1)),
+    }));
+    let patches = deliver_all(&mut c, &url(6000), at(1));
+    assert_eq!(patches[0].removed, vec![entry("Log", 4000)]);
+    assert_eq!(c.get(&url(4000)).unwrap().shown(), Shown::Maintenance);
+    // Switching it on again changes nothing.
+    let fx = c.set_maintenance(&url(4000), true, at(2)).unwrap();
+    assert!(fx.events.is_empty() && fx.persist.is_empty());
+    // The SDK registers again (its stream broke): still held out, nobody told.
+    c.register(reg("Log", 4000, &[]), at(3));
+    assert!(deliver_all(&mut c, &url(6000), at(3)).is_empty());
+    assert!(c.healthy_providers(&name("Log")).is_empty());
+    // It fails and recovers meanwhile: dependents hear nothing.
+    run_checks(&mut c, at(3), &[4000]);
+    run_checks(&mut c, at(300), &[4000]);
+    assert_eq!(c.get(&url(4000)).unwrap().status(), Health::Critical);
+    assert!(deliver_all(&mut c, &url(6000), at(300)).is_empty());
+    let when = c.get(&url(4000)).unwrap().next_check().unwrap();
+    run_checks(&mut c, when, &[]);
+    let when = c.get(&url(4000)).unwrap().next_check().unwrap();
+    run_checks(&mut c, when, &[]);
+    assert!(deliver_all(&mut c, &url(6000), when).is_empty());
+    // Off again: back in discovery.
+    let fx = c.set_maintenance(&url(4000), false, when).unwrap();
+    assert_eq!(fx.events[0].kind, EventKind::MaintenanceOff);
+    let patches = deliver_all(&mut c, &url(6000), when);
+    assert_eq!(patches[0].added, vec![entry("Log", 4000)]);
+}
+
+#[test]
 fn a_closed_watch_stream_triggers_an_immediate_check_that_needs_one_failure() {
     let mut c = Catalog::new(CatalogConfig::default());
     c.register(reg("Log", 4000, &[]), T0);
@@ -350,6 +433,10 @@ enum Cmd {
     Tick {
         advance_ms: u64,
     },
+    Maintenance {
+        port: u16,
+        on: bool,
+    },
 }
 
 const NAMES: [&str; 3] = ["A", "B", "C"];
@@ -367,6 +454,7 @@ fn cmd() -> impl Strategy<Value = Cmd> {
             .prop_map(|(port, ok, applied_anyway)| Cmd::Deliver { port, ok, applied_anyway }),
         1 => port.clone().prop_map(|port| Cmd::WatchClosed { port }),
         1 => (0u64..5000).prop_map(|advance_ms| Cmd::Tick { advance_ms }),
+        1 => (port.clone(), any::<bool>()).prop_map(|(port, on)| Cmd::Maintenance { port, on }),
     ]
 }
 
@@ -467,6 +555,11 @@ proptest! {
                     now = now.plus(Duration::from_millis(advance_ms));
                     let fx = c.tick(now);
                     sim.absorb(&fx);
+                }
+                Cmd::Maintenance { port, on } => {
+                    if let Some(fx) = c.set_maintenance(&url(port), on, now) {
+                        sim.absorb(&fx);
+                    }
                 }
             }
         }

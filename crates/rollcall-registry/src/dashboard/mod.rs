@@ -22,7 +22,6 @@ use rollcall_proto::{ServiceName, Timestamp};
 use serde::Deserialize;
 
 use crate::catalog::EventKind;
-use crate::catalog::health::Health;
 use crate::shell::Registry;
 use graph::{Graph, ServiceInfo};
 
@@ -106,7 +105,10 @@ fn event_class(kind: EventKind) -> &'static str {
     match kind {
         EventKind::Registered | EventKind::Recovered | EventKind::Resynced => "good",
         EventKind::Critical | EventKind::Expired | EventKind::DeliveryFailed => "bad",
-        EventKind::Reregistered | EventKind::Deregistered => "neutral",
+        EventKind::Reregistered
+        | EventKind::Deregistered
+        | EventKind::MaintenanceOn
+        | EventKind::MaintenanceOff => "neutral",
     }
 }
 
@@ -121,7 +123,7 @@ fn snapshot(registry: &Registry, now: Timestamp) -> (Live, Option<String>) {
             let last = i.health.last_check.as_ref();
             groups.entry(name.clone()).or_default().push(InstanceRow {
                 url: i.url().to_string(),
-                status: i.status().as_str(),
+                status: i.shown().as_str(),
                 last_check: last.map_or_else(|| "not yet".into(), |l| ago(now, l.at)),
                 latency: last.map_or_else(String::new, |l| {
                     format!("{:.1} ms", l.latency.as_secs_f64() * 1000.0)
@@ -141,9 +143,10 @@ fn snapshot(registry: &Registry, now: Timestamp) -> (Live, Option<String>) {
                 critical: 0,
                 requires: BTreeSet::new(),
             });
-            match i.status() {
-                Health::Passing => info.passing += 1,
-                Health::Critical => info.critical += 1,
+            if i.in_discovery() {
+                info.passing += 1;
+            } else {
+                info.critical += 1;
             }
             info.requires
                 .extend(i.registration.required.iter().map(ToString::to_string));

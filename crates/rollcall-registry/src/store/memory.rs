@@ -31,6 +31,11 @@ impl State {
                     i.status_since = *since;
                 }
             }
+            StoreOp::SetMaintenance { url, since } => {
+                if let Some(i) = self.instances.get_mut(url) {
+                    i.maintenance = *since;
+                }
+            }
             StoreOp::DeleteInstance(url) => {
                 self.instances.remove(url);
                 self.views.remove(url);

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS instances (
     registration  TEXT NOT NULL,
     registered_at INTEGER NOT NULL,
     status        TEXT NOT NULL CHECK (status IN ('passing', 'critical')),
-    status_since  INTEGER NOT NULL
+    status_since  INTEGER NOT NULL,
+    maintenance   INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS views (
     receiver TEXT NOT NULL,
@@ -75,6 +76,13 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", sync)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Files written before the maintenance switch existed lack its column.
+        if conn
+            .prepare("SELECT maintenance FROM instances LIMIT 0")
+            .is_err()
+        {
+            conn.execute_batch("ALTER TABLE instances ADD COLUMN maintenance INTEGER")?;
+        }
         Ok(Self {
             path,
             conn: Mutex::new(conn),
@@ -100,11 +108,12 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> Result<(), StoreErr
                     .execute(params![url])?;
             }
             tx.prepare_cached(
-                "INSERT INTO instances (url, name, registration, registered_at, status, status_since)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO instances (url, name, registration, registered_at, status, status_since, maintenance)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (url) DO UPDATE SET name = excluded.name,
                     registration = excluded.registration, registered_at = excluded.registered_at,
-                    status = excluded.status, status_since = excluded.status_since",
+                    status = excluded.status, status_since = excluded.status_since,
+                    maintenance = excluded.maintenance",
             )?
             .execute(params![
                 url,
@@ -112,8 +121,16 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> Result<(), StoreErr
                 json,
                 sql_int(i.registered_at.as_millis()),
                 i.status.as_str(),
-                sql_int(i.status_since.as_millis())
+                sql_int(i.status_since.as_millis()),
+                i.maintenance.map(|t| sql_int(t.as_millis()))
             ])?;
+        }
+        StoreOp::SetMaintenance { url, since } => {
+            tx.prepare_cached("UPDATE instances SET maintenance = ?2 WHERE url = ?1")?
+                .execute(params![
+                    url.as_str(),
+                    since.map(|t| sql_int(t.as_millis()))
+                ])?;
         }
         StoreOp::SetStatus { url, status, since } => {
             tx.prepare_cached(
@@ -191,7 +208,7 @@ impl Store for SqliteStore {
         let conn = self.conn()?;
         let mut instances = Vec::new();
         let mut stmt = conn.prepare(
-            "SELECT url, registration, registered_at, status, status_since FROM instances",
+            "SELECT url, registration, registered_at, status, status_since, maintenance FROM instances",
         )?;
         let rows = stmt.query_map([], |row| {
             Ok((
@@ -200,10 +217,11 @@ impl Store for SqliteStore {
                 row.get::<_, i64>(2)?,
                 row.get::<_, String>(3)?,
                 row.get::<_, i64>(4)?,
+                row.get::<_, Option<i64>>(5)?,
             ))
         })?;
         for row in rows {
-            let (url, json, registered_at, status, since) = row?;
+            let (url, json, registered_at, status, since, maintenance) = row?;
             let registration = Registration::from_json(json.as_bytes())
                 .map_err(|e| corrupt(format!("registration of {url}: {e}")))?;
             let status =
@@ -213,6 +231,7 @@ impl Store for SqliteStore {
                 registered_at: Timestamp(from_sql_int(registered_at)),
                 status,
                 status_since: Timestamp(from_sql_int(since)),
+                maintenance: maintenance.map(|m| Timestamp(from_sql_int(m))),
             });
         }
         let mut views = Vec::new();

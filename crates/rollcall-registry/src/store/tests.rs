@@ -33,6 +33,7 @@ fn put_as(name: &str, port: u16, replaced: bool) -> StoreOp {
             registered_at: Timestamp(1_000),
             status: Health::Passing,
             status_since: Timestamp(1_000),
+            maintenance: None,
         },
         replaced,
     }
@@ -113,6 +114,32 @@ fn contract(store: &dyn Store) {
         (b.status, b.status_since),
         (Health::Critical, Timestamp(5_000))
     );
+
+    // The maintenance switch, on and off.
+    let maintenance_of = |store: &dyn Store| {
+        store
+            .load()
+            .unwrap()
+            .instances
+            .iter()
+            .find(|i| i.registration.url == url(2))
+            .unwrap()
+            .maintenance
+    };
+    store
+        .apply(&[StoreOp::SetMaintenance {
+            url: url(2),
+            since: Some(Timestamp(6_000)),
+        }])
+        .unwrap();
+    assert_eq!(maintenance_of(store), Some(Timestamp(6_000)));
+    store
+        .apply(&[StoreOp::SetMaintenance {
+            url: url(2),
+            since: None,
+        }])
+        .unwrap();
+    assert_eq!(maintenance_of(store), None);
 
     // A view for an unknown receiver is ignored, deletion removes the view too.
     store
