@@ -77,8 +77,9 @@ async fn deregister(
 ) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::NotText)?;
     let url = ServiceUrl::parse(text).map_err(ApiError::InvalidUrl)?;
-    registry.deregister(&url).await?;
+    // Asked first: the removal ends the instance's stream.
     let live = registry.holds_stream(&url);
+    registry.deregister(&url).await?;
     let mut answer = serde_json::json!({ "deregistered": url, "live": live });
     if live {
         answer["note"] = serde_json::Value::from(

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rollcall_proto::prom::{Counter, PromText};
-use rollcall_proto::{ServiceName, Timestamp, jitter};
+use rollcall_proto::{ServiceName, ServiceUrl, Timestamp, jitter};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
@@ -326,6 +326,7 @@ impl LogForwarder {
             service: service.clone(),
             log_service: name,
             instance: service.url().to_string(),
+            classic: Arc::default(),
         };
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(shipper.clone().run(stop.clone()));
@@ -381,6 +382,9 @@ struct Shipper {
     service: Service,
     log_service: ServiceName,
     instance: String,
+    /// Providers that answered `/v1/logs` with 404 or 405: classic log
+    /// services, which take one line per `POST /log`.
+    classic: Arc<Mutex<std::collections::HashSet<ServiceUrl>>>,
 }
 
 /// What one attempt to ship did.
@@ -438,30 +442,38 @@ impl Shipper {
     /// Sends the oldest batch to one provider; on failure tries the others
     /// at once.
     async fn ship_one(&self) -> Shipped {
-        let (batch, last_local) = {
+        let (batch, locals) = {
             let buffer = self.shared.lock();
             if buffer.is_empty() {
                 return Shipped::Nothing;
             }
-            let batch: Vec<OutgoingRecord> = buffer
+            let (batch, locals): (Vec<OutgoingRecord>, Vec<u64>) = buffer
                 .iter()
                 .take(BATCH)
                 .map(|p| {
                     let mut r = p.record.clone();
                     r.instance.get_or_insert_with(|| self.instance.clone());
-                    r
+                    (r, p.local)
                 })
-                .collect();
-            let last = buffer
-                .get(batch.len().saturating_sub(1))
-                .map_or(0, |p| p.local);
-            (batch, last)
+                .unzip();
+            (batch, locals)
         };
+        let last_local = locals.last().copied().unwrap_or(0);
         let providers = self.service.providers().all(&self.log_service).len().max(1);
         for _ in 0..providers {
             let Some(provider) = self.service.pick(&self.log_service) else {
                 return Shipped::Failed;
             };
+            if self.is_classic(&provider) {
+                match self.ship_classic(&provider, &batch, &locals).await {
+                    Shipped::Failed => {
+                        self.shared.metrics.failed_batches.inc();
+                        self.service.report_failure(&self.log_service, &provider);
+                        continue;
+                    }
+                    other => return other,
+                }
+            }
             let url = provider.join("/v1/logs");
             let sent = self
                 .service
@@ -475,6 +487,12 @@ impl Shipper {
                 Ok(r) if r.status().is_success() => {
                     self.acknowledge(last_local, batch.len());
                     return Shipped::Sent;
+                }
+                Ok(r) if matches!(r.status().as_u16(), 404 | 405) => {
+                    // A classic log service: it only has `POST /log`.
+                    tracing::info!(target: "rollcall_sdk::logs", %provider, "the log service has no /v1/logs; sending it one line per record to /log");
+                    self.classic_lock().insert(provider.clone());
+                    return self.ship_classic(&provider, &batch, &locals).await;
                 }
                 Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
                     // The log service will never take this batch: do not let it
@@ -492,6 +510,51 @@ impl Shipper {
             }
         }
         Shipped::Failed
+    }
+
+    fn classic_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<ServiceUrl>> {
+        self.classic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn is_classic(&self, provider: &ServiceUrl) -> bool {
+        self.classic_lock().contains(provider)
+    }
+
+    /// Sends a batch to a classic log service, one `POST /log` per record with
+    /// the `[Name] - ` prefix the originals use; each record is removed from the
+    /// buffer as soon as it is acknowledged, so a failure part-way resends
+    /// nothing twice.
+    async fn ship_classic(
+        &self,
+        provider: &ServiceUrl,
+        batch: &[OutgoingRecord],
+        locals: &[u64],
+    ) -> Shipped {
+        let url = provider.join("/log");
+        for (record, local) in batch.iter().zip(locals) {
+            let sent = self
+                .service
+                .client()
+                .post(&url)
+                .timeout(REQUEST_TIMEOUT)
+                .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(classic_line(record))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => self.acknowledge(*local, 1),
+                Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                    let status = r.status().as_u16();
+                    let removed = self.remove_through(*local);
+                    self.shared
+                        .drop_to_stderr(&removed, &format!("refused with HTTP {status}"));
+                }
+                _ => return Shipped::Failed,
+            }
+        }
+        Shipped::Sent
     }
 
     fn remove_through(&self, last_local: u64) -> Vec<OutgoingRecord> {
@@ -531,6 +594,25 @@ impl Shipper {
         self.shared
             .drop_to_stderr(&left, "the log service was unreachable at shutdown");
     }
+}
+
+/// One record as a classic log line: `[Name] - `, the level when it is not
+/// INFO, the message, then the fields as `key=value`.
+fn classic_line(record: &OutgoingRecord) -> String {
+    let mut line = format!("[{}] - ", record.service);
+    if !record.level.eq_ignore_ascii_case("info") {
+        line.push_str(&record.level.to_ascii_uppercase());
+        line.push(' ');
+    }
+    line.push_str(&record.message);
+    for (key, value) in &record.fields {
+        match value {
+            Value::String(text) => line.push_str(&format!(" {key}={text}")),
+            other => line.push_str(&format!(" {key}={other}")),
+        }
+    }
+    // One record is one line.
+    line.replace(['\n', '\r'], " ")
 }
 
 #[cfg(test)]

@@ -6,7 +6,12 @@
 //! registration loop retries with back-off while the registry is down, holds a
 //! watch stream to the registry once registered (so the registry notices at
 //! once if this process dies), and registers again whenever that stream breaks
-//! (the registry restarted and may have forgotten us). Shutdown — Ctrl-C,
+//! (the registry restarted and may have forgotten us) or the registry says it
+//! removed this instance (an operator deregistered it: a running service comes
+//! back; maintenance is the way to hold it out). Against a registry without
+//! watch streams (the classic Go one) the sign of a forgotten registration is
+//! silence: no heartbeat from it for [`CLASSIC_SILENCE`], and the service
+//! registers again. Shutdown — Ctrl-C,
 //! SIGTERM or [`Service::shutdown`] — deregisters first, runs the shutdown
 //! hooks (log flushing), then drains in-flight requests, all within one
 //! deadline.
@@ -52,6 +57,10 @@ pub const RETRY_MIN: Duration = Duration::from_millis(100);
 pub const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Largest patch accepted.
 pub const MAX_PATCH_BODY: usize = 1024 * 1024;
+/// Against a registry without watch streams: no heartbeat for this long means
+/// it forgot us (restarted), so register again. The classic registry checks
+/// every 3 s; rollcall's every second.
+pub const CLASSIC_SILENCE: Duration = Duration::from_secs(10);
 
 type ShutdownHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 type RouterFn = Box<dyn FnOnce(&Service) -> Router + Send>;
@@ -69,6 +78,7 @@ pub struct ServiceBuilder {
     router_fn: Option<RouterFn>,
     handle_signals: bool,
     watch_stream: bool,
+    classic_silence: Duration,
     shutdown_deadline: Duration,
     extra_metrics: Option<MetricsFn>,
     shutdown_on: Option<CancellationToken>,
@@ -98,6 +108,7 @@ impl ServiceBuilder {
             router_fn: None,
             handle_signals: true,
             watch_stream: true,
+            classic_silence: CLASSIC_SILENCE,
             shutdown_deadline: Duration::from_secs(10),
             extra_metrics: None,
             shutdown_on: None,
@@ -165,6 +176,13 @@ impl ServiceBuilder {
     /// only, and a crash is noticed at the next health check.
     pub fn watch_stream(mut self, on: bool) -> Self {
         self.watch_stream = on;
+        self
+    }
+
+    /// Against a registry without watch streams: how long without a heartbeat
+    /// from it before registering again (default [`CLASSIC_SILENCE`]).
+    pub fn classic_silence(mut self, silence: Duration) -> Self {
+        self.classic_silence = silence;
         self
     }
 
@@ -253,6 +271,8 @@ impl ServiceBuilder {
             tasks: TaskTracker::new(),
             shutdown_deadline: self.shutdown_deadline,
             watch_stream: self.watch_stream,
+            classic_silence: self.classic_silence,
+            last_heard: Mutex::new(Instant::now()),
         });
         let sdk_routes = Router::new()
             .route("/heartbeat", get(heartbeat))
@@ -340,6 +360,25 @@ struct Inner {
     tasks: TaskTracker,
     shutdown_deadline: Duration,
     watch_stream: bool,
+    classic_silence: Duration,
+    /// When the registry last called us (a heartbeat or a patch).
+    last_heard: Mutex<Instant>,
+}
+
+impl Inner {
+    fn heard_from_registry(&self) {
+        *self
+            .last_heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    fn silence(&self) -> Duration {
+        self.last_heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -573,7 +612,41 @@ pub(crate) async fn expect_success(url: &str, response: reqwest::Response) -> Re
 enum WatchEnd {
     /// The registry has no watch stream (an original registry).
     Unsupported,
+    /// The registry removed this instance (deregistered or expired).
+    Removed(String),
     Closed(String),
+}
+
+/// Finds `event: removed` in an SSE stream split into arbitrary chunks.
+#[derive(Default)]
+struct RemovedScanner {
+    line: Vec<u8>,
+    removed: bool,
+}
+
+impl RemovedScanner {
+    /// Feeds a chunk; the `data:` line of a `removed` event once it is seen.
+    fn feed(&mut self, chunk: &[u8]) -> Option<String> {
+        for &byte in chunk {
+            if byte != b'\n' {
+                // Only the start of a line matters; bound what is kept.
+                if self.line.len() < 256 {
+                    self.line.push(byte);
+                }
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line).trim_end().to_owned();
+            self.line.clear();
+            if line == "event: removed" || line == "event:removed" {
+                self.removed = true;
+            } else if self.removed && line.starts_with("data:") {
+                return Some(line["data:".len()..].trim().to_owned());
+            } else if line.is_empty() && self.removed {
+                return Some(String::new());
+            }
+        }
+        None
+    }
 }
 
 async fn hold_watch(inner: &Inner, registry: &ServiceUrl) -> WatchEnd {
@@ -598,9 +671,14 @@ async fn hold_watch(inner: &Inner, registry: &ServiceUrl) -> WatchEnd {
         return WatchEnd::Closed(format!("HTTP {}", response.status().as_u16()));
     }
     let mut body = response.bytes_stream();
+    let mut scanner = RemovedScanner::default();
     loop {
         match tokio::time::timeout(WATCH_SILENCE, body.next()).await {
-            Ok(Some(Ok(_))) => {}
+            Ok(Some(Ok(chunk))) => {
+                if let Some(data) = scanner.feed(&chunk) {
+                    return WatchEnd::Removed(data);
+                }
+            }
             Ok(Some(Err(e))) => {
                 return WatchEnd::Closed(format!("the stream broke: {}", root_cause(&e)));
             }
@@ -636,8 +714,10 @@ async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken) {
                 inner.registered.send_replace(true);
                 tracing::info!(service = %inner.name, url = %inner.url, %registry, "registered");
                 if !inner.watch_stream {
-                    stop.cancelled().await;
-                    return;
+                    if !wait_for_silence(&inner, &registry, &stop).await {
+                        return;
+                    }
+                    continue;
                 }
                 let ended = tokio::select! {
                     () = stop.cancelled() => return,
@@ -645,9 +725,15 @@ async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken) {
                 };
                 match ended {
                     WatchEnd::Unsupported => {
-                        tracing::info!(%registry, "the registry has no watch stream; staying registered");
-                        stop.cancelled().await;
-                        return;
+                        tracing::info!(%registry, "the registry has no watch stream; registering again if it stops checking us");
+                        if !wait_for_silence(&inner, &registry, &stop).await {
+                            return;
+                        }
+                    }
+                    WatchEnd::Removed(detail) => {
+                        inner.metrics.watch_reconnects.inc();
+                        inner.registered.send_replace(false);
+                        tracing::warn!(%registry, %detail, "the registry removed this instance while it runs; registering again (use maintenance to hold a running instance out of discovery)");
                     }
                     WatchEnd::Closed(reason) => {
                         inner.metrics.watch_reconnects.inc();
@@ -673,9 +759,39 @@ async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken) {
     }
 }
 
+/// Stays registered until the registry stops calling us for
+/// `classic_silence` (true: register again) or `stop` fires (false).
+async fn wait_for_silence(inner: &Inner, registry: &ServiceUrl, stop: &CancellationToken) -> bool {
+    inner.heard_from_registry();
+    tokio::select! {
+        () = stop.cancelled() => return false,
+        () = registry_silent(inner) => {}
+    }
+    inner.registered.send_replace(false);
+    tracing::warn!(
+        %registry,
+        silence_s = inner.classic_silence.as_secs_f64(),
+        "no heartbeat from the registry: it may have restarted; registering again"
+    );
+    true
+}
+
+/// Returns once the registry has not called us for `classic_silence`.
+async fn registry_silent(inner: &Inner) {
+    loop {
+        let silence = inner.silence();
+        if silence >= inner.classic_silence {
+            return;
+        }
+        let left = inner.classic_silence - silence;
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+    }
+}
+
 // ----- the SDK's routes ----------------------------------------------------
 
-async fn heartbeat() -> StatusCode {
+async fn heartbeat(State(inner): State<Arc<Inner>>) -> StatusCode {
+    inner.heard_from_registry();
     StatusCode::OK
 }
 
@@ -685,6 +801,7 @@ async fn receive_patch(
 ) -> Response {
     match serde_json::from_slice::<Patch>(&body) {
         Ok(patch) => {
+            inner.heard_from_registry();
             inner.providers.apply(&patch);
             inner.metrics.patches_received.inc();
             tracing::debug!(
