@@ -224,10 +224,14 @@ async fn query(
     let query = params.query(now())?;
     state.metrics.queries.inc();
     let store = state.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.query_blocking(&query))
+    let filter = query.filter.clone();
+    let mut page = tokio::task::spawn_blocking(move || store.query_blocking(&query))
         .await
         .map_err(|e| LogError::Store(crate::store::StoreError::WriteFailed(e.to_string())))?
         .map_err(|e| LogError::Store(e.into()))?;
+    if page.records.is_empty() {
+        page.explain_empty(&filter, state.store.services());
+    }
     Ok(axum::Json(page))
 }
 

@@ -46,10 +46,15 @@ pub enum RunError {
 
 /// Runs the log service on `listener` until `shutdown` fires: deregisters,
 /// drains requests and tails, writes and syncs what is queued.
+/// With a `forwarder` and a registry (a log service that is part of a system),
+/// the log service's own records are stored too: shipped to itself over its
+/// own ingestion route, like any service's. A standalone log service stores
+/// only what it is sent.
 pub async fn run(
     config: LogConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
+    forwarder: Option<rollcall_sdk::logs::LogForwarder>,
 ) -> Result<(), RunError> {
     let store_config = config.store();
     let (store, threads) = tokio::task::spawn_blocking(move || LogStore::open(store_config))
@@ -72,6 +77,28 @@ pub async fn run(
         builder = builder.registry(&config.registry);
     }
     let service = builder.start().await?;
+    if let Some(forwarder) = forwarder
+        && !config.registry.trim().is_empty()
+    {
+        let myself = service.name().clone();
+        let providers = std::sync::Arc::new(rollcall_sdk::Providers::new(vec![myself.clone()]));
+        providers.apply(&rollcall_proto::Patch {
+            added: vec![rollcall_proto::PatchEntry::new(
+                myself.clone(),
+                service.url().clone(),
+            )],
+            removed: Vec::new(),
+            revision: None,
+            resync: true,
+        });
+        let shipping = forwarder.ship_through(
+            providers,
+            service.client().clone(),
+            myself,
+            service.url().to_string(),
+        );
+        service.on_shutdown(move || shipping.finish(std::time::Duration::from_secs(2)));
+    }
     let retention_store = store.clone();
     let retention_stop = shutdown.clone();
     let retention = tokio::spawn(async move {

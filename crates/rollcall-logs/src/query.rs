@@ -2,9 +2,12 @@
 //!
 //! `GET /v1/logs?service=S&level=L&since=T&until=T&contains=X&limit=N&order=desc&cursor=C`
 //!
-//! - `service`: exact service name. `level`: the minimum level (`warn` gives
-//!   warn and error). `contains`: a substring of the message, ignoring ASCII
+//! - `service`: a service name, ignoring ASCII case (`portal` finds `Portal`).
+//!   `level`: the minimum level (`warn` gives warn and error). `contains`: a
+//!   substring of the message or of any field (`key=value`), ignoring ASCII
 //!   case.
+//! - Unknown parameters are refused (a 400 that lists the known ones), so a
+//!   typo never returns everything.
 //! - `since` / `until`: RFC 3339 time, Unix milliseconds, or a duration meaning
 //!   "that long ago" (`10m`, `2h`); compared with each record's own timestamp.
 //! - Order is by arrival (`seq`): newest first by default, `order=asc` for
@@ -36,16 +39,23 @@ pub struct Filter {
 
 impl Filter {
     pub fn matches(&self, r: &LogRecord) -> bool {
-        self.service
-            .as_ref()
-            .is_none_or(|s| r.service.as_ref() == Some(s))
-            && self.min_level.is_none_or(|l| r.level >= l)
+        self.service.as_ref().is_none_or(|s| {
+            r.service
+                .as_ref()
+                .is_some_and(|r| r.eq_ignore_case(s.as_str()))
+        }) && self.min_level.is_none_or(|l| r.level >= l)
             && self.since.is_none_or(|t| r.ts >= t)
             && self.until.is_none_or(|t| r.ts <= t)
-            && self
-                .contains
-                .as_ref()
-                .is_none_or(|needle| contains_ignore_case(&r.message, needle))
+            && self.contains.as_ref().is_none_or(|needle| {
+                contains_ignore_case(&r.message, needle)
+                    || r.fields.iter().any(|(key, value)| {
+                        let text = match value {
+                            serde_json::Value::String(s) => format!("{key}={s}"),
+                            other => format!("{key}={other}"),
+                        };
+                        contains_ignore_case(&text, needle)
+                    })
+            })
     }
 }
 
@@ -92,10 +102,39 @@ pub struct Page {
     pub records: Vec<LogRecord>,
     pub next_cursor: Option<u64>,
     pub scanned_bytes: u64,
+    /// Why a page is empty when the reason is not the filter's values: the
+    /// named service has no records at all (and which services do).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
+}
+
+impl Page {
+    /// Says so when the page is empty because `filter` names a service that
+    /// has no records; `known` are the services that have some.
+    pub fn explain_empty(&mut self, filter: &Filter, known: Vec<String>) {
+        let Some(wanted) = &filter.service else {
+            return;
+        };
+        if !self.records.is_empty() || known.iter().any(|k| wanted.eq_ignore_case(k)) {
+            return;
+        }
+        self.note = Some(if known.is_empty() {
+            format!("no service has records yet, so none from `{wanted}`")
+        } else {
+            format!(
+                "no records from a service called `{wanted}`; services with records: {}",
+                known.join(", ")
+            )
+        });
+        self.services = Some(known);
+    }
 }
 
 /// The query string as sent.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QueryParams {
     pub service: Option<String>,
     pub level: Option<String>,
@@ -238,6 +277,13 @@ mod tests {
         let f = |q: &str| params(q).filter(Timestamp(1000)).unwrap();
         assert!(f("").matches(&r));
         assert!(f("service=Grading&level=warn&contains=student").matches(&r));
+        assert!(f("service=grading").matches(&r), "names ignore case");
+        r.fields
+            .insert("student".into(), serde_json::Value::from("Zhang San"));
+        r.fields.insert("score".into(), serde_json::Value::from(85));
+        assert!(f("contains=zhang").matches(&r), "fields are searched");
+        assert!(f("contains=score=85").matches(&r));
+        assert!(!f("contains=score=86").matches(&r));
         assert!(!f("level=error").matches(&r));
         assert!(!f("service=Other").matches(&r));
         assert!(!f("contains=deleted").matches(&r));
@@ -245,6 +291,37 @@ mod tests {
         assert!(!f("since=400ms").matches(&r));
         assert!(params("level=loud").filter(Timestamp(0)).is_err());
         assert!(params("since=1000&until=10").filter(Timestamp(0)).is_err());
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_and_empty_pages_explained() {
+        let typo: Result<QueryParams, _> =
+            serde_json::from_value(serde_json::json!({"servce": "Portal"}));
+        let error = typo.unwrap_err().to_string();
+        assert!(
+            error.contains("servce") && error.contains("service"),
+            "{error}"
+        );
+
+        let filter = |service: &str| Filter {
+            service: Some(ServiceName::parse(service).unwrap()),
+            ..Filter::default()
+        };
+        let known = vec!["GradingService".to_owned(), "Portal".to_owned()];
+        let mut page = Page::default();
+        page.explain_empty(&filter("portal"), known.clone());
+        assert_eq!(
+            page.note, None,
+            "it exists (ignoring case): nothing to explain"
+        );
+        page.explain_empty(&filter("Portl"), known.clone());
+        assert!(
+            page.note
+                .as_deref()
+                .unwrap()
+                .contains("GradingService, Portal")
+        );
+        assert_eq!(page.services, Some(known));
     }
 
     #[test]

@@ -82,7 +82,14 @@ pub struct LogRecord {
     pub seq: u64,
     pub ts: Timestamp,
     pub received: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Read leniently: a name stored before names were restricted to letters,
+    /// digits, `.`, `_` and `-` reads as no service rather than making the
+    /// whole record unreadable.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_name"
+    )]
     pub service: Option<ServiceName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
@@ -92,6 +99,11 @@ pub struct LogRecord {
     pub fields: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+}
+
+fn lenient_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ServiceName>, D::Error> {
+    let text = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
+    Ok(text.and_then(|t| ServiceName::parse(&t).ok()))
 }
 
 /// A record accepted for storage, before the log service numbers it.

@@ -109,6 +109,8 @@ pub struct Head {
     pub received: Timestamp,
     #[serde(default)]
     pub id: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
 /// What scanning a segment found.
@@ -121,6 +123,8 @@ pub struct Scanned {
     pub truncated: u64,
     /// Lines in the middle that did not parse (skipped by readers).
     pub corrupt: u64,
+    /// The services that have records in it.
+    pub services: std::collections::BTreeSet<String>,
 }
 
 /// Scans a segment. With `repair`, a torn tail is cut off the file.
@@ -132,6 +136,7 @@ pub fn scan(path: &Path, first_seq: u64, repair: bool) -> io::Result<Scanned> {
     let mut meta = SegmentMeta::empty(dir, first_seq);
     meta.path = path.to_owned();
     let mut ids = Vec::new();
+    let mut services = std::collections::BTreeSet::new();
     let mut corrupt = 0;
     let mut offset = 0u64;
     let mut line = Vec::new();
@@ -161,6 +166,11 @@ pub fn scan(path: &Path, first_seq: u64, repair: bool) -> io::Result<Scanned> {
                 if let Some(id) = head.id {
                     ids.push(id);
                 }
+                if let Some(service) = head.service
+                    && !services.contains(&service)
+                {
+                    services.insert(service);
+                }
                 good_end = offset + n;
             }
             None => {
@@ -189,6 +199,7 @@ pub fn scan(path: &Path, first_seq: u64, repair: bool) -> io::Result<Scanned> {
         ids,
         truncated,
         corrupt,
+        services,
     })
 }
 

@@ -134,9 +134,15 @@ enum Msg {
     Close,
 }
 
+/// Most service names the store remembers for hints.
+pub const MAX_KNOWN_SERVICES: usize = 10_000;
+
 #[derive(Debug)]
 struct Shared {
     config: StoreConfig,
+    /// Names of the services with records (at most [`MAX_KNOWN_SERVICES`]),
+    /// to say which exist when a query names one that does not.
+    services: Mutex<std::collections::BTreeSet<String>>,
     segments: RwLock<Vec<SegmentMeta>>,
     /// A handle on the active segment, for the interval syncer.
     active: Mutex<Option<File>>,
@@ -184,6 +190,7 @@ impl LogStore {
         let metrics = StoreMetrics::default();
         let mut segments = Vec::with_capacity(names.len() + 1);
         let mut ids: VecDeque<String> = VecDeque::new();
+        let mut services = std::collections::BTreeSet::new();
         let last_index = names.len().saturating_sub(1);
         for (i, (first, path)) in names.into_iter().enumerate() {
             let scanned = segment::scan(&path, first, i == last_index)?;
@@ -197,6 +204,11 @@ impl LogStore {
             }
             if scanned.corrupt > 0 {
                 tracing::warn!(segment = %path.display(), lines = scanned.corrupt, "unreadable lines skipped");
+            }
+            for service in scanned.services {
+                if services.len() < MAX_KNOWN_SERVICES {
+                    services.insert(service);
+                }
             }
             for id in scanned.ids {
                 ids.push_back(id);
@@ -224,6 +236,7 @@ impl LogStore {
         let (tail, _) = broadcast::channel(TAIL_BUFFER);
         let shared = Arc::new(Shared {
             config: config.clone(),
+            services: Mutex::new(services),
             segments: RwLock::new(segments),
             active: Mutex::new(Some(sync_handle)),
             dirty: AtomicBool::new(false),
@@ -269,6 +282,17 @@ impl LogStore {
                 stop_syncer,
             },
         ))
+    }
+
+    /// The services with records, sorted (at most [`MAX_KNOWN_SERVICES`]).
+    pub fn services(&self) -> Vec<String> {
+        self.shared
+            .services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -484,6 +508,21 @@ impl Writer {
             if let Some(active) = segments.last_mut() {
                 for (record, offset, len) in &stored {
                     active.note(record.seq, record.ts, record.received, *offset, *len);
+                }
+            }
+        }
+        {
+            let mut services = self
+                .shared
+                .services
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (record, _, _) in &stored {
+                if let Some(service) = &record.service
+                    && services.len() < MAX_KNOWN_SERVICES
+                    && !services.contains(service.as_str())
+                {
+                    services.insert(service.to_string());
                 }
             }
         }

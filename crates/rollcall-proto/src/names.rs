@@ -22,9 +22,7 @@ pub enum InvalidName {
     Empty,
     #[error("the service name is longer than {MAX_NAME_LEN} characters")]
     TooLong,
-    #[error(
-        "the service name contains {0:?}; only letters, digits, `.`, `_` and `-` are allowed"
-    )]
+    #[error("the service name contains {0:?}; only letters, digits, `.`, `_` and `-` are allowed")]
     BadCharacter(char),
 }
 

@@ -75,6 +75,11 @@ pub struct RegistryConfig {
     /// merged into one with the same net effect.
     #[arg(long, env = "ROLLCALL_QUEUE_LIMIT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub queue_limit: u32,
+
+    /// The log service's name: the registry ships its own logs to it (found in
+    /// its own catalog) and the dashboard shows its newest records.
+    #[arg(long, env = "ROLLCALL_LOG_SERVICE", default_value = "LogService")]
+    pub log_service: rollcall_proto::ServiceName,
 }
 
 impl RegistryConfig {
@@ -95,6 +100,8 @@ impl RegistryConfig {
             delivery_timeout: Duration::from_secs(1),
             delivery_attempts: 4,
             queue_limit: 64,
+            log_service: rollcall_proto::ServiceName::parse("LogService")
+                .unwrap_or_else(|_| unreachable!("a valid name")),
         }
     }
 

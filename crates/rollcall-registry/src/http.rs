@@ -109,7 +109,9 @@ async fn maintenance(
 ) -> Result<Response, ApiError> {
     let request: MaintenanceRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
-    registry.set_maintenance(&request.url, request.enable).await?;
+    registry
+        .set_maintenance(&request.url, request.enable)
+        .await?;
     Ok(axum::Json(serde_json::json!({
         "ServiceURL": request.url,
         "Maintenance": request.enable,
@@ -237,9 +239,7 @@ async fn list_services(
         .map(|s: String| {
             Shown::parse(&s).ok_or(ApiError::InvalidQuery {
                 param: "status",
-                reason: format!(
-                    "`{s}` is not one of passing, critical, unchecked, maintenance"
-                ),
+                reason: format!("`{s}` is not one of passing, critical, unchecked, maintenance"),
             })
         })
         .transpose()?;

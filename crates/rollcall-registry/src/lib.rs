@@ -24,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod notifier;
+pub mod own_logs;
 pub mod shell;
 pub mod store;
 pub mod watch;
@@ -55,12 +56,20 @@ pub async fn run(
     config: RegistryConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
+    forwarder: Option<rollcall_sdk::logs::LogForwarder>,
 ) -> Result<(), RunError> {
+    let own_url = listener
+        .local_addr()
+        .map_or_else(|_| "registry".to_owned(), |a| format!("http://{a}"));
     let (registry, background) = Registry::start(config, shutdown.clone())?;
+    let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::router(registry.clone());
     let served = rollcall_http::serve(listener, router, shutdown.clone(), http::DRAIN).await;
     // Whatever ended the server ends the rest too.
     shutdown.cancel();
+    if let Some(shipping) = shipping {
+        let _ = shipping.await;
+    }
     background.finish(registry, SHUTDOWN_DEADLINE).await;
     served?;
     Ok(())

@@ -361,9 +361,11 @@ impl Registry {
     /// Switches an instance's maintenance on or off.
     pub async fn set_maintenance(&self, url: &ServiceUrl, on: bool) -> Result<(), ApiError> {
         let (found, committed) = self
-            .run(true, |core, now| match core.catalog.set_maintenance(url, on, now) {
-                Some(effects) => (true, effects),
-                None => (false, Effects::default()),
+            .run(true, |core, now| {
+                match core.catalog.set_maintenance(url, on, now) {
+                    Some(effects) => (true, effects),
+                    None => (false, Effects::default()),
+                }
             })
             .await
             .map_err(|_| ApiError::ShuttingDown)?;

@@ -53,6 +53,7 @@ use tokio::sync::Notify;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 
+use crate::providers::{FAILURE_COOL_DOWN, Providers};
 use crate::service::Service;
 
 /// Default buffer size, in records.
@@ -321,23 +322,47 @@ impl LogForwarder {
             );
             return;
         };
+        let shipping = self.ship_through(
+            service.providers().clone(),
+            service.client().clone(),
+            name,
+            service.url().to_string(),
+        );
+        service.on_shutdown(move || shipping.finish(Duration::from_secs(3)));
+        let metrics = self.shared.clone();
+        service.add_metrics(move || render(&metrics));
+    }
+
+    /// Starts shipping through a providers table kept current by someone
+    /// other than an SDK service (the registry keeps one from its own
+    /// catalog). `instance` is what records carry as their instance.
+    pub fn ship_through(
+        &self,
+        providers: Arc<Providers>,
+        client: reqwest::Client,
+        log_service: ServiceName,
+        instance: String,
+    ) -> Shipping {
         let shipper = Shipper {
             shared: self.shared.clone(),
-            service: service.clone(),
-            log_service: name,
-            instance: service.url().to_string(),
+            providers,
+            client,
+            log_service,
+            instance,
             classic: Arc::default(),
         };
         let stop = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(shipper.clone().run(stop.clone()));
-        let flusher = shipper;
-        service.on_shutdown(move || async move {
-            flusher.flush(Duration::from_secs(3)).await;
-            stop.cancel();
-            let _ = task.await;
-        });
-        let metrics = self.shared.clone();
-        service.add_metrics(move || render(&metrics));
+        Shipping {
+            shipper,
+            stop,
+            task,
+        }
+    }
+
+    /// The forwarding figures in Prometheus text.
+    pub fn render_metrics(&self) -> String {
+        render(&self.shared)
     }
 
     /// Records waiting to be shipped.
@@ -376,10 +401,29 @@ fn render(shared: &Shared) -> String {
     p.finish()
 }
 
+/// A running shipper; [`Shipping::finish`] flushes and stops it.
+#[derive(Debug)]
+pub struct Shipping {
+    shipper: Shipper,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Shipping {
+    /// Ships what is buffered for at most `deadline` (the rest goes to
+    /// stderr), then stops.
+    pub async fn finish(self, deadline: Duration) {
+        self.shipper.flush(deadline).await;
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Shipper {
     shared: Arc<Shared>,
-    service: Service,
+    providers: Arc<Providers>,
+    client: reqwest::Client,
     log_service: ServiceName,
     instance: String,
     /// Providers that answered `/v1/logs` with 404 or 405: classic log
@@ -398,7 +442,7 @@ enum Shipped {
 impl Shipper {
     async fn run(self, stop: tokio_util::sync::CancellationToken) {
         let mut failures: u32 = 0;
-        let mut providers_changed = self.service.providers().changes();
+        let mut providers_changed = self.providers.changes();
         loop {
             // Wait for records (or a periodic look), then let a batch fill up.
             tokio::select! {
@@ -425,7 +469,9 @@ impl Shipper {
                             Duration::from_millis(100),
                             Duration::from_secs(5),
                             failures,
-                            u64::from(failures),
+                            // Seeded per instance, so services that lost the
+                            // log service together do not retry in step.
+                            jitter::stable_hash(&self.instance) ^ u64::from(failures),
                         );
                         // A new provider ends the wait early.
                         tokio::select! {
@@ -459,16 +505,16 @@ impl Shipper {
             (batch, locals)
         };
         let last_local = locals.last().copied().unwrap_or(0);
-        let providers = self.service.providers().all(&self.log_service).len().max(1);
+        let providers = self.providers.all(&self.log_service).len().max(1);
         for _ in 0..providers {
-            let Some(provider) = self.service.pick(&self.log_service) else {
+            let Some(provider) = self.providers.pick(&self.log_service) else {
                 return Shipped::Failed;
             };
             if self.is_classic(&provider) {
                 match self.ship_classic(&provider, &batch, &locals).await {
                     Shipped::Failed => {
                         self.shared.metrics.failed_batches.inc();
-                        self.service.report_failure(&self.log_service, &provider);
+                        self.report_failure(&provider);
                         continue;
                     }
                     other => return other,
@@ -476,8 +522,7 @@ impl Shipper {
             }
             let url = provider.join("/v1/logs");
             let sent = self
-                .service
-                .client()
+                .client
                 .post(&url)
                 .timeout(REQUEST_TIMEOUT)
                 .json(&batch)
@@ -505,11 +550,16 @@ impl Shipper {
                 }
                 _ => {
                     self.shared.metrics.failed_batches.inc();
-                    self.service.report_failure(&self.log_service, &provider);
+                    self.report_failure(&provider);
                 }
             }
         }
         Shipped::Failed
+    }
+
+    fn report_failure(&self, provider: &ServiceUrl) {
+        self.providers
+            .report_failure(&self.log_service, provider, FAILURE_COOL_DOWN);
     }
 
     fn classic_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<ServiceUrl>> {
@@ -535,8 +585,7 @@ impl Shipper {
         let url = provider.join("/log");
         for (record, local) in batch.iter().zip(locals) {
             let sent = self
-                .service
-                .client()
+                .client
                 .post(&url)
                 .timeout(REQUEST_TIMEOUT)
                 .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")

@@ -67,10 +67,15 @@ enum Command {
     Logs(cli::logs::LogsArgs),
     /// List registered instances and their health.
     Ls(cli::registry::LsArgs),
-    /// Stream catalog changes as they happen (registered, critical, ...).
+    /// Show the current instances, then stream changes as they happen
+    /// (registered, critical, ...); reconnects across registry restarts.
     Watch(cli::registry::WatchArgs),
-    /// Remove an instance from the registry by its URL.
+    /// Remove an instance from the registry by its URL. A running SDK service
+    /// registers again; use `maint` to hold it out of discovery.
     Deregister(cli::registry::DeregisterArgs),
+    /// Take a live instance out of discovery without removing it (`on`), or
+    /// put it back (`off`).
+    Maint(cli::registry::MaintArgs),
     /// Run the grading service: students and grades over REST. Registers as
     /// GradingService.
     Grades(GradesConfig),
@@ -122,6 +127,8 @@ fn init_tracing(
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let forward_as = match &cli.command {
+        Command::Registry(_) => Some("Registry".to_owned()),
+        Command::Log(c) => Some(c.name.clone()),
         Command::Grades(c) => Some(c.name.clone()),
         Command::Portal(c) => Some(c.name.clone()),
         _ => None,
@@ -145,12 +152,13 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(args).await,
-            Command::Registry(config) => serve::registry(config).await,
-            Command::Log(config) => serve::log(config).await,
+            Command::Registry(config) => serve::registry(config, forwarder).await,
+            Command::Log(config) => serve::log(config, forwarder).await,
             Command::Logs(args) => cli::logs::run(args).await,
             Command::Ls(args) => cli::registry::ls(args).await,
             Command::Watch(args) => cli::registry::watch(args).await,
             Command::Deregister(args) => cli::registry::deregister(args).await,
+            Command::Maint(args) => cli::registry::maint(args).await,
             Command::Grades(config) => serve::grades(config, forwarder).await,
             Command::Portal(config) => serve::portal(config, forwarder).await,
         }

@@ -56,23 +56,26 @@ pub fn announce(listener: &TcpListener) -> anyhow::Result<SocketAddr> {
 }
 
 /// `rollcall registry`.
-pub async fn registry(config: RegistryConfig) -> anyhow::Result<()> {
+pub async fn registry(
+    config: RegistryConfig,
+    forwarder: Option<LogForwarder>,
+) -> anyhow::Result<()> {
     let listener = bind(config.addr, "--addr", "ROLLCALL_REGISTRY_ADDR").await?;
     announce(&listener)?;
     if config.in_memory {
         tracing::info!("in memory: the catalog is not kept on disk");
     }
     let shutdown = shutdown_token();
-    rollcall_registry::run(config, listener, shutdown).await?;
+    rollcall_registry::run(config, listener, shutdown, forwarder).await?;
     Ok(())
 }
 
 /// `rollcall log`.
-pub async fn log(config: LogConfig) -> anyhow::Result<()> {
+pub async fn log(config: LogConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
     let listener = bind(config.addr, "--addr", "ROLLCALL_LOG_ADDR").await?;
     announce(&listener)?;
     let shutdown = shutdown_token();
-    rollcall_logs::run(config, listener, shutdown).await?;
+    rollcall_logs::run(config, listener, shutdown, forwarder).await?;
     Ok(())
 }
 

@@ -47,10 +47,11 @@ async fn next_with(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, text: 
         let line = tokio::time::timeout_at(deadline, rx.recv())
             .await
             .unwrap_or_else(|_| panic!("no line with {text:?}"))
-            .unwrap();
+            .unwrap_or_else(|| panic!("the output ended before a line with {text:?}"));
         if line.contains(text) {
             return line;
         }
+        eprintln!("skipped: {line}");
     }
 }
 
@@ -168,4 +169,131 @@ async fn watch_streams_changes_and_deregister_removes_an_instance() {
     let (ok, _, err) = rollcall(&["deregister", "--registry", &reg.url, &log.url]).await;
     assert!(!ok);
     assert!(err.contains("no instance is registered at"), "{err}");
+}
+
+/// Like [`stream`], with stderr too (reconnection messages go there).
+fn stream_all(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut child = std::process::Command::new(rollcall_bin())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = read_lines(child.stdout.take().unwrap());
+    let err = read_lines(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
+#[tokio::test]
+async fn watch_shows_the_current_state_then_survives_a_registry_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = registry_on_disk(dir.path(), "127.0.0.1:0", FAST_CHECKS).await;
+    let addr = reg.url.trim_start_matches("http://").to_owned();
+    let before = FakeService::start().await;
+    register_raw(&reg.url, &before.registration("Before", &[])).await;
+    let (mut watch, mut out, mut err) = stream_all(&["watch", "--registry", &reg.url]);
+    // What is registered already is printed first.
+    let line = next_with(&mut out, &before.url).await;
+    assert!(line.contains("Before"), "{line}");
+    eventually(SOON, "the watcher to connect", || async {
+        let text = reqwest::get(format!("{}/metrics", reg.url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("rollcall_registry_watch_streams 1")
+            .then_some(())
+    })
+    .await;
+
+    // The registry dies and comes back on its port; meanwhile one instance
+    // arrives. watch says it lost the stream, reconnects, and prints it.
+    reg.kill();
+    next_with(&mut err, "reconnecting").await;
+    let mut reg = registry_on_disk(dir.path(), &addr, FAST_CHECKS).await;
+    let during = FakeService::start().await;
+    register_raw(&reg.url, &during.registration("During", &[])).await;
+    next_with(&mut err, "reconnected").await;
+    let line = next_with(&mut out, &during.url).await;
+    assert!(
+        line.contains("registered") && line.contains("During"),
+        "{line}"
+    );
+    // And it goes on following changes.
+    deregister_raw(&reg.url, &before.url).await;
+    let line = next_with(&mut out, "deregistered").await;
+    assert!(line.contains(&before.url), "{line}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    reg.kill();
+}
+
+#[tokio::test]
+async fn deregistering_a_running_sdk_service_points_at_maintenance() {
+    let reg = registry(FAST_CHECKS).await;
+    let app = hello(&reg.url, "App", &[]).await;
+    wait_registered(&reg.url, &app.url).await;
+    let (ok, out, err) = rollcall(&["deregister", "--registry", &reg.url, &app.url]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("deregistered {}", app.url));
+    assert!(
+        err.contains("register again") && err.contains(&format!("rollcall maint {} on", app.url)),
+        "{err}"
+    );
+    // It does come back.
+    wait_registered(&reg.url, &app.url).await;
+    let (ok, out, err) = rollcall(&["maint", "--registry", &reg.url, &app.url, "on"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("maintenance on"), "{out}");
+    let shown = instance(&reg.url, &app.url).await.unwrap();
+    assert_eq!(shown["Status"], "maintenance");
+    let (ok, out, _) = rollcall(&["ls", "--registry", &reg.url]).await;
+    assert!(ok && out.contains("maintenance"), "{out}");
+    let (ok, _, _) = rollcall(&["maint", "--registry", &reg.url, &app.url, "off"]).await;
+    assert!(ok);
+    eventually(SOON, "back in discovery", || async {
+        let shown = instance(&reg.url, &app.url).await?;
+        (shown["InDiscovery"] == true).then_some(())
+    })
+    .await;
+    let (ok, _, err) =
+        rollcall(&["maint", "--registry", &reg.url, "http://127.0.0.1:9", "on"]).await;
+    assert!(!ok && err.contains("no instance is registered"), "{err}");
+}
+
+#[tokio::test]
+async fn names_are_validated_and_requires_takes_a_comma_list() {
+    let reg = registry(FAST_CHECKS).await;
+    let fake = FakeService::start().await;
+    let answer = register_raw(&reg.url, &fake.registration("Bad Name!", &[])).await;
+    assert_eq!(answer.status(), 400);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_name");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ServiceName"), "{message}");
+    // `--requires A,B` is two services.
+    let app = hello(&reg.url, "App", &["--requires", "Alpha,Beta"]).await;
+    wait_registered(&reg.url, &app.url).await;
+    let shown = instance(&reg.url, &app.url).await.unwrap();
+    assert_eq!(
+        shown["RequiredServices"],
+        serde_json::json!(["Alpha", "Beta"])
+    );
+    // Unknown query parameters are refused, naming the known ones.
+    let answer = reqwest::get(format!("{}/services?servce=App", reg.url))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let text = answer.text().await.unwrap();
+    assert!(
+        text.contains("servce") && text.contains("service"),
+        "{text}"
+    );
 }

@@ -568,3 +568,121 @@ async fn rollcall_logs_finds_the_service_prints_plain_text_when_piped_and_follow
     let _ = follow.kill();
     let _ = follow.wait();
 }
+
+async fn recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+    tokio::time::timeout(SOON, rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn rollcall_output(args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(rollcall_bin())
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn log_search_ignores_name_case_searches_fields_and_is_never_silent() {
+    let (_dir, log) = standalone(&[]).await;
+    let batch = json!([
+        {"service": "Portal", "level": "info", "message": "grade saved",
+         "fields": {"student": "Zhang San", "score": 85}},
+        {"service": "GradingService", "level": "info", "message": "student added"},
+    ]);
+    post(&format!("{}/v1/logs", log.url), batch.to_string()).await;
+    // The name as `up` prints it, in lower case.
+    let (ok, out, err) = rollcall_output(&["logs", "--log-url", &log.url, "-s", "portal"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("grade saved"), "{out}");
+    // `contains` looks into the fields too.
+    let (ok, out, _) = rollcall_output(&["logs", "--log-url", &log.url, "-c", "zhang"]).await;
+    assert!(
+        ok && out.contains("grade saved") && !out.contains("student added"),
+        "{out}"
+    );
+    let (_, out, _) = rollcall_output(&["logs", "--log-url", &log.url, "-c", "score=85"]).await;
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // A service with no records: the answer says which ones have some.
+    let (ok, out, err) = rollcall_output(&["logs", "--log-url", &log.url, "-s", "Portl"]).await;
+    assert!(ok && out.is_empty(), "{out}");
+    assert!(
+        err.contains("no records from a service called `Portl`")
+            && err.contains("GradingService, Portal"),
+        "{err}"
+    );
+    // A typo in a parameter is a 400 that lists the known ones.
+    let answer = reqwest::get(format!("{}/v1/logs?servce=Portal", log.url))
+        .await
+        .unwrap();
+    let (status, code, body) = error_code(answer).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_query"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("servce") && message.contains("contains"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn logs_follow_resumes_from_its_cursor_across_a_log_service_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log_service(dir.path(), "127.0.0.1:0", "", &[]).await;
+    let addr = log.url.trim_start_matches("http://").to_owned();
+    post(&format!("{}/log", log.url), "[A] - one").await;
+    let mut follow = std::process::Command::new(rollcall_bin())
+        .args(["logs", "--log-url", &log.url, "-f", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = read_lines(follow.stdout.take().unwrap());
+    let mut err = read_lines(follow.stderr.take().unwrap());
+    assert!(recv(&mut out).await.contains("one"));
+    post(&format!("{}/log", log.url), "[A] - two").await;
+    assert!(recv(&mut out).await.contains("two"));
+    log.kill();
+    let line = recv(&mut err).await;
+    assert!(line.contains("reconnecting"), "{line}");
+    let log = log_service(dir.path(), &addr, "", &[]).await;
+    post(&format!("{}/log", log.url), "[A] - three").await;
+    // Nothing twice, nothing missed.
+    assert!(recv(&mut out).await.contains("three"));
+    let _ = follow.kill();
+    let _ = follow.wait();
+    while let Ok(line) = out.try_recv() {
+        panic!("unexpected line after `three`: {line}");
+    }
+}
+
+#[tokio::test]
+async fn the_registry_and_the_log_service_store_their_own_logs() {
+    let reg = registry(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_service(dir.path(), "127.0.0.1:0", &reg.url, &[]).await;
+    wait_registered(&reg.url, &log.url).await;
+    // Something the registry logs once the log service is known.
+    let fake = FakeService::start().await;
+    register_raw(&reg.url, &fake.registration("Newcomer", &[])).await;
+    eventually(SOON, "the registry's record of the newcomer", || async {
+        let records = query_logs(&log.url, "service=Registry&contains=Newcomer").await;
+        (!records.is_empty()).then_some(())
+    })
+    .await;
+    eventually(SOON, "the log service's own records", || async {
+        let records = query_logs(&log.url, "service=LogService").await;
+        records
+            .iter()
+            .any(|r| r["message"] == "registered")
+            .then_some(())
+    })
+    .await;
+}

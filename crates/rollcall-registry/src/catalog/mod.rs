@@ -353,11 +353,7 @@ impl Catalog {
             .get(name)
             .into_iter()
             .flatten()
-            .filter(|url| {
-                self.instances
-                    .get(*url)
-                    .is_some_and(Instance::in_discovery)
-            })
+            .filter(|url| self.instances.get(*url).is_some_and(Instance::in_discovery))
             .cloned()
             .collect()
     }

@@ -18,7 +18,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use rollcall_proto::{ServiceName, Timestamp};
+use rollcall_proto::Timestamp;
 use serde::Deserialize;
 
 use crate::catalog::EventKind;
@@ -114,7 +114,7 @@ fn event_class(kind: EventKind) -> &'static str {
 
 /// The catalog part of the page (no I/O beyond the lock).
 fn snapshot(registry: &Registry, now: Timestamp) -> (Live, Option<String>) {
-    let log_name = ServiceName::parse("LogService").ok();
+    let log_name = Some(registry.config().log_service.clone());
     let (groups, infos, revision, log_url) = registry.read(|c| {
         let mut groups: BTreeMap<String, Vec<InstanceRow>> = BTreeMap::new();
         let mut infos: BTreeMap<String, ServiceInfo> = BTreeMap::new();

@@ -127,10 +127,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> Result<(), StoreErr
         }
         StoreOp::SetMaintenance { url, since } => {
             tx.prepare_cached("UPDATE instances SET maintenance = ?2 WHERE url = ?1")?
-                .execute(params![
-                    url.as_str(),
-                    since.map(|t| sql_int(t.as_millis()))
-                ])?;
+                .execute(params![url.as_str(), since.map(|t| sql_int(t.as_millis()))])?;
         }
         StoreOp::SetStatus { url, status, since } => {
             tx.prepare_cached(

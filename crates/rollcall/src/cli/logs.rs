@@ -4,11 +4,11 @@ use anyhow::Context as _;
 use rollcall_logs::{Level, LogRecord};
 use serde::Deserialize;
 
-use super::{REQUEST_TIMEOUT, Style, client, find_service, follow, send};
+use super::{REQUEST_TIMEOUT, Style, clean, client, find_service, follow, send};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogsArgs {
-    /// Only this service's records.
+    /// Only this service's records (ignoring case: `portal` finds `Portal`).
     #[arg(long, short)]
     pub service: Option<String>,
     /// Only records at this level or above (trace, debug, info, warn, error).
@@ -20,7 +20,8 @@ pub struct LogsArgs {
     /// Only records until then (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
-    /// Only records whose message contains this (ignoring case).
+    /// Only records whose message or fields (`key=value`) contain this
+    /// (ignoring case).
     #[arg(long, short)]
     pub contains: Option<String>,
     /// How many of the newest records to show first.
@@ -50,6 +51,9 @@ pub struct LogsArgs {
 #[derive(Debug, Deserialize)]
 struct Page {
     records: Vec<LogRecord>,
+    /// Why the page is empty, when a filter names a service with no records.
+    #[serde(default)]
+    note: Option<String>,
 }
 
 fn filters(args: &LogsArgs) -> Vec<(&'static str, String)> {
@@ -84,8 +88,8 @@ pub fn format_record(record: &LogRecord, style: Style, json: bool) -> String {
     let mut line = format!(
         "{} {level} {} {}",
         style.dim(&record.ts.to_rfc3339()),
-        style.paint("36", &format!("[{service}]")),
-        record.message
+        style.paint("36", &format!("[{}]", clean(service))),
+        clean(&record.message)
     );
     for (key, value) in &record.fields {
         let value = match value {
@@ -93,7 +97,7 @@ pub fn format_record(record: &LogRecord, style: Style, json: bool) -> String {
             other => other.to_string(),
         };
         line.push(' ');
-        line.push_str(&style.dim(&format!("{key}={value}")));
+        line.push_str(&style.dim(&clean(&format!("{key}={value}"))));
     }
     line
 }
@@ -122,6 +126,9 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         .json()
         .await
         .context("the log service sent a bad page")?;
+    if let Some(note) = &page.note {
+        eprintln!("rollcall logs: {}", clean(note));
+    }
     let mut last_seq = page.records.first().map(|r| r.seq);
     for record in page.records.iter().rev() {
         println!("{}", format_record(record, style, args.json));
@@ -138,21 +145,41 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         let newest: Page = send(request, &log_service).await?.json().await?;
         last_seq = Some(newest.records.first().map_or(0, |r| r.seq));
     }
-    let mut tail_query = filters(&args);
-    tail_query.push(("cursor", last_seq.unwrap_or(0).to_string()));
-    let request = client
-        .get(format!("{base}/v1/logs/tail"))
-        .query(&tail_query);
-    let response = send(request, &log_service).await?;
-    follow(response, &log_service, |event| match event.event.as_str() {
+    // Every record seen moves the cursor, so a reconnection (the log service
+    // restarted, or another instance took over) resumes right after it.
+    let cursor = std::cell::Cell::new(last_seq.unwrap_or(0));
+    let open = |attempt: u32| {
+        let client = client.clone();
+        let args = args.clone();
+        let first_base = base.clone();
+        let cursor = cursor.get();
+        async move {
+            let base = if attempt == 0 || args.log_url.is_some() {
+                first_base
+            } else {
+                find_service(&client, &args.registry, &args.log_service).await?
+            };
+            let mut tail_query = filters(&args);
+            tail_query.push(("cursor", cursor.to_string()));
+            let request = client
+                .get(format!("{base}/v1/logs/tail"))
+                .query(&tail_query);
+            send(request, &format!("the log service at {base}")).await
+        }
+    };
+    follow(&log_service, open, |event| match event.event.as_str() {
         "record" => {
             if let Ok(record) = serde_json::from_str::<LogRecord>(&event.data) {
+                if record.seq <= cursor.get() {
+                    return;
+                }
+                cursor.set(record.seq);
                 println!("{}", format_record(&record, style, args.json));
             }
         }
         "lagged" => eprintln!(
             "rollcall logs: fell behind; some records were skipped ({})",
-            event.data
+            clean(&event.data)
         ),
         _ => {}
     })

@@ -131,26 +131,93 @@ impl SseReader {
     }
 }
 
-/// Hands every event of a stream to `on_event` until Ctrl-C (then `Ok`) or
-/// until `service` closes the stream (an error: a follower expects more).
-pub async fn follow(
-    response: reqwest::Response,
+/// Reconnection back-off of the following commands: first wait, and longest.
+pub const RECONNECT_MIN: Duration = Duration::from_millis(200);
+pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Follows a stream until Ctrl-C, reconnecting with back-off whenever it
+/// breaks or ends (a restart of `service`). `open` opens it; it is called again
+/// for every reconnection, with the number of the attempt (0 the first time),
+/// and should resume from what `on_event` saw last. Callers reach the service
+/// once before (a first page, the current state), so an unreachable service is
+/// already an error by then; from here on failures are retried, said once on
+/// stderr.
+pub async fn follow<F, Fut>(
     service: &str,
+    mut open: F,
     mut on_event: impl FnMut(SseEvent),
-) -> anyhow::Result<()> {
-    let mut events = SseReader::new(response);
+) -> anyhow::Result<()>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<reqwest::Response>>,
+{
     let stop = rollcall_http::wait_for_signal();
     tokio::pin!(stop);
+    let seed = u64::from(std::process::id());
+    let mut attempt: u32 = 0;
+    let mut failures: u32 = 0;
     loop {
-        let event = tokio::select! {
+        let opened = tokio::select! {
             () = &mut stop => return Ok(()),
-            e = events.next() => e?,
+            r = open(attempt) => r,
         };
-        match event {
-            Some(event) => on_event(event),
-            None => bail!("{service} closed the stream"),
+        let why = match opened {
+            Ok(response) => {
+                if attempt > 0 {
+                    eprintln!("reconnected to {service}");
+                }
+                failures = 0;
+                let mut events = SseReader::new(response);
+                loop {
+                    let event = tokio::select! {
+                        () = &mut stop => return Ok(()),
+                        e = events.next() => e,
+                    };
+                    match event {
+                        Ok(Some(event)) => on_event(event),
+                        Ok(None) => break format!("{service} closed the stream"),
+                        Err(_) => {
+                            break format!("lost the stream from {service} (the connection broke)");
+                        }
+                    }
+                }
+            }
+            Err(e) => format!("{e:#}"),
+        };
+        if failures == 0 {
+            eprintln!("{why}; reconnecting (Ctrl-C to stop)");
+        }
+        failures = failures.saturating_add(1);
+        attempt = attempt.saturating_add(1);
+        let wait = rollcall_proto::jitter::backoff(
+            RECONNECT_MIN,
+            RECONNECT_MAX,
+            failures,
+            seed ^ u64::from(failures),
+        );
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Text from a remote party made safe for a terminal: control characters
+/// (a newline that would forge a table row, an escape that clears the
+/// screen) are shown escaped.
+pub fn clean(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// ANSI styling, on only when writing to a terminal and `NO_COLOR` is unset.
@@ -182,6 +249,12 @@ impl Style {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("plain"), "plain");
+        assert_eq!(clean("a\nb\u{1b}[2J"), "a\\nb\\u{1b}[2J");
+    }
 
     #[test]
     fn style_is_plain_when_off() {
