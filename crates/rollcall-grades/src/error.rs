@@ -20,6 +20,8 @@ pub enum GradesError {
     NoSuchStudent(String),
     #[error("student {student} has no grade with ID {grade}")]
     NoSuchGrade { student: i64, grade: String },
+    #[error("the query is invalid: {0}")]
+    InvalidQuery(String),
     #[error("the grade book is unavailable")]
     Unavailable(StoreError),
 }
@@ -41,7 +43,9 @@ impl GradesError {
     fn status(&self) -> StatusCode {
         match self {
             GradesError::Body(e) => e.status(),
-            GradesError::MalformedJson(_) | GradesError::Invalid(_) => StatusCode::BAD_REQUEST,
+            GradesError::MalformedJson(_)
+            | GradesError::Invalid(_)
+            | GradesError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             GradesError::NoSuchStudent(_) | GradesError::NoSuchGrade { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -53,6 +57,7 @@ impl GradesError {
         match self {
             GradesError::Body(e) => e.code(),
             GradesError::MalformedJson(_) => "malformed_json",
+            GradesError::InvalidQuery(_) => "invalid_query",
             GradesError::Invalid(FieldError::Missing(_)) => "missing_field",
             GradesError::Invalid(_) => "invalid_field",
             GradesError::NoSuchStudent(_) => "no_such_student",

@@ -52,7 +52,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/students", get(list).post(add_student))
-        .route("/students/{id}", get(one))
+        .route(
+            "/students/{id}",
+            get(one).put(rename_student).delete(delete_student),
+        )
         .route("/students/{id}/grades", post(add_grade))
         .route(
             "/students/{id}/grades/{grade}",
@@ -104,12 +107,65 @@ async fn list(State(state): State<AppState>) -> Result<Response, GradesError> {
     Ok(axum::Json(state.store.students().await?).into_response())
 }
 
+/// Most grades one page holds.
+pub const MAX_PAGE: usize = 1000;
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<usize>,
+    cursor: Option<i64>,
+}
+
+/// `GET /students/{id}`: every grade, oldest first (classic); with `limit`
+/// (1–1000), one page newest first, older than `cursor`, with `NextCursor`
+/// when more follow.
 async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    rollcall_http::QueryParams(page): rollcall_http::QueryParams<PageQuery>,
 ) -> Result<Response, GradesError> {
     let id = student_id(&id)?;
-    Ok(axum::Json(state.store.student(id).await?).into_response())
+    let student = match (page.limit, page.cursor) {
+        (None, None) => state.store.student(id).await?,
+        (limit, cursor) => {
+            let limit = limit.unwrap_or(100);
+            if limit == 0 || limit > MAX_PAGE {
+                return Err(GradesError::InvalidQuery(format!(
+                    "`limit` must be 1 to {MAX_PAGE}"
+                )));
+            }
+            state.store.student_page(id, limit, cursor).await?
+        }
+    };
+    Ok(axum::Json(student).into_response())
+}
+
+/// `PUT /students/{id}`: rename (`FirstName`, `LastName`).
+async fn rename_student(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawBody(body): RawBody<MAX_BODY>,
+) -> Result<Response, GradesError> {
+    let id = student_id(&id)?;
+    let new = rejected(
+        &state,
+        json_body(&body).and_then(|v| Ok(NewStudent::from_json(&v)?)),
+    )?;
+    let student = state.store.rename_student(id, new).await?;
+    tracing::info!(student = id, "student renamed");
+    Ok(axum::Json(student).into_response())
+}
+
+/// `DELETE /students/{id}`: remove a student and their grades.
+async fn delete_student(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, GradesError> {
+    let id = student_id(&id)?;
+    state.store.delete_student(id).await?;
+    tracing::info!(student = id, "student removed");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn add_student(

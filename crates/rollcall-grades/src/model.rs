@@ -193,8 +193,20 @@ pub struct Student {
     pub first_name: PersonName,
     #[serde(rename = "LastName")]
     pub last_name: PersonName,
+    /// All grades, oldest first (the classic shape); with a page asked for,
+    /// one page of them, newest first.
     #[serde(rename = "Grades")]
     pub grades: Vec<Grade>,
+    /// How many grades the student has in all (additive: classic clients
+    /// ignore it).
+    #[serde(rename = "GradeCount")]
+    pub grade_count: u64,
+    /// The mean of all their grades, if any.
+    #[serde(rename = "Average", skip_serializing_if = "Option::is_none")]
+    pub average: Option<f64>,
+    /// Set on a page that has older grades after it: pass it as `cursor`.
+    #[serde(rename = "NextCursor", skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<i64>,
 }
 
 impl Student {

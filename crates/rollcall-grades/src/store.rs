@@ -288,6 +288,10 @@ impl GradeStore {
                         .push(grade_row(id, &title, &kind, score)?);
                 }
             }
+            for student in &mut students {
+                student.grade_count = student.grades.len() as u64;
+                student.average = student.average();
+            }
             Ok(students)
         })
         .await
@@ -295,6 +299,45 @@ impl GradeStore {
 
     pub async fn student(&self, id: i64) -> Result<Student, StoreError> {
         self.read(move |conn| load_student(conn, id)).await
+    }
+
+    /// A student with one page of their grades, newest first.
+    pub async fn student_page(
+        &self,
+        id: i64,
+        limit: usize,
+        cursor: Option<i64>,
+    ) -> Result<Student, StoreError> {
+        self.read(move |conn| load_student_page(conn, id, limit, cursor))
+            .await
+    }
+
+    /// Renames a student.
+    pub async fn rename_student(&self, id: i64, new: NewStudent) -> Result<Student, StoreError> {
+        self.write(move |tx| {
+            let changed = tx.execute(
+                "UPDATE students SET first_name = ?2, last_name = ?3 WHERE id = ?1",
+                params![id, new.first_name.as_str(), new.last_name.as_str()],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NoSuchStudent(id));
+            }
+            load_student(tx, id)
+        })
+        .await
+    }
+
+    /// Removes a student and all their grades.
+    pub async fn delete_student(&self, id: i64) -> Result<(), StoreError> {
+        self.write(move |tx| {
+            tx.execute("DELETE FROM grades WHERE student_id = ?1", params![id])?;
+            let changed = tx.execute("DELETE FROM students WHERE id = ?1", params![id])?;
+            if changed == 0 {
+                return Err(StoreError::NoSuchStudent(id));
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn add_student(&self, new: NewStudent) -> Result<Student, StoreError> {
@@ -417,6 +460,57 @@ fn load_student(conn: &Connection, id: i64) -> Result<Student, StoreError> {
         let (gid, title, kind, score) = row?;
         student.grades.push(grade_row(gid, &title, &kind, score)?);
     }
+    student.grade_count = student.grades.len() as u64;
+    student.average = student.average();
+    Ok(student)
+}
+
+/// One page of a student's grades, newest first: at most `limit`, older than
+/// grade `cursor` if given; the count and average are over all their grades.
+fn load_student_page(
+    conn: &Connection,
+    id: i64,
+    limit: usize,
+    cursor: Option<i64>,
+) -> Result<Student, StoreError> {
+    let row = conn
+        .prepare_cached("SELECT first_name, last_name FROM students WHERE id = ?1")?
+        .query_row(params![id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?;
+    let Some((first, last)) = row else {
+        return Err(StoreError::NoSuchStudent(id));
+    };
+    let mut student = student_row(id, &first, &last)?;
+    let (count, average) = conn
+        .prepare_cached("SELECT COUNT(*), AVG(score) FROM grades WHERE student_id = ?1")?
+        .query_row(params![id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<f64>>(1)?))
+        })?;
+    student.grade_count = u64::try_from(count).unwrap_or(0);
+    student.average = average;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, title, type, score FROM grades WHERE student_id = ?1 AND id < ?2
+         ORDER BY id DESC LIMIT ?3",
+    )?;
+    let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+    let rows = stmt.query_map(params![id, cursor.unwrap_or(i64::MAX), fetch], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, f64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (gid, title, kind, score) = row?;
+        student.grades.push(grade_row(gid, &title, &kind, score)?);
+    }
+    if student.grades.len() > limit {
+        student.grades.truncate(limit);
+        student.next_cursor = student.grades.last().map(|g| g.id);
+    }
     Ok(student)
 }
 
@@ -431,6 +525,9 @@ fn student_row(id: i64, first: &str, last: &str) -> Result<Student, StoreError> 
             .map_err(|_| corrupt(format!("name of student {id}")))?,
         last_name: PersonName::parse(last).map_err(|_| corrupt(format!("name of student {id}")))?,
         grades: Vec::new(),
+        grade_count: 0,
+        average: None,
+        next_cursor: None,
     })
 }
 

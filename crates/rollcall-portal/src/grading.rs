@@ -40,6 +40,14 @@ pub enum GradingError {
     },
     #[error("the grading service answered unexpectedly: {0}")]
     Bad(String),
+    /// A write whose outcome is unknown: the grading service did not answer
+    /// in time after receiving it.
+    #[error("the grading service did not answer; the change may or may not have been saved")]
+    Uncertain,
+    /// The grading service in use has no such route (a classic one cannot
+    /// add, rename or remove students, nor correct grades).
+    #[error("the grading service in use cannot {0}")]
+    Unsupported(&'static str),
 }
 
 /// The student and grade shapes as the grading service sends them.
@@ -53,12 +61,22 @@ pub struct StudentView {
     pub last_name: String,
     #[serde(rename = "Grades", default)]
     pub grades: Vec<GradeView>,
+    /// All their grades, when the grading service says (rollcall's does; a
+    /// classic one sends every grade and no count).
+    #[serde(rename = "GradeCount", default)]
+    pub grade_count: Option<u64>,
+    #[serde(rename = "Average", default)]
+    pub average_all: Option<f64>,
+    #[serde(rename = "NextCursor", default)]
+    pub next_cursor: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct GradeView {
+    /// Classic grading services keep no grade IDs: such grades can be shown
+    /// but not corrected or deleted.
     #[serde(rename = "ID", default)]
-    pub id: i64,
+    pub id: Option<i64>,
     #[serde(rename = "Title")]
     pub title: String,
     #[serde(rename = "Type")]
@@ -72,8 +90,16 @@ impl StudentView {
         format!("{} {}", self.first_name, self.last_name)
     }
 
+    /// The mean of all their grades: the grading service's figure when it
+    /// sends one (a page holds only some grades), else computed.
     pub fn average(&self) -> Option<f64> {
-        rollcall_grades::model::average(self.grades.iter().map(|g| g.score))
+        self.average_all
+            .or_else(|| rollcall_grades::model::average(self.grades.iter().map(|g| g.score)))
+    }
+
+    /// How many grades they have in all.
+    pub fn count(&self) -> u64 {
+        self.grade_count.unwrap_or(self.grades.len() as u64)
     }
 }
 
@@ -197,9 +223,7 @@ impl Grading {
                     self.service.report_failure(&self.name, &provider);
                     if !idempotent && !e.is_connect() {
                         // It may have been stored: do not send it twice.
-                        return Err(GradingError::Bad(
-                            "the grading service did not answer; the change may or may not have been saved".into(),
-                        ));
+                        return Err(GradingError::Uncertain);
                     }
                     last_error = GradingError::Unavailable;
                 }
@@ -214,6 +238,9 @@ impl Grading {
     fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, GradingError> {
         if status == StatusCode::NOT_FOUND {
             return Err(GradingError::NotFound);
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            return Err(GradingError::Bad("HTTP 405".into()));
         }
         if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
             let answer: Option<ErrorAnswer> = serde_json::from_slice(body).ok();
@@ -231,6 +258,24 @@ impl Grading {
         serde_json::from_slice(body).map_err(|e| GradingError::Bad(e.to_string()))
     }
 
+    /// Like [`Grading::decode`] for a write `what` the grading service may
+    /// not offer: a 405, or a 404 that is not one of rollcall's JSON errors
+    /// (the route itself is missing), says it cannot.
+    fn decode_write<T: DeserializeOwned>(
+        status: StatusCode,
+        body: &[u8],
+        what: &'static str,
+    ) -> Result<T, GradingError> {
+        let ours = serde_json::from_slice::<ErrorAnswer>(body).is_ok();
+        if status == StatusCode::METHOD_NOT_ALLOWED
+            || (status == StatusCode::NOT_FOUND && !ours)
+            || status == StatusCode::NOT_IMPLEMENTED
+        {
+            return Err(GradingError::Unsupported(what));
+        }
+        Self::decode(status, body)
+    }
+
     pub async fn students(&self) -> Result<Vec<StudentView>, GradingError> {
         let (status, body) = self.call(Method::GET, "/students", None).await?;
         Self::decode(status, &body)
@@ -240,6 +285,22 @@ impl Grading {
         let (status, body) = self
             .call(Method::GET, &format!("/students/{id}"), None)
             .await?;
+        Self::decode(status, &body)
+    }
+
+    /// One page of a student's grades, newest first (a classic grading
+    /// service ignores the query and sends every grade, oldest first).
+    pub async fn student_page(
+        &self,
+        id: i64,
+        limit: usize,
+        cursor: Option<i64>,
+    ) -> Result<StudentView, GradingError> {
+        let mut path = format!("/students/{id}?limit={limit}");
+        if let Some(cursor) = cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let (status, body) = self.call(Method::GET, &path, None).await?;
         Self::decode(status, &body)
     }
 
@@ -271,7 +332,7 @@ impl Grading {
                 Some(json(grade)),
             )
             .await?;
-        Self::decode(status, &body)
+        Self::decode_write(status, &body, "correct grades")
     }
 
     pub async fn delete_grade(&self, student: i64, grade_id: i64) -> Result<(), GradingError> {
@@ -285,13 +346,36 @@ impl Grading {
         if status == StatusCode::NO_CONTENT || status.is_success() {
             return Ok(());
         }
-        Self::decode::<serde_json::Value>(status, &body).map(|_| ())
+        Self::decode_write::<serde_json::Value>(status, &body, "delete grades").map(|_| ())
     }
 
     pub async fn add_student(&self, first: &str, last: &str) -> Result<StudentView, GradingError> {
         let body = serde_json::json!({"FirstName": first, "LastName": last});
         let (status, bytes) = self.call(Method::POST, "/students", Some(body)).await?;
-        Self::decode(status, &bytes)
+        Self::decode_write(status, &bytes, "add students")
+    }
+
+    pub async fn rename_student(
+        &self,
+        id: i64,
+        first: &str,
+        last: &str,
+    ) -> Result<StudentView, GradingError> {
+        let body = serde_json::json!({"FirstName": first, "LastName": last});
+        let (status, bytes) = self
+            .call(Method::PUT, &format!("/students/{id}"), Some(body))
+            .await?;
+        Self::decode_write(status, &bytes, "rename students")
+    }
+
+    pub async fn delete_student(&self, id: i64) -> Result<(), GradingError> {
+        let (status, body) = self
+            .call(Method::DELETE, &format!("/students/{id}"), None)
+            .await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        Self::decode_write::<serde_json::Value>(status, &body, "remove students").map(|_| ())
     }
 }
 

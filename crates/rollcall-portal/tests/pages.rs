@@ -128,7 +128,7 @@ async fn adding_a_grade_redirects_and_shows_it_with_the_new_average() {
     assert_eq!(r.status(), 303, "redirect after POST");
     assert_eq!(r.headers()["location"], "/students/3");
     let (_, html) = get(&format!("{}/students/3", p.url)).await;
-    assert!(html.contains("<td>Quiz 3</td>"));
+    assert!(html.contains("<td class=\"title\">Quiz 3</td>"));
     // (72 + 79 + 68 + 93) / 4 = 78.0
     assert!(html.contains(">78.0<"), "{html}");
 }
@@ -331,4 +331,244 @@ async fn requests_are_spread_over_two_grading_instances() {
     };
     let (on_a, on_b) = (requests(a.url.clone()).await, requests(b.url.clone()).await);
     assert!(on_a >= 5 && on_b >= 5, "a served {on_a}, b served {on_b}");
+}
+
+#[tokio::test]
+async fn a_grade_typed_while_grading_is_down_comes_back_unsaved_and_is_stored_once_later() {
+    let (registry, dir, g, p) = stack().await;
+    let (_, before) = get(&format!("{}/students/2", g.url)).await;
+    let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+    g.stop().await;
+    eventually(SOON, "the portal to notice", || async {
+        let (status, _) = get(&format!("{}/students", p.url)).await;
+        (status == 503).then_some(())
+    })
+    .await;
+    let typed = [("title", "Pop Quiz"), ("type", "Test"), ("score", "88.5")];
+    let r = post_form(&format!("{}/students/2/grades", p.url), &typed).await;
+    assert_eq!(r.status(), 503);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Not saved"), "{html}");
+    assert!(html.contains("was not stored"), "{html}");
+    assert!(!html.contains("Nothing you entered was lost"));
+    assert!(!html.contains("http-equiv=\"refresh\""), "a POST's answer never reloads itself");
+    assert!(html.contains(r#"value="Pop Quiz""#) && html.contains(r#"value="88.5""#));
+    assert!(html.contains(r#"<option value="Test" selected>"#), "{html}");
+    assert!(html.contains(r#"action="/students/2/grades""#));
+
+    // Back again: the same submission is stored, once.
+    let g = grades(&registry.url, dir.path()).await;
+    eventually(SOON, "the portal to recover", || async {
+        let (status, _) = get(&format!("{}/students", p.url)).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let r = post_form(&format!("{}/students/2/grades", p.url), &typed).await;
+    assert_eq!(r.status(), 303);
+    let (_, after) = get(&format!("{}/students/2", g.url)).await;
+    let after: serde_json::Value = serde_json::from_str(&after).unwrap();
+    let titles = |s: &serde_json::Value| {
+        s["Grades"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["Title"] == "Pop Quiz")
+            .count()
+    };
+    assert_eq!(titles(&before), 0);
+    assert_eq!(titles(&after), 1);
+}
+
+#[tokio::test]
+async fn form_field_names_match_ignoring_case_as_the_classic_api_does() {
+    let (_r, _d, g, p) = stack().await;
+    let r = post_form(
+        &format!("{}/students/4/grades", p.url),
+        &[("Title", "Capital Quiz"), ("Type", "Quiz"), ("Score", "77")],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (_, json) = get(&format!("{}/students/4", g.url)).await;
+    assert!(json.contains("Capital Quiz"), "{json}");
+    let r = post_form(
+        &format!("{}/students", p.url),
+        &[("FirstName", "Ada"), ("LastName", "Lovelace")],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+}
+
+#[tokio::test]
+async fn grades_page_through_newest_first_in_the_api_and_the_portal() {
+    let (_r, _d, g, p) = stack().await;
+    let http = client();
+    for i in 0..120 {
+        let r = http
+            .post(format!("{}/students/5/grades", g.url))
+            .json(&serde_json::json!({"Title": format!("Drill {i}"), "Type": "Quiz", "Score": 50}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // The API: a page, newest first, with the totals of all grades.
+    let (status, body) = get(&format!("{}/students/5?limit=10", g.url)).await;
+    assert_eq!(status, 200);
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["Grades"].as_array().unwrap().len(), 10);
+    assert_eq!(page["Grades"][0]["Title"], "Drill 119");
+    let total = page["GradeCount"].as_u64().unwrap();
+    assert_eq!(total, 123);
+    let cursor = page["NextCursor"].as_i64().unwrap();
+    let (_, body) = get(&format!("{}/students/5?limit=10&cursor={cursor}", g.url)).await;
+    let next: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(next["Grades"][0]["Title"], "Drill 109");
+    // Without a page asked for: the classic shape, every grade, oldest first.
+    let (_, body) = get(&format!("{}/students/5", g.url)).await;
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["Grades"].as_array().unwrap().len(), 123);
+    assert_ne!(all["Grades"][0]["Title"], "Drill 119");
+    let (status, _) = get(&format!("{}/students/5?limit=0", g.url)).await;
+    assert_eq!(status, 400);
+    let (status, _) = get(&format!("{}/students/5?limt=5", g.url)).await;
+    assert_eq!(status, 400, "unknown parameters are refused");
+
+    // The portal: 50 a page, newest first, with the count and average of all.
+    let (status, html) = get(&format!("{}/students/5", p.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(html.matches("<td class=\"title\">").count(), 50);
+    assert!(html.contains(r#"<b id="grade-count">123</b>"#));
+    let first = html.find("Drill 119").unwrap();
+    assert!(first < html.find("Drill 118").unwrap(), "newest first");
+    assert!(html.len() < 64 * 1024, "a page stays small: {}", html.len());
+    let mut url = format!("{}/students/5", p.url);
+    let mut rows = 0;
+    for _ in 0..5 {
+        let (_, html) = get(&url).await;
+        rows += html.matches("<td class=\"title\">").count();
+        let Some(at) = html.find(r#"id="older""#) else {
+            break;
+        };
+        let start = html[..at].rfind("href=\"").unwrap() + 6;
+        let end = start + html[start..].find('"').unwrap();
+        url = format!("{}{}", p.url, html[start..end].replace("&#x3f;", "?").replace("&#x3d;", "="));
+    }
+    assert_eq!(rows, 123, "every grade is on some page, once");
+}
+
+#[tokio::test]
+async fn a_student_can_be_renamed_and_removed() {
+    let (_r, _d, g, p) = stack().await;
+    let r = post_form(
+        &format!("{}/students/1", p.url),
+        &[("first_name", "Zhang"), ("last_name", "Sanfeng")],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (_, html) = get(&format!("{}/students/1", p.url)).await;
+    assert!(html.contains("Zhang Sanfeng"));
+    let r = post_form(
+        &format!("{}/students/1", p.url),
+        &[("first_name", ""), ("last_name", "X")],
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let (status, html) = get(&format!("{}/students/1/remove", p.url)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("cannot be undone"));
+    let r = post_form(&format!("{}/students/1/remove", p.url), &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/students");
+    let (status, _) = get(&format!("{}/students/1", g.url)).await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&format!("{}/students/1", p.url)).await;
+    assert_eq!(status, 404);
+}
+
+/// A classic (Go) grading service: grades without IDs, no routes to add,
+/// rename or remove students, nor to correct or delete grades.
+async fn classic_grading(registry: &str) -> String {
+    use axum::routing::{get, post};
+    let students = std::sync::Arc::new(std::sync::Mutex::new(serde_json::json!([
+        {"ID": 1, "FirstName": "Zhang", "LastName": "San",
+         "Grades": [{"Title": "Quiz 1", "Type": "Quiz", "Score": 85}]}
+    ])));
+    let all = students.clone();
+    let one = students.clone();
+    let add = students.clone();
+    let app = axum::Router::new()
+        .route(
+            "/students",
+            get(move || {
+                let s = all.lock().unwrap().clone();
+                async move { axum::Json(s) }
+            }),
+        )
+        .route(
+            "/students/{id}",
+            get(move || {
+                let s = one.lock().unwrap()[0].clone();
+                async move { axum::Json(s) }
+            }),
+        )
+        .route(
+            "/students/{id}/grades",
+            post(move |body: axum::body::Bytes| {
+                let grade: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                add.lock().unwrap()[0]["Grades"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(grade.clone());
+                async move { (axum::http::StatusCode::CREATED, axum::Json(grade)) }
+            }),
+        )
+        .route("/heartbeat", get(|| async { "" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let r = rollcall_testkit::register_raw(
+        registry,
+        &serde_json::json!({"ServiceName": "GradingService", "ServiceURL": url,
+                             "HeartbeatURL": format!("{url}/heartbeat")}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    url
+}
+
+#[tokio::test]
+async fn against_a_classic_grading_service_the_portal_offers_only_what_it_can_do() {
+    let registry = TestRegistry::in_memory().await;
+    classic_grading(&registry.url).await;
+    let p = portal(&registry.url).await;
+    let html = eventually(SOON, "the portal to find it", || async {
+        let (status, html) = get(&format!("{}/students/1", p.url)).await;
+        (status == 200).then_some(html)
+    })
+    .await;
+    assert!(html.contains("Quiz 1"));
+    assert!(html.contains(r#"id="no-ids""#), "{html}");
+    assert!(!html.contains("/edit"), "no edit for a grade without an ID");
+    assert!(!html.contains("/delete\""), "no delete for a grade without an ID");
+    // What it can do works.
+    let r = post_form(
+        &format!("{}/students/1/grades", p.url),
+        &[("title", "Quiz 2"), ("type", "Quiz"), ("score", "90")],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (_, html) = get(&format!("{}/students/1", p.url)).await;
+    assert!(html.contains("Quiz 2"));
+    let newest = html.find("Quiz 2").unwrap();
+    assert!(newest < html.find("Quiz 1").unwrap(), "newest first here too");
+    // What it cannot do says so, with what was typed.
+    let r = post_form(
+        &format!("{}/students", p.url),
+        &[("first_name", "Ada"), ("last_name", "Lovelace")],
+    )
+    .await;
+    assert_eq!(r.status(), 501);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("cannot add students"), "{html}");
+    assert!(html.contains(r#"value="Lovelace""#));
 }
