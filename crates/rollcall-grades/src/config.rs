@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 pub struct GradesConfig {
     /// Address to listen on.
-    #[arg(long, env = "ROLLCALL_GRADES_ADDR", default_value = "127.0.0.1:6000")]
+    #[arg(long, env = "ROLLCALL_GRADES_ADDR", default_value = "127.0.0.1:6100")]
     pub addr: SocketAddr,
 
     /// The registry to register with (empty: run standalone).

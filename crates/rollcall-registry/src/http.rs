@@ -35,6 +35,8 @@ pub fn router(registry: Registry) -> Router {
         )
         .route("/", get(dashboard::page))
         .route("/dashboard/live", get(dashboard::live))
+        .route("/dashboard/service/{name}", get(dashboard::service_page))
+        .route("/dashboard/instance", get(dashboard::instance_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))

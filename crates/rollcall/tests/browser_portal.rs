@@ -146,3 +146,104 @@ async fn a_teacher_reads_the_class_adds_a_grade_and_sees_a_validation_error() {
     b.screenshot("student-error.png").await;
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_sent_again() {
+    let reg = registry(FAST_CHECKS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut grading = grades_service(dir.path(), &reg.url, &[]).await;
+    let portal = portal_service(&reg.url).await;
+    eventually(SOON, "the portal to find the grading service", || async {
+        let r = reqwest::get(format!("{}/students", portal.url))
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let b = Browser::start(900, 1000).await;
+    b.client
+        .goto(&format!("{}/students/2", portal.url))
+        .await
+        .unwrap();
+    assert_eq!(text(&b, "#student-name").await, "Li Si");
+
+    // A long title wraps: Edit and Delete stay on the screen.
+    add_grade(&b, &"Very_long_assignment_title_".repeat(7), "Homework", "70").await;
+    b.client
+        .wait()
+        .at_most(SOON)
+        .for_element(Locator::Css("#grades tbody tr:first-child button"))
+        .await
+        .unwrap();
+    let inside: bool = b
+        .client
+        .execute(
+            "const r = document.querySelector('#grades tbody tr:first-child button').getBoundingClientRect();\
+             return r.right <= document.documentElement.clientWidth && r.width > 0;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_bool()
+        .unwrap();
+    assert!(inside, "the Delete button of a long-titled grade is on screen");
+    let grades_before = text(&b, "#grade-count").await;
+
+    // The grading service dies; the portal learns it from the registry.
+    grading.kill();
+    eventually(SOON, "the portal to notice", || async {
+        let r = reqwest::get(format!("{}/students", portal.url))
+            .await
+            .ok()?;
+        (r.status() == 503).then_some(())
+    })
+    .await;
+    add_grade(&b, "Outage Quiz", "Test", "91.5").await;
+    let notice = b
+        .client
+        .wait()
+        .at_most(SOON)
+        .for_element(Locator::Css("#not-saved"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(notice.contains("Not saved"), "{notice}");
+    assert!(notice.contains("was not stored"), "{notice}");
+    assert_eq!(value(&b, "#title").await, "Outage Quiz", "what was typed is kept");
+    assert_eq!(value(&b, "#score").await, "91.5");
+    assert_eq!(value(&b, "#type").await, "Test");
+    let page = b.client.source().await.unwrap();
+    assert!(!page.contains("http-equiv=\"refresh\""), "nothing reloads by itself");
+    b.screenshot("student-not-saved.png").await;
+
+    // It comes back; the same form, sent again, stores the grade once.
+    let _grading = grades_service(dir.path(), &reg.url, &[]).await;
+    eventually(SOON, "the portal to recover", || async {
+        let r = reqwest::get(format!("{}/students", portal.url))
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    b.client
+        .find(Locator::Css("#save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .at_most(SOON)
+        .for_element(Locator::XPath("//table[@id='grades']//td[text()='Outage Quiz']"))
+        .await
+        .unwrap();
+    assert_eq!(b.client.current_url().await.unwrap().path(), "/students/2");
+    let count: u32 = text(&b, "#grade-count").await.parse().unwrap();
+    assert_eq!(count, grades_before.parse::<u32>().unwrap() + 1, "stored once");
+    let rows = text(&b, "#grades").await;
+    assert_eq!(rows.matches("Outage Quiz").count(), 1);
+    b.close().await;
+}

@@ -141,6 +141,17 @@ pub struct LastCheck {
     pub error: Option<String>,
 }
 
+/// One past check, compactly (for the dashboard's check history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSample {
+    pub at: Timestamp,
+    pub latency_us: u32,
+    pub passed: bool,
+}
+
+/// Checks kept per instance for its history.
+pub const HISTORY: usize = 10;
+
 /// Health bookkeeping for one instance.
 #[derive(Debug, Clone)]
 pub struct HealthState {
@@ -150,6 +161,10 @@ pub struct HealthState {
     pub consecutive_failures: u32,
     pub suspect: bool,
     pub last_check: Option<LastCheck>,
+    /// The latest failed check, kept after it passes again.
+    pub last_failure: Option<LastCheck>,
+    /// The last [`HISTORY`] checks, oldest first.
+    pub recent: std::collections::VecDeque<CheckSample>,
 }
 
 /// What one check result changed.
@@ -171,6 +186,8 @@ impl HealthState {
             consecutive_failures: 0,
             suspect: false,
             last_check: None,
+            last_failure: None,
+            recent: std::collections::VecDeque::new(),
         }
     }
 
@@ -181,11 +198,23 @@ impl HealthState {
         outcome: &CheckOutcome,
         now: Timestamp,
     ) -> Transition {
-        self.last_check = Some(LastCheck {
+        let check = LastCheck {
             at: now,
             latency: outcome.latency,
             passed: outcome.passed,
             error: outcome.error.clone(),
+        };
+        if !outcome.passed {
+            self.last_failure = Some(check.clone());
+        }
+        self.last_check = Some(check);
+        if self.recent.len() == HISTORY {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(CheckSample {
+            at: now,
+            latency_us: u32::try_from(outcome.latency.as_micros()).unwrap_or(u32::MAX),
+            passed: outcome.passed,
         });
         let suspect = std::mem::take(&mut self.suspect);
         if outcome.passed {

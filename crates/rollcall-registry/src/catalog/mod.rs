@@ -339,6 +339,15 @@ impl Catalog {
             .filter_map(|url| self.instances.get(url))
     }
 
+    /// The instances that require `name` (and take patches).
+    pub fn dependents_of<'a>(&'a self, name: &ServiceName) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.dependents
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|url| self.instances.get(url))
+    }
+
     /// The names that some registered receiver requires.
     pub fn required_names(&self) -> impl Iterator<Item = &ServiceName> {
         self.dependents

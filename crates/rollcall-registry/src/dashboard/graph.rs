@@ -1,13 +1,25 @@
-//! The dependency graph, laid out for SVG. Pure: names and edges in, boxes and
-//! paths out.
+//! The dependency graph, laid out for SVG as a layered graph. Pure: names and
+//! edges in, boxes and paths out.
 //!
-//! A service's column is its depth: how long the chain of services it
-//! requires is. Dependents stand left of what they require, so every arrow
-//! points right ("Portal → GradingService → LogService"). A name that is
-//! required but has no registered instance is a *missing* node. Cycles are
-//! tolerated (depth is capped at the number of nodes).
+//! The steps of a Sugiyama layout, small enough to read:
+//! 1. **Cycles** are broken by reversing the edges a depth-first search finds
+//!    going back (they are still drawn, arrow towards the service required).
+//! 2. **Layers**: a service's column is the length of the longest chain of
+//!    services it requires, so dependents stand left of what they require and
+//!    every arrow points right ("Portal → GradingService → LogService").
+//! 3. **Dummies**: an edge that skips columns gets a placeholder slot in every
+//!    column it passes, so it runs between boxes, never through one.
+//! 4. **Crossings** are reduced by sweeping the columns left to right and back,
+//!    ordering each by the mean position of its neighbours (barycentres).
+//! 5. **Coordinates**: slots stack in their column; an edge is a polyline from
+//!    the right side of its source through its slots to the left side of its
+//!    target, each piece either in the gap between two columns or across a
+//!    slot of its own.
+//!
+//! A name that is required but has no registered instance is a *missing*
+//! node. Names longer than a box are shortened (the full name is the tooltip).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How a service is doing, for its colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +57,8 @@ pub struct ServiceInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub name: String,
+    /// The name as drawn: shortened to fit the box.
+    pub short: String,
     pub x: u32,
     pub y: u32,
     pub health: NodeHealth,
@@ -55,7 +69,9 @@ pub struct Node {
 pub struct Edge {
     pub from: String,
     pub to: String,
-    /// SVG path data.
+    /// The polyline's points, from the dependent to what it requires.
+    pub points: Vec<(u32, u32)>,
+    /// SVG path data of `points`.
     pub path: String,
     /// The required service has no passing instance.
     pub broken: bool,
@@ -71,11 +87,70 @@ pub struct Graph {
 
 pub const NODE_W: u32 = 180;
 pub const NODE_H: u32 = 56;
-const COL_GAP: u32 = 90;
-const ROW_GAP: u32 = 28;
+const COL_GAP: u32 = 80;
+const ROW_GAP: u32 = 24;
 const MARGIN: u32 = 16;
-/// Room above the first row for edges that arc over a column.
-const ARC_ROOM: u32 = 40;
+/// Characters of a name that fit in a box at the dashboard's font size.
+pub const NAME_FITS: usize = 21;
+/// Barycentre sweeps (each one left to right, then right to left).
+const SWEEPS: usize = 8;
+
+/// A slot in a column: a service, or a dummy an edge passes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Slot {
+    Service(usize),
+    /// Edge `.0`'s placeholder in a column it passes.
+    Dummy(usize, u32),
+}
+
+/// `name` shortened to `fits` characters, with an ellipsis when cut.
+pub fn shorten(name: &str, fits: usize) -> String {
+    if name.chars().count() <= fits {
+        return name.to_owned();
+    }
+    let mut short: String = name.chars().take(fits.saturating_sub(1)).collect();
+    short.push('…');
+    short
+}
+
+/// The edges a depth-first search finds going back (closing a cycle), as
+/// `(from, to)` index pairs; reversing them leaves an acyclic graph.
+fn back_edges(adjacent: &[Vec<usize>]) -> BTreeSet<(usize, usize)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let mut mark = vec![Mark::New; adjacent.len()];
+    let mut back = BTreeSet::new();
+    for root in 0..adjacent.len() {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (node, next child index).
+        let mut stack = vec![(root, 0usize)];
+        mark[root] = Mark::Open;
+        while let Some((node, child)) = stack.pop() {
+            if let Some(&next) = adjacent[node].get(child) {
+                stack.push((node, child + 1));
+                match mark[next] {
+                    Mark::New => {
+                        mark[next] = Mark::Open;
+                        stack.push((next, 0));
+                    }
+                    Mark::Open => {
+                        back.insert((node, next));
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                mark[node] = Mark::Done;
+            }
+        }
+    }
+    back
+}
 
 /// Lays out `services`.
 pub fn layout(services: &[ServiceInfo]) -> Graph {
@@ -94,51 +169,141 @@ pub fn layout(services: &[ServiceInfo]) -> Graph {
         }
     }
     let registered: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
-    // depth(n) = 1 + max depth of what n requires; iterate to a fixed point,
-    // capped so cycles end.
-    let mut depth: BTreeMap<&str, u32> = info.keys().map(|k| (k.as_str(), 0)).collect();
-    let cap = u32::try_from(info.len()).unwrap_or(u32::MAX);
-    for _ in 0..info.len() {
-        let mut changed = false;
-        for (name, s) in &info {
-            let d = s
-                .requires
-                .iter()
-                .filter_map(|r| depth.get(r.as_str()))
-                .map(|d| (d + 1).min(cap))
-                .max()
-                .unwrap_or(0);
-            if depth.get(name.as_str()) != Some(&d) {
-                depth.insert(name.as_str(), d);
-                changed = true;
+    let names: Vec<&str> = info.keys().map(String::as_str).collect();
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    // Edges as drawn (dependent → required), self-requirements left out.
+    let mut edges: Vec<(usize, usize)> = Vec::new();
+    for s in info.values() {
+        for r in &s.requires {
+            if let (Some(&a), Some(&b)) = (index.get(s.name.as_str()), index.get(r.as_str()))
+                && a != b
+            {
+                edges.push((a, b));
             }
         }
-        if !changed {
-            break;
+    }
+    // 1. Break cycles.
+    let mut adjacent = vec![Vec::new(); names.len()];
+    for &(a, b) in &edges {
+        adjacent[a].push(b);
+    }
+    let back = back_edges(&adjacent);
+    let directed: Vec<(usize, usize)> = edges
+        .iter()
+        .map(|&(a, b)| if back.contains(&(a, b)) { (b, a) } else { (a, b) })
+        .collect();
+    // 2. Layers: longest path to a sink, counted from the right.
+    let mut height_of = vec![0u32; names.len()];
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+    for &(a, b) in &directed {
+        out[a].push(b);
+    }
+    let order = topological(&out);
+    for &n in order.iter().rev() {
+        height_of[n] = out[n].iter().map(|&m| height_of[m] + 1).max().unwrap_or(0);
+    }
+    let max_height = height_of.iter().copied().max().unwrap_or(0);
+    let layer_of: Vec<u32> = height_of.iter().map(|h| max_height - h).collect();
+    let layers = max_height as usize + 1;
+    // 3. Dummies: every edge becomes a chain of slots, one per column.
+    let mut columns: Vec<Vec<Slot>> = vec![Vec::new(); layers];
+    for (n, &layer) in layer_of.iter().enumerate() {
+        columns[layer as usize].push(Slot::Service(n));
+    }
+    let mut chains: Vec<Vec<Slot>> = Vec::with_capacity(directed.len());
+    for (e, &(a, b)) in directed.iter().enumerate() {
+        let mut chain = vec![Slot::Service(a)];
+        for layer in layer_of[a] + 1..layer_of[b] {
+            let dummy = Slot::Dummy(e, layer);
+            columns[layer as usize].push(dummy);
+            chain.push(dummy);
+        }
+        chain.push(Slot::Service(b));
+        chains.push(chain);
+    }
+    // Neighbours of each slot in the columns left and right of it.
+    let mut left: HashMap<Slot, Vec<Slot>> = HashMap::new();
+    let mut right: HashMap<Slot, Vec<Slot>> = HashMap::new();
+    for chain in &chains {
+        for pair in chain.windows(2) {
+            right.entry(pair[0]).or_default().push(pair[1]);
+            left.entry(pair[1]).or_default().push(pair[0]);
         }
     }
-    let max_depth = depth.values().copied().max().unwrap_or(0);
-    let mut columns: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
-    for (name, d) in &depth {
-        columns.entry(max_depth - d).or_default().push(name);
-    }
-    let mut position: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
-    let mut height = 0;
-    for (column, names) in &columns {
-        for (row, name) in names.iter().enumerate() {
-            let row = u32::try_from(row).unwrap_or(0);
-            let x = MARGIN + column * (NODE_W + COL_GAP);
-            let y = MARGIN + ARC_ROOM + row * (NODE_H + ROW_GAP);
-            height = height.max(y + NODE_H + MARGIN);
-            position.insert(name, (x, y));
+    // 4. Crossing reduction by barycentres, keeping the best order seen.
+    let mut best = columns.clone();
+    let mut best_crossings = crossings(&columns, &right);
+    for sweep in 0..SWEEPS * 2 {
+        let forward = sweep % 2 == 0;
+        let range: Vec<usize> = if forward {
+            (1..layers).collect()
+        } else {
+            (0..layers.saturating_sub(1)).rev().collect()
+        };
+        for layer in range {
+            let reference = if forward { layer - 1 } else { layer + 1 };
+            let position: HashMap<Slot, usize> = columns[reference]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (*s, i))
+                .collect();
+            let neighbours = if forward { &left } else { &right };
+            let current: HashMap<Slot, usize> = columns[layer]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (*s, i))
+                .collect();
+            let key = |slot: &Slot| -> f64 {
+                let linked: Vec<usize> = neighbours
+                    .get(slot)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| position.get(n).copied())
+                    .collect();
+                if linked.is_empty() {
+                    current.get(slot).copied().unwrap_or(0) as f64
+                } else {
+                    linked.iter().sum::<usize>() as f64 / linked.len() as f64
+                }
+            };
+            let mut keyed: Vec<(f64, usize, Slot)> = columns[layer]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (key(s), i, *s))
+                .collect();
+            keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            columns[layer] = keyed.into_iter().map(|(_, _, s)| s).collect();
+        }
+        let now = crossings(&columns, &right);
+        if now < best_crossings {
+            best_crossings = now;
+            best = columns.clone();
         }
     }
-    let width = MARGIN * 2 + (max_depth + 1) * NODE_W + max_depth * COL_GAP;
-    let nodes = info
-        .values()
-        .map(|s| {
-            let (x, y) = position.get(s.name.as_str()).copied().unwrap_or((0, 0));
-            let health = if !registered.contains(s.name.as_str()) {
+    let columns = best;
+    // 5. Coordinates: slots stack from the top, each column centred.
+    let tallest = columns.iter().map(Vec::len).max().unwrap_or(0);
+    let slot_h = NODE_H + ROW_GAP;
+    let height = MARGIN * 2 + u32::try_from(tallest).unwrap_or(0) * slot_h;
+    let mut place: HashMap<Slot, (u32, u32)> = HashMap::new();
+    for (layer, column) in columns.iter().enumerate() {
+        let x = MARGIN + u32::try_from(layer).unwrap_or(0) * (NODE_W + COL_GAP);
+        let offset = (u32::try_from(tallest - column.len()).unwrap_or(0) * slot_h) / 2;
+        for (row, slot) in column.iter().enumerate() {
+            let y = MARGIN + offset + u32::try_from(row).unwrap_or(0) * slot_h;
+            place.insert(*slot, (x, y));
+        }
+    }
+    let width = MARGIN * 2
+        + u32::try_from(layers).unwrap_or(1) * NODE_W
+        + u32::try_from(layers.saturating_sub(1)).unwrap_or(0) * COL_GAP;
+    let nodes = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| {
+            let s = &info[*name];
+            let (x, y) = place.get(&Slot::Service(n)).copied().unwrap_or((0, 0));
+            let health = if !registered.contains(name) {
                 NodeHealth::Missing
             } else if s.passing == 0 {
                 NodeHealth::Down
@@ -152,7 +317,8 @@ pub fn layout(services: &[ServiceInfo]) -> Graph {
                 _ => format!("{}/{} passing", s.passing, s.passing + s.critical),
             };
             Node {
-                name: s.name.clone(),
+                name: (*name).to_owned(),
+                short: shorten(name, NAME_FITS),
                 x,
                 y,
                 health,
@@ -160,54 +326,99 @@ pub fn layout(services: &[ServiceInfo]) -> Graph {
             }
         })
         .collect();
-    let mut edges = Vec::new();
-    for s in services {
-        for r in &s.requires {
-            let (Some(&(x1, y1)), Some(&(x2, y2))) =
-                (position.get(s.name.as_str()), position.get(r.as_str()))
-            else {
+    let mut drawn = Vec::with_capacity(edges.len());
+    for (e, &(a, b)) in edges.iter().enumerate() {
+        let chain = &chains[e];
+        let mut points = Vec::with_capacity(chain.len() * 2);
+        for (i, slot) in chain.iter().enumerate() {
+            let Some(&(x, y)) = place.get(slot) else {
                 continue;
             };
-            let (sx, sy) = (x1 + NODE_W, y1 + NODE_H / 2);
-            let (tx, ty) = (x2, y2 + NODE_H / 2);
-            let path = if tx > sx && tx - sx <= COL_GAP {
-                let bend = (tx - sx) / 2;
-                format!(
-                    "M{sx},{sy} C{},{sy} {},{ty} {tx},{ty}",
-                    sx + bend,
-                    tx - bend
-                )
-            } else if tx > sx {
-                // It skips a column: arc over the boxes in between, leaving
-                // from the source's top and arriving at the target's top.
-                let (sx, sy) = (x1 + NODE_W / 2, y1);
-                let (tx, ty) = (x2 + NODE_W / 2, y2);
-                let peak = y1.min(y2).saturating_sub(ARC_ROOM - 4);
-                format!("M{sx},{sy} C{sx},{peak} {tx},{peak} {tx},{ty}")
-            } else {
-                // Same column or backwards (a cycle): loop around below.
-                let below = y1.max(y2) + NODE_H + ROW_GAP / 2;
-                format!(
-                    "M{sx},{sy} C{},{below} {},{below} {tx},{ty}",
-                    sx + 40,
-                    tx.saturating_sub(40)
-                )
-            };
-            let broken = info.get(r).is_none_or(|t| t.passing == 0);
-            edges.push(Edge {
-                from: s.name.clone(),
-                to: r.clone(),
-                path,
-                broken,
-            });
+            let mid = y + NODE_H / 2;
+            match slot {
+                // Leave a service from its right side, enter from its left.
+                Slot::Service(_) if i == 0 => points.push((x + NODE_W, mid)),
+                Slot::Service(_) => points.push((x, mid)),
+                // Cross a column through the edge's own slot.
+                Slot::Dummy(..) => {
+                    points.push((x, mid));
+                    points.push((x + NODE_W, mid));
+                }
+            }
         }
+        // A reversed (cycle) edge is drawn towards the service required.
+        if directed[e] != (a, b) {
+            points.reverse();
+        }
+        let path = points
+            .iter()
+            .enumerate()
+            .map(|(i, (x, y))| format!("{}{x},{y}", if i == 0 { 'M' } else { 'L' }))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let to = names[b];
+        drawn.push(Edge {
+            from: names[a].to_owned(),
+            to: to.to_owned(),
+            points,
+            path,
+            broken: info.get(to).is_none_or(|t| t.passing == 0),
+        });
     }
     Graph {
         width: width.max(NODE_W + 2 * MARGIN),
         height: height.max(NODE_H + 2 * MARGIN),
         nodes,
-        edges,
+        edges: drawn,
     }
+}
+
+/// A topological order of an acyclic graph (Kahn), sources first.
+fn topological(out: &[Vec<usize>]) -> Vec<usize> {
+    let mut indegree = vec![0usize; out.len()];
+    for targets in out {
+        for &t in targets {
+            indegree[t] += 1;
+        }
+    }
+    let mut ready: Vec<usize> = (0..out.len()).filter(|&n| indegree[n] == 0).collect();
+    ready.reverse();
+    let mut order = Vec::with_capacity(out.len());
+    while let Some(n) = ready.pop() {
+        order.push(n);
+        for &t in &out[n] {
+            indegree[t] -= 1;
+            if indegree[t] == 0 {
+                ready.push(t);
+            }
+        }
+    }
+    order
+}
+
+/// Edge crossings between adjacent columns.
+fn crossings(columns: &[Vec<Slot>], right: &HashMap<Slot, Vec<Slot>>) -> usize {
+    let mut total = 0;
+    for pair in columns.windows(2) {
+        let position: HashMap<Slot, usize> =
+            pair[1].iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        let mut segments: Vec<(usize, usize)> = Vec::new();
+        for (i, slot) in pair[0].iter().enumerate() {
+            for target in right.get(slot).into_iter().flatten() {
+                if let Some(&j) = position.get(target) {
+                    segments.push((i, j));
+                }
+            }
+        }
+        for (k, &(a, b)) in segments.iter().enumerate() {
+            for &(c, d) in &segments[k + 1..] {
+                if (a < c && b > d) || (a > c && b < d) {
+                    total += 1;
+                }
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]
@@ -258,6 +469,118 @@ mod tests {
         let missing = g.nodes.iter().find(|n| n.name == "GradingService").unwrap();
         assert_eq!(missing.health, NodeHealth::Missing);
         assert!(g.edges[0].broken);
+    }
+
+    /// Whether the segment from `p` to `q` passes through the inside of the box
+    /// at `(x, y)` (touching its border does not count).
+    fn crosses_box(p: (u32, u32), q: (u32, u32), (x, y): (u32, u32)) -> bool {
+        let (x0, y0) = (f64::from(x) + 0.5, f64::from(y) + 0.5);
+        let (x1, y1) = (
+            f64::from(x + NODE_W) - 0.5,
+            f64::from(y + NODE_H) - 0.5,
+        );
+        // Sample the segment finely; boxes are far larger than a step.
+        let steps = 400;
+        (0..=steps).any(|i| {
+            let t = f64::from(i) / f64::from(steps);
+            let px = f64::from(p.0) + (f64::from(q.0) - f64::from(p.0)) * t;
+            let py = f64::from(p.1) + (f64::from(q.1) - f64::from(p.1)) * t;
+            px > x0 && px < x1 && py > y0 && py < y1
+        })
+    }
+
+    /// A catalog of `n` services with dependencies drawn from a fixed seed:
+    /// chains, fan-in, fan-out, edges that skip columns, and a cycle.
+    fn generated(n: usize) -> Vec<ServiceInfo> {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut services: Vec<ServiceInfo> = (0..n)
+            .map(|i| svc(&format!("Service{i:02}"), 1, 0, &[]))
+            .collect();
+        for i in 0..n {
+            let wanted = 1 + (next() % 4) as usize;
+            for _ in 0..wanted {
+                let j = (next() % n as u64) as usize;
+                if j > i {
+                    let name = services[j].name.clone();
+                    services[i].requires.insert(name);
+                }
+            }
+        }
+        // A cycle and a name that is required but never registered.
+        let first = services[0].name.clone();
+        services[n - 1].requires.insert(first);
+        services[3].requires.insert("NeverRegistered".into());
+        services
+    }
+
+    #[test]
+    fn no_edge_crosses_a_box_it_does_not_connect_on_thirty_services() {
+        let g = layout(&generated(30));
+        assert_eq!(g.nodes.len(), 31);
+        assert!(g.edges.len() > 30, "{} edges", g.edges.len());
+        for e in &g.edges {
+            for node in &g.nodes {
+                if node.name == e.from || node.name == e.to {
+                    continue;
+                }
+                for pair in e.points.windows(2) {
+                    assert!(
+                        !crosses_box(pair[0], pair[1], (node.x, node.y)),
+                        "{} → {} crosses {}",
+                        e.from,
+                        e.to,
+                        node.name
+                    );
+                }
+            }
+            // It starts at its source and ends at its target.
+            let at = |name: &str| g.nodes.iter().find(|n| n.name == name).unwrap();
+            let (first, last) = (e.points[0], *e.points.last().unwrap());
+            let touches = |p: (u32, u32), n: &Node| {
+                (p.0 == n.x || p.0 == n.x + NODE_W) && p.1 == n.y + NODE_H / 2
+            };
+            assert!(touches(first, at(&e.from)), "{} leaves its box", e.from);
+            assert!(touches(last, at(&e.to)), "{} → {} arrives", e.from, e.to);
+        }
+        // No two boxes overlap.
+        for (i, a) in g.nodes.iter().enumerate() {
+            for b in &g.nodes[i + 1..] {
+                let apart = a.x + NODE_W <= b.x
+                    || b.x + NODE_W <= a.x
+                    || a.y + NODE_H <= b.y
+                    || b.y + NODE_H <= a.y;
+                assert!(apart, "{} overlaps {}", a.name, b.name);
+            }
+        }
+    }
+
+    #[test]
+    fn crossing_reduction_untangles_a_crossed_ladder() {
+        // A1 → B2 and A2 → B1 in the input order cross; the sweep fixes it.
+        let g = layout(&[
+            svc("A1", 1, 0, &["B2"]),
+            svc("A2", 1, 0, &["B1"]),
+            svc("B1", 1, 0, &[]),
+            svc("B2", 1, 0, &[]),
+        ]);
+        let y = |n: &str| g.nodes.iter().find(|node| node.name == n).unwrap().y;
+        assert_eq!(y("A1") < y("A2"), y("B2") < y("B1"), "parallel, not crossed");
+    }
+
+    #[test]
+    fn long_names_are_shortened_with_the_full_name_kept() {
+        let long = "AVeryLongServiceNameThatDoesNotFit";
+        let g = layout(&[svc(long, 1, 0, &[])]);
+        assert_eq!(g.nodes[0].name, long);
+        assert_eq!(g.nodes[0].short.chars().count(), NAME_FITS);
+        assert!(g.nodes[0].short.ends_with('…'));
+        assert_eq!(shorten("Portal", NAME_FITS), "Portal");
     }
 
     #[test]

@@ -1,13 +1,20 @@
-//! The registry's dashboard: `GET /`.
+//! The registry's dashboard: `GET /`, and a page per service and instance.
 //!
-//! One server-rendered page, no assets from the internet: instances grouped by
-//! service (status, last check, latency), the dependency graph as inline SVG
-//! with health colours, a timeline of recent events, and the latest records
-//! from the log service when one is registered. It updates live: a few lines
-//! of inline script listen to `/v1/watch` (Server-Sent Events) and swap in
-//! `GET /dashboard/live`, the same page's live part, on every change (and
-//! every 2 s, so "last check" times move). Without JavaScript it reloads
-//! every 5 s.
+//! Server-rendered, no assets from the internet: a search box (`?q=`, a
+//! substring of a service's name or an instance's URL, ignoring case),
+//! services that need attention first (each a collapsible group; healthy ones
+//! fold once there are many), the dependency graph as inline SVG (a layered
+//! layout, see [`graph`]), a timeline of recent events with repeats collapsed
+//! into one row (`×N`), and the latest records from the log service when one
+//! is registered. It updates live: a few lines of inline script listen to
+//! `/v1/watch` (Server-Sent Events) and swap in `GET /dashboard/live`, the same
+//! page's live part, on every change (and every 2 s, so "last check" times
+//! move), keeping the search and which groups are open. Without JavaScript it
+//! reloads every 5 s.
+//!
+//! `GET /dashboard/service/{name}`: its instances, who requires it, what it
+//! requires, its events. `GET /dashboard/instance?url=`: one instance's
+//! registration, check history, last error, delivery state and events.
 
 pub mod graph;
 
@@ -15,22 +22,28 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use rollcall_proto::Timestamp;
+use rollcall_http::QueryParams;
+use rollcall_proto::{ServiceName, ServiceUrl, Timestamp};
 use serde::Deserialize;
 
-use crate::catalog::EventKind;
+use crate::catalog::health::Shown;
+use crate::catalog::{Event, EventKind, Instance};
 use crate::shell::Registry;
 use graph::{Graph, ServiceInfo};
 
-/// Events shown on the timeline.
+/// Event groups shown on the timeline.
 pub const TIMELINE: usize = 40;
+/// Events looked at to build the timeline (repeats are folded).
+pub const TIMELINE_WINDOW: usize = 400;
 /// Log records shown.
 pub const LOG_LINES: usize = 15;
 /// How long the dashboard waits for the log service.
 pub const LOG_TIMEOUT: Duration = Duration::from_millis(800);
+/// Up to this many services, every group is open.
+pub const OPEN_UP_TO: usize = 6;
 
 struct InstanceRow {
     url: String,
@@ -43,6 +56,11 @@ struct InstanceRow {
 
 struct ServiceGroup {
     name: String,
+    /// Something in it is not passing.
+    attention: bool,
+    open: bool,
+    passing: usize,
+    other: usize,
     instances: Vec<InstanceRow>,
 }
 
@@ -53,6 +71,10 @@ struct EventRow {
     service: String,
     url: String,
     detail: String,
+    /// How many times it happened in the window (folded into this row).
+    times: usize,
+    /// When the first of them happened, if more than one.
+    first: String,
 }
 
 struct LogRow {
@@ -74,10 +96,13 @@ struct Live {
     revision: u64,
     passing: usize,
     critical: usize,
+    total_services: usize,
+    query: String,
     services: Vec<ServiceGroup>,
     graph: Graph,
     events: Vec<EventRow>,
     logs: LogPanel,
+    log_name: String,
     node_w: u32,
     node_h: u32,
     generated: String,
@@ -87,6 +112,7 @@ struct Live {
 #[template(path = "dashboard.html")]
 struct Dashboard {
     store: String,
+    query: String,
     /// The rendered live part (it is also served alone).
     live_html: String,
 }
@@ -112,33 +138,75 @@ fn event_class(kind: EventKind) -> &'static str {
     }
 }
 
+/// Events newest first, each run of the same (kind, service, instance) in the
+/// window folded into its newest occurrence, with a count.
+fn fold_events(events: Vec<Event>, limit: usize) -> Vec<EventRow> {
+    let mut rows: Vec<EventRow> = Vec::new();
+    let mut seen: std::collections::HashMap<(EventKind, String, String), usize> =
+        std::collections::HashMap::new();
+    for e in events.into_iter().rev() {
+        let key = (e.kind, e.service.to_string(), e.url.to_string());
+        if let Some(&i) = seen.get(&key) {
+            rows[i].times += 1;
+            rows[i].first = clock(e.at);
+            continue;
+        }
+        if rows.len() == limit {
+            continue;
+        }
+        seen.insert(key, rows.len());
+        rows.push(EventRow {
+            at: clock(e.at),
+            kind: e.kind.as_str(),
+            class: event_class(e.kind),
+            service: e.service.to_string(),
+            url: e.url.to_string(),
+            detail: e.detail.unwrap_or_default(),
+            times: 1,
+            first: String::new(),
+        });
+    }
+    rows
+}
+
+fn instance_row(i: &Instance, now: Timestamp) -> InstanceRow {
+    let last = i.health.last_check.as_ref();
+    InstanceRow {
+        url: i.url().to_string(),
+        status: i.shown().as_str(),
+        last_check: last.map_or_else(|| "not yet".into(), |l| ago(now, l.at)),
+        latency: last.map_or_else(String::new, |l| {
+            format!("{:.1} ms", l.latency.as_secs_f64() * 1000.0)
+        }),
+        error: last.and_then(|l| l.error.clone()).unwrap_or_default(),
+        requires: i
+            .registration
+            .required
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Whether `needle` (lower case) is in `name` or `url`, ignoring case.
+fn matches(needle: &str, name: &str, url: &str) -> bool {
+    needle.is_empty()
+        || name.to_ascii_lowercase().contains(needle)
+        || url.to_ascii_lowercase().contains(needle)
+}
+
 /// The catalog part of the page (no I/O beyond the lock).
-fn snapshot(registry: &Registry, now: Timestamp) -> (Live, Option<String>) {
-    let log_name = Some(registry.config().log_service.clone());
+fn snapshot(registry: &Registry, now: Timestamp, query: &str) -> (Live, Option<String>) {
+    let log_name = registry.config().log_service.clone();
+    let needle = query.trim().to_ascii_lowercase();
     let (groups, infos, revision, log_url) = registry.read(|c| {
-        let mut groups: BTreeMap<String, Vec<InstanceRow>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Vec<(Shown, InstanceRow)>> = BTreeMap::new();
         let mut infos: BTreeMap<String, ServiceInfo> = BTreeMap::new();
         for i in c.instances() {
             let name = i.name().to_string();
-            let last = i.health.last_check.as_ref();
-            groups.entry(name.clone()).or_default().push(InstanceRow {
-                url: i.url().to_string(),
-                status: i.shown().as_str(),
-                last_check: last.map_or_else(|| "not yet".into(), |l| ago(now, l.at)),
-                latency: last.map_or_else(String::new, |l| {
-                    format!("{:.1} ms", l.latency.as_secs_f64() * 1000.0)
-                }),
-                error: last.and_then(|l| l.error.clone()).unwrap_or_default(),
-                requires: i
-                    .registration
-                    .required
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
             let info = infos.entry(name.clone()).or_insert_with(|| ServiceInfo {
-                name,
+                name: name.clone(),
                 passing: 0,
                 critical: 0,
                 requires: BTreeSet::new(),
@@ -150,44 +218,67 @@ fn snapshot(registry: &Registry, now: Timestamp) -> (Live, Option<String>) {
             }
             info.requires
                 .extend(i.registration.required.iter().map(ToString::to_string));
+            if matches(&needle, &name, i.url().as_str()) {
+                groups
+                    .entry(name)
+                    .or_default()
+                    .push((i.shown(), instance_row(i, now)));
+            }
         }
-        let log_url = log_name
-            .as_ref()
-            .and_then(|n| c.healthy_providers(n).into_iter().next())
+        let log_url = c
+            .healthy_providers(&log_name)
+            .into_iter()
+            .next()
             .map(|u| u.to_string());
         (groups, infos, c.revision(), log_url)
     });
     let passing = infos.values().map(|s| s.passing).sum();
     let critical = infos.values().map(|s| s.critical).sum();
-    let services = groups
+    let many = groups.len() > OPEN_UP_TO && needle.is_empty();
+    let mut services: Vec<ServiceGroup> = groups
         .into_iter()
         .map(|(name, mut instances)| {
-            instances.sort_by(|a, b| a.url.cmp(&b.url));
-            ServiceGroup { name, instances }
+            // Within a service: critical, then the rest, then by URL.
+            instances.sort_by(|(a, ra), (b, rb)| {
+                (*a != Shown::Critical, *a == Shown::Passing, &ra.url).cmp(&(
+                    *b != Shown::Critical,
+                    *b == Shown::Passing,
+                    &rb.url,
+                ))
+            });
+            let passing = instances
+                .iter()
+                .filter(|(s, _)| *s == Shown::Passing)
+                .count();
+            let other = instances.len() - passing;
+            let attention = instances
+                .iter()
+                .any(|(s, _)| matches!(s, Shown::Critical | Shown::Maintenance));
+            ServiceGroup {
+                open: attention || !many,
+                attention,
+                passing,
+                other,
+                name,
+                instances: instances.into_iter().map(|(_, row)| row).collect(),
+            }
         })
         .collect();
+    // Services that need attention first.
+    services.sort_by(|a, b| (!a.attention, &a.name).cmp(&(!b.attention, &b.name)));
     let graph = graph::layout(&infos.into_values().collect::<Vec<_>>());
-    let events = registry
-        .recent_events(TIMELINE)
-        .into_iter()
-        .rev()
-        .map(|e| EventRow {
-            at: clock(e.at),
-            kind: e.kind.as_str(),
-            class: event_class(e.kind),
-            service: e.service.to_string(),
-            url: e.url.to_string(),
-            detail: e.detail.unwrap_or_default(),
-        })
-        .collect();
+    let events = fold_events(registry.recent_events(TIMELINE_WINDOW), TIMELINE);
     let live = Live {
         revision,
         passing,
         critical,
+        total_services: graph.nodes.len(),
+        query: query.to_owned(),
         services,
         graph,
         events,
         logs: LogPanel::NoLogService,
+        log_name: log_name.to_string(),
         node_w: graph::NODE_W,
         node_h: graph::NODE_H,
         generated: clock(now),
@@ -243,8 +334,8 @@ async fn fetch_logs(registry: &Registry, base: &str) -> LogPanel {
     }
 }
 
-async fn live_part(registry: &Registry) -> Live {
-    let (mut live, log_url) = snapshot(registry, registry.now());
+async fn live_part(registry: &Registry, query: &str) -> Live {
+    let (mut live, log_url) = snapshot(registry, registry.now(), query);
     if let Some(url) = log_url {
         live.logs = fetch_logs(registry, &url).await;
     }
@@ -261,9 +352,20 @@ fn render(template: &impl Template) -> Response {
     }
 }
 
+/// `?q=`: the search.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    #[serde(default)]
+    q: String,
+}
+
 /// `GET /`: the dashboard.
-pub async fn page(State(registry): State<Registry>) -> Response {
-    let live_html = match live_part(&registry).await.render() {
+pub async fn page(
+    State(registry): State<Registry>,
+    QueryParams(search): QueryParams<Search>,
+) -> Response {
+    let live_html = match live_part(&registry, &search.q).await.render() {
         Ok(html) => html,
         Err(e) => {
             tracing::error!(error = %e, "the dashboard failed to render");
@@ -272,11 +374,229 @@ pub async fn page(State(registry): State<Registry>) -> Response {
     };
     render(&Dashboard {
         store: registry.store_description().to_owned(),
+        query: search.q,
         live_html,
     })
 }
 
 /// `GET /dashboard/live`: the part of the page that changes.
-pub async fn live(State(registry): State<Registry>) -> Response {
-    render(&live_part(&registry).await)
+pub async fn live(
+    State(registry): State<Registry>,
+    QueryParams(search): QueryParams<Search>,
+) -> Response {
+    render(&live_part(&registry, &search.q).await)
+}
+
+// ----- one service, one instance ---------------------------------------------
+
+struct DependentRow {
+    service: String,
+    url: String,
+    status: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "service.html")]
+struct ServicePage {
+    name: String,
+    instances: Vec<InstanceRow>,
+    required_by: Vec<DependentRow>,
+    requires: Vec<String>,
+    events: Vec<EventRow>,
+}
+
+/// `GET /dashboard/service/{name}`.
+pub async fn service_page(
+    State(registry): State<Registry>,
+    Path(name): Path<String>,
+) -> Response {
+    let Ok(name) = ServiceName::parse(&name) else {
+        return not_found("There is no such service: the name is not valid.");
+    };
+    let now = registry.now();
+    let (mut instances, required_by, requires) = registry.read(|c| {
+        let instances: Vec<InstanceRow> = c
+            .instances_of(&name)
+            .map(|i| instance_row(i, now))
+            .collect();
+        let required_by: Vec<DependentRow> = c
+            .dependents_of(&name)
+            .map(|i| DependentRow {
+                service: i.name().to_string(),
+                url: i.url().to_string(),
+                status: i.shown().as_str(),
+            })
+            .collect();
+        let requires: BTreeSet<String> = c
+            .instances_of(&name)
+            .flat_map(|i| i.registration.required.iter().map(ToString::to_string))
+            .collect();
+        (instances, required_by, requires)
+    });
+    if instances.is_empty() && required_by.is_empty() {
+        return not_found("No instance of this service is registered, and nothing requires it.");
+    }
+    instances.sort_by(|a, b| a.url.cmp(&b.url));
+    let events: Vec<Event> = registry
+        .recent_events(crate::shell::RECENT_EVENTS)
+        .into_iter()
+        .filter(|e| e.service == name)
+        .collect();
+    render(&ServicePage {
+        name: name.to_string(),
+        instances,
+        required_by,
+        requires: requires.into_iter().collect(),
+        events: fold_events(events, TIMELINE),
+    })
+}
+
+struct CheckRow {
+    at: String,
+    passed: bool,
+    latency: String,
+}
+
+#[derive(Template)]
+#[template(path = "instance.html")]
+struct InstancePage {
+    service: String,
+    row: InstanceRow,
+    registered: String,
+    update_url: String,
+    heartbeat_url: String,
+    checks: Vec<CheckRow>,
+    last_failure: Option<(String, String)>,
+    delivery: Option<String>,
+    required_by: Vec<DependentRow>,
+    events: Vec<EventRow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceQuery {
+    url: String,
+}
+
+/// `GET /dashboard/instance?url=`.
+pub async fn instance_page(
+    State(registry): State<Registry>,
+    QueryParams(query): QueryParams<InstanceQuery>,
+) -> Response {
+    let Ok(url) = ServiceUrl::parse(&query.url) else {
+        return not_found("There is no such instance: the URL is not valid.");
+    };
+    let now = registry.now();
+    let page = registry.read(|c| {
+        let i = c.get(&url)?;
+        let reg = &i.registration;
+        let required_by = c
+            .dependents_of(i.name())
+            .map(|d| DependentRow {
+                service: d.name().to_string(),
+                url: d.url().to_string(),
+                status: d.shown().as_str(),
+            })
+            .collect();
+        Some(InstancePage {
+            service: i.name().to_string(),
+            row: instance_row(i, now),
+            registered: ago(now, i.registered_at),
+            update_url: reg
+                .update_url
+                .as_ref()
+                .map_or_else(|| "—".into(), ToString::to_string),
+            heartbeat_url: reg
+                .heartbeat_url
+                .as_ref()
+                .map_or_else(|| "— (not checked)".into(), ToString::to_string),
+            checks: i
+                .health
+                .recent
+                .iter()
+                .rev()
+                .map(|s| CheckRow {
+                    at: ago(now, s.at),
+                    passed: s.passed,
+                    latency: format!("{:.1} ms", f64::from(s.latency_us) / 1000.0),
+                })
+                .collect(),
+            last_failure: i.health.last_failure.as_ref().map(|f| {
+                (
+                    ago(now, f.at),
+                    f.error.clone().unwrap_or_else(|| "failed".into()),
+                )
+            }),
+            delivery: i.receiver().map(|r| {
+                format!(
+                    "{} delivered, {} failed, {} queued{}",
+                    r.delivered,
+                    r.failed,
+                    r.queue.len() + usize::from(r.in_flight.is_some()),
+                    if r.resync.is_some() {
+                        "; a resync is owed"
+                    } else {
+                        ""
+                    }
+                )
+            }),
+            required_by,
+            events: Vec::new(),
+        })
+    });
+    let Some(mut page) = page else {
+        return not_found("No instance is registered at this URL.");
+    };
+    let events: Vec<Event> = registry
+        .recent_events(crate::shell::RECENT_EVENTS)
+        .into_iter()
+        .filter(|e| e.url == url)
+        .collect();
+    page.events = fold_events(events, TIMELINE);
+    render(&page)
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFound<'a> {
+    message: &'a str,
+}
+
+fn not_found(message: &str) -> Response {
+    match (NotFound { message }).render() {
+        Ok(html) => (StatusCode::NOT_FOUND, Html(html)).into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind, service: &str, url: &str, at: u64) -> Event {
+        Event {
+            at: Timestamp(at),
+            revision: at,
+            kind,
+            service: ServiceName::parse(service).unwrap(),
+            url: ServiceUrl::parse(url).unwrap(),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn repeated_events_fold_into_one_row_with_a_count() {
+        let mut events = vec![event(EventKind::Registered, "A", "http://a", 1)];
+        for at in 2..50 {
+            events.push(event(EventKind::DeliveryFailed, "Dead", "http://dead", at));
+        }
+        events.push(event(EventKind::Critical, "A", "http://a", 60));
+        let rows = fold_events(events, 10);
+        let kinds: Vec<(&str, usize)> = rows.iter().map(|r| (r.kind, r.times)).collect();
+        assert_eq!(
+            kinds,
+            [("critical", 1), ("delivery_failed", 48), ("registered", 1)]
+        );
+        assert!(!rows[1].first.is_empty());
+    }
 }
