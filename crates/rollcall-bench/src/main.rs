@@ -150,7 +150,7 @@ impl Plan {
                 push_trials: 200,
                 fanout: 1_000,
                 fanout_trials: 5,
-                failure_trials: 20,
+                failure_trials: 40,
                 scale_instances: 10_000,
                 scale_window: Duration::from_secs(10),
                 memory_instances: [10_000, 100_000],
@@ -669,7 +669,10 @@ impl Bench {
                 "classic service, SIGKILL",
                 true,
                 "KILL",
-                Duration::from_millis(1500),
+                // The next check comes within the interval (+10 % jitter), the
+                // recheck 250 ms after the first refusal: 1.1 s + 0.25 s, plus
+                // the patch's delivery.
+                Duration::from_millis(1400),
             ),
             (
                 "SDK service, SIGSTOP",

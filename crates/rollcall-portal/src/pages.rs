@@ -169,9 +169,10 @@ fn not_saved_reason(error: &GradingError, what: &str) -> (StatusCode, String) {
             StatusCode::NOT_FOUND,
             "Not saved: there is no such student or grade (any more).".to_owned(),
         ),
-        GradingError::Invalid { message, .. } => {
-            (StatusCode::UNPROCESSABLE_ENTITY, format!("Not saved: {message}"))
-        }
+        GradingError::Invalid { message, .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Not saved: {message}"),
+        ),
         GradingError::Bad(_) => (
             StatusCode::BAD_GATEWAY,
             format!(
@@ -630,8 +631,15 @@ fn student_page_for<'a>(
     }
 }
 
-async fn load_student(state: &AppState, id: i64, before: Option<i64>) -> Result<StudentView, GradingError> {
-    state.grading.student_page(id, GRADES_PER_PAGE, before).await
+async fn load_student(
+    state: &AppState,
+    id: i64,
+    before: Option<i64>,
+) -> Result<StudentView, GradingError> {
+    state
+        .grading
+        .student_page(id, GRADES_PER_PAGE, before)
+        .await
 }
 
 async fn student_page(
@@ -644,7 +652,13 @@ async fn student_page(
     match result {
         Ok(s) => render(
             StatusCode::OK,
-            &student_page_for(&state, &s, before, GradeForm::default(), GradeErrors::default()),
+            &student_page_for(
+                &state,
+                &s,
+                before,
+                GradeForm::default(),
+                GradeErrors::default(),
+            ),
         ),
         Err(e) => error_page(&state, &e),
     }
@@ -663,7 +677,7 @@ enum Saved {
     /// Refused: show the form again with these errors.
     Refused(GradeErrors),
     /// Not made (or not known to be): say so, with the form.
-    NotSaved(GradingError),
+    Unsaved(GradingError),
 }
 
 /// Validates `form` with the grading service's own rules and, if it passes,
@@ -685,7 +699,7 @@ where
             errors.set(field.as_deref(), message);
             Saved::Refused(errors)
         }
-        Err(e) => Saved::NotSaved(e),
+        Err(e) => Saved::Unsaved(e),
     }
 }
 
@@ -702,7 +716,10 @@ fn grade_not_saved(
         state,
         status,
         message,
-        (format!("/students/{student_id}"), "Back to the student".into()),
+        (
+            format!("/students/{student_id}"),
+            "Back to the student".into(),
+        ),
         NotSavedForm::Grade {
             form,
             action,
@@ -729,7 +746,7 @@ async fn add_grade(
     {
         Saved::Done => return Redirect::to(&format!("/students/{student_id}")).into_response(),
         Saved::Refused(errors) => errors,
-        Saved::NotSaved(e) => {
+        Saved::Unsaved(e) => {
             let action = format!("/students/{student_id}/grades");
             return grade_not_saved(&state, student_id, &e, form, action, "Add grade");
         }
@@ -761,10 +778,7 @@ async fn rename_student(
         Err(e) => return error_page(&state, &e),
     };
     let error = match check_student(&sform) {
-        Err(errors) => errors
-            .first_name
-            .or(errors.last_name)
-            .unwrap_or_default(),
+        Err(errors) => errors.first_name.or(errors.last_name).unwrap_or_default(),
         Ok((first, last)) => match state
             .grading
             .rename_student(student_id, first.as_str(), last.as_str())
@@ -778,7 +792,10 @@ async fn rename_student(
                     &state,
                     status,
                     message,
-                    (format!("/students/{student_id}"), "Back to the student".into()),
+                    (
+                        format!("/students/{student_id}"),
+                        "Back to the student".into(),
+                    ),
                     NotSavedForm::Student {
                         sform,
                         action: format!("/students/{student_id}"),
@@ -790,8 +807,13 @@ async fn rename_student(
     };
     match load_student(&state, student_id, None).await {
         Ok(s) => {
-            let mut page =
-                student_page_for(&state, &s, None, GradeForm::default(), GradeErrors::default());
+            let mut page = student_page_for(
+                &state,
+                &s,
+                None,
+                GradeForm::default(),
+                GradeErrors::default(),
+            );
             page.rename_error = Some(error);
             page.first_name = sform.first_name;
             page.last_name = sform.last_name;
@@ -839,7 +861,10 @@ async fn remove_student(State(state): State<AppState>, Path(student): Path<Strin
                 &state,
                 status,
                 message,
-                (format!("/students/{student_id}"), "Back to the student".into()),
+                (
+                    format!("/students/{student_id}"),
+                    "Back to the student".into(),
+                ),
                 NotSavedForm::None,
             )
         }
@@ -935,7 +960,7 @@ async fn update_grade(
     {
         Saved::Done => return Redirect::to(&format!("/students/{student_id}")).into_response(),
         Saved::Refused(errors) => errors,
-        Saved::NotSaved(e) => {
+        Saved::Unsaved(e) => {
             return grade_not_saved(&state, student_id, &e, form, action, "Save");
         }
     };
@@ -964,7 +989,10 @@ async fn delete_grade(
                 &state,
                 status,
                 message,
-                (format!("/students/{student_id}"), "Back to the student".into()),
+                (
+                    format!("/students/{student_id}"),
+                    "Back to the student".into(),
+                ),
                 NotSavedForm::None,
             )
         }

@@ -351,7 +351,10 @@ async fn a_grade_typed_while_grading_is_down_comes_back_unsaved_and_is_stored_on
     assert!(html.contains("Not saved"), "{html}");
     assert!(html.contains("was not stored"), "{html}");
     assert!(!html.contains("Nothing you entered was lost"));
-    assert!(!html.contains("http-equiv=\"refresh\""), "a POST's answer never reloads itself");
+    assert!(
+        !html.contains("http-equiv=\"refresh\""),
+        "a POST's answer never reloads itself"
+    );
     assert!(html.contains(r#"value="Pop Quiz""#) && html.contains(r#"value="88.5""#));
     assert!(html.contains(r#"<option value="Test" selected>"#), "{html}");
     assert!(html.contains(r#"action="/students/2/grades""#));
@@ -451,7 +454,13 @@ async fn grades_page_through_newest_first_in_the_api_and_the_portal() {
         };
         let start = html[..at].rfind("href=\"").unwrap() + 6;
         let end = start + html[start..].find('"').unwrap();
-        url = format!("{}{}", p.url, html[start..end].replace("&#x3f;", "?").replace("&#x3d;", "="));
+        url = format!(
+            "{}{}",
+            p.url,
+            html[start..end]
+                .replace("&#x3f;", "?")
+                .replace("&#x3d;", "=")
+        );
     }
     assert_eq!(rows, 123, "every grade is on some page, once");
 }
@@ -549,7 +558,10 @@ async fn against_a_classic_grading_service_the_portal_offers_only_what_it_can_do
     assert!(html.contains("Quiz 1"));
     assert!(html.contains(r#"id="no-ids""#), "{html}");
     assert!(!html.contains("/edit"), "no edit for a grade without an ID");
-    assert!(!html.contains("/delete\""), "no delete for a grade without an ID");
+    assert!(
+        !html.contains("/delete\""),
+        "no delete for a grade without an ID"
+    );
     // What it can do works.
     let r = post_form(
         &format!("{}/students/1/grades", p.url),
@@ -560,7 +572,10 @@ async fn against_a_classic_grading_service_the_portal_offers_only_what_it_can_do
     let (_, html) = get(&format!("{}/students/1", p.url)).await;
     assert!(html.contains("Quiz 2"));
     let newest = html.find("Quiz 2").unwrap();
-    assert!(newest < html.find("Quiz 1").unwrap(), "newest first here too");
+    assert!(
+        newest < html.find("Quiz 1").unwrap(),
+        "newest first here too"
+    );
     // What it cannot do says so, with what was typed.
     let r = post_form(
         &format!("{}/students", p.url),

@@ -168,7 +168,13 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
     assert_eq!(text(&b, "#student-name").await, "Li Si");
 
     // A long title wraps: Edit and Delete stay on the screen.
-    add_grade(&b, &"Very_long_assignment_title_".repeat(7), "Homework", "70").await;
+    add_grade(
+        &b,
+        &"Very_long_assignment_title_".repeat(7),
+        "Homework",
+        "70",
+    )
+    .await;
     b.client
         .wait()
         .at_most(SOON)
@@ -186,7 +192,10 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
         .unwrap()
         .as_bool()
         .unwrap();
-    assert!(inside, "the Delete button of a long-titled grade is on screen");
+    assert!(
+        inside,
+        "the Delete button of a long-titled grade is on screen"
+    );
     let grades_before = text(&b, "#grade-count").await;
 
     // The grading service dies; the portal learns it from the registry.
@@ -211,11 +220,18 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
         .unwrap();
     assert!(notice.contains("Not saved"), "{notice}");
     assert!(notice.contains("was not stored"), "{notice}");
-    assert_eq!(value(&b, "#title").await, "Outage Quiz", "what was typed is kept");
+    assert_eq!(
+        value(&b, "#title").await,
+        "Outage Quiz",
+        "what was typed is kept"
+    );
     assert_eq!(value(&b, "#score").await, "91.5");
     assert_eq!(value(&b, "#type").await, "Test");
     let page = b.client.source().await.unwrap();
-    assert!(!page.contains("http-equiv=\"refresh\""), "nothing reloads by itself");
+    assert!(
+        !page.contains("http-equiv=\"refresh\""),
+        "nothing reloads by itself"
+    );
     b.screenshot("student-not-saved.png").await;
 
     // It comes back; the same form, sent again, stores the grade once.
@@ -237,12 +253,18 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
     b.client
         .wait()
         .at_most(SOON)
-        .for_element(Locator::XPath("//table[@id='grades']//td[text()='Outage Quiz']"))
+        .for_element(Locator::XPath(
+            "//table[@id='grades']//td[text()='Outage Quiz']",
+        ))
         .await
         .unwrap();
     assert_eq!(b.client.current_url().await.unwrap().path(), "/students/2");
     let count: u32 = text(&b, "#grade-count").await.parse().unwrap();
-    assert_eq!(count, grades_before.parse::<u32>().unwrap() + 1, "stored once");
+    assert_eq!(
+        count,
+        grades_before.parse::<u32>().unwrap() + 1,
+        "stored once"
+    );
     let rows = text(&b, "#grades").await;
     assert_eq!(rows.matches("Outage Quiz").count(), 1);
     b.close().await;

@@ -340,6 +340,9 @@ async fn patches_carry_the_catalog_revision_and_events_are_listed() {
         "/metrics",
         "/v1/events",
         "/v1/watch",
+        "/v1/maintenance",
+        "/dashboard/service/{name}",
+        "/dashboard/instance",
         "/openapi.json",
     ] {
         assert!(openapi["paths"].get(path).is_some(), "{path} is documented");

@@ -34,7 +34,9 @@ fn groups(html: &str) -> Vec<(String, bool)> {
 async fn the_dashboard_puts_trouble_first_folds_the_rest_and_searches() {
     let reg = registry(FAST_CHECKS).await;
     let mut fakes = Vec::new();
-    for name in ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Grading"] {
+    for name in [
+        "Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Grading",
+    ] {
         let fake = FakeService::start().await;
         register_raw(&reg.url, &fake.registration(name, &["Grading"])).await;
         fakes.push(fake);
@@ -50,9 +52,15 @@ async fn the_dashboard_puts_trouble_first_folds_the_rest_and_searches() {
     let shown = groups(&html);
     assert_eq!(shown.len(), 7);
     assert_eq!(shown[0], ("Delta".to_owned(), true), "trouble first, open");
-    assert!(shown[1..].iter().all(|(_, open)| !open), "the rest folded: {shown:?}");
+    assert!(
+        shown[1..].iter().all(|(_, open)| !open),
+        "the rest folded: {shown:?}"
+    );
     assert!(html.contains(r#"id="q""#), "a search box");
-    assert!(html.contains("no instance of it is passing"), "the legend has the red dashed edge");
+    assert!(
+        html.contains("no instance of it is passing"),
+        "the legend has the red dashed edge"
+    );
 
     // Search: by name or URL, ignoring case; works without script.
     let (_, html) = page(&format!("{}/?q=foxt", reg.url)).await;
@@ -101,12 +109,22 @@ async fn a_service_and_an_instance_have_pages_of_their_own() {
     let (status, html) = page(&format!("{}/dashboard/instance?url={url}", reg.url)).await;
     assert_eq!(status, 200);
     let checks = &html[html.find(r#"id="checks""#).unwrap()..];
-    assert!(checks.contains("passed") && checks.contains("failed"), "history");
+    assert!(
+        checks.contains("passed") && checks.contains("failed"),
+        "history"
+    );
     let error = &html[html.find(r#"id="last-error""#).unwrap()..];
-    assert!(error.contains("HTTP 503"), "the last error, after recovery too");
+    assert!(
+        error.contains("HTTP 503"),
+        "the last error, after recovery too"
+    );
 
     let (status, _) = page(&format!("{}/dashboard/service/Nobody", reg.url)).await;
     assert_eq!(status, 404);
-    let (status, _) = page(&format!("{}/dashboard/instance?url=http%3A%2F%2Fnope", reg.url)).await;
+    let (status, _) = page(&format!(
+        "{}/dashboard/instance?url=http%3A%2F%2Fnope",
+        reg.url
+    ))
+    .await;
     assert_eq!(status, 404);
 }

@@ -340,7 +340,10 @@ impl Catalog {
     }
 
     /// The instances that require `name` (and take patches).
-    pub fn dependents_of<'a>(&'a self, name: &ServiceName) -> impl Iterator<Item = &'a Instance> + 'a {
+    pub fn dependents_of<'a>(
+        &'a self,
+        name: &ServiceName,
+    ) -> impl Iterator<Item = &'a Instance> + 'a {
         self.dependents
             .get(name)
             .into_iter()

@@ -190,7 +190,13 @@ pub fn layout(services: &[ServiceInfo]) -> Graph {
     let back = back_edges(&adjacent);
     let directed: Vec<(usize, usize)> = edges
         .iter()
-        .map(|&(a, b)| if back.contains(&(a, b)) { (b, a) } else { (a, b) })
+        .map(|&(a, b)| {
+            if back.contains(&(a, b)) {
+                (b, a)
+            } else {
+                (a, b)
+            }
+        })
         .collect();
     // 2. Layers: longest path to a sink, counted from the right.
     let mut height_of = vec![0u32; names.len()];
@@ -475,10 +481,7 @@ mod tests {
     /// at `(x, y)` (touching its border does not count).
     fn crosses_box(p: (u32, u32), q: (u32, u32), (x, y): (u32, u32)) -> bool {
         let (x0, y0) = (f64::from(x) + 0.5, f64::from(y) + 0.5);
-        let (x1, y1) = (
-            f64::from(x + NODE_W) - 0.5,
-            f64::from(y + NODE_H) - 0.5,
-        );
+        let (x1, y1) = (f64::from(x + NODE_W) - 0.5, f64::from(y + NODE_H) - 0.5);
         // Sample the segment finely; boxes are far larger than a step.
         let steps = 400;
         (0..=steps).any(|i| {
@@ -570,7 +573,11 @@ mod tests {
             svc("B2", 1, 0, &[]),
         ]);
         let y = |n: &str| g.nodes.iter().find(|node| node.name == n).unwrap().y;
-        assert_eq!(y("A1") < y("A2"), y("B2") < y("B1"), "parallel, not crossed");
+        assert_eq!(
+            y("A1") < y("A2"),
+            y("B2") < y("B1"),
+            "parallel, not crossed"
+        );
     }
 
     #[test]

@@ -406,10 +406,7 @@ struct ServicePage {
 }
 
 /// `GET /dashboard/service/{name}`.
-pub async fn service_page(
-    State(registry): State<Registry>,
-    Path(name): Path<String>,
-) -> Response {
+pub async fn service_page(State(registry): State<Registry>, Path(name): Path<String>) -> Response {
     let Ok(name) = ServiceName::parse(&name) else {
         return not_found("There is no such service: the name is not valid.");
     };
