@@ -75,6 +75,9 @@ impl Proc {
         let mut child = Command::new(program)
             .args(args)
             .env("ROLLCALL_LOG", "error")
+            // Services ship their own records to the log service; the bench
+            // measures each service, not that (section 6 measures logs).
+            .env("ROLLCALL_FORWARD_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

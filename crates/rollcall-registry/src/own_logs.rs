@@ -13,7 +13,6 @@ use std::time::Duration;
 use rollcall_proto::{Patch, PatchEntry, ServiceName};
 use rollcall_sdk::Providers;
 use rollcall_sdk::logs::LogForwarder;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::shell::Registry;
@@ -35,6 +34,11 @@ pub fn log_providers(registry: &Registry, name: &ServiceName) -> Patch {
     }
 }
 
+/// How often the registry looks its log service up in its own catalog. A
+/// poll, not a subscription to every event: a registry under load sees tens of
+/// thousands of events a second, and records wait in the buffer meanwhile.
+pub const LOOK_EVERY: Duration = Duration::from_secs(1);
+
 /// Starts shipping the registry's records; the task ends (after a flush) when
 /// `shutdown` fires.
 pub fn start(
@@ -45,8 +49,6 @@ pub fn start(
 ) -> tokio::task::JoinHandle<()> {
     let name = registry.config().log_service.clone();
     let providers = Arc::new(Providers::new(vec![name.clone()]));
-    let mut events = registry.subscribe();
-    providers.apply(&log_providers(registry, &name));
     let shipping = forwarder.ship_through(
         providers.clone(),
         registry.inner().client.clone(),
@@ -55,23 +57,18 @@ pub fn start(
     );
     let registry = registry.clone();
     tokio::spawn(async move {
-        let mut held: BTreeSet<PatchEntry> = BTreeSet::new();
+        let mut held: Option<BTreeSet<PatchEntry>> = None;
+        let mut every = tokio::time::interval(LOOK_EVERY);
         loop {
-            let changed = tokio::select! {
+            tokio::select! {
                 () = shutdown.cancelled() => break,
-                event = events.recv() => match event {
-                    Ok(event) => event.service == name,
-                    Err(RecvError::Lagged(_)) => true,
-                    Err(RecvError::Closed) => break,
-                },
-            };
-            if changed {
-                let patch = log_providers(&registry, &name);
-                let now: BTreeSet<PatchEntry> = patch.added.iter().cloned().collect();
-                if now != held {
-                    providers.apply(&patch);
-                    held = now;
-                }
+                _ = every.tick() => {}
+            }
+            let patch = log_providers(&registry, &name);
+            let now: BTreeSet<PatchEntry> = patch.added.iter().cloned().collect();
+            if held.as_ref() != Some(&now) {
+                providers.apply(&patch);
+                held = Some(now);
             }
         }
         shipping.finish(FLUSH).await;
