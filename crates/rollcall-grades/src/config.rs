@@ -18,11 +18,11 @@ pub struct GradesConfig {
     pub registry: String,
 
     /// The service name to register under.
-    #[arg(long, env = "ROLLCALL_GRADES_NAME", default_value = "GradingService")]
+    #[arg(long, env = "ROLLCALL_GRADES_NAME", default_value = rollcall_proto::names::well_known::GRADING_SERVICE)]
     pub name: String,
 
     /// The log service's name, required so logs can be forwarded to it.
-    #[arg(long, env = "ROLLCALL_LOG_SERVICE_NAME", default_value = "LogService")]
+    #[arg(long, env = "ROLLCALL_LOG_SERVICE_NAME", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
     pub log_service: String,
 
     /// Data directory; the grade book is `grades.db` in it. Instances given
@@ -41,8 +41,8 @@ impl GradesConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             registry: String::new(),
-            name: "GradingService".into(),
-            log_service: "LogService".into(),
+            name: rollcall_proto::names::well_known::GRADING_SERVICE.into(),
+            log_service: rollcall_proto::names::well_known::LOG_SERVICE.into(),
             data_dir,
             no_demo_data: false,
         }

@@ -8,7 +8,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
-pub mod model;
+pub use rollcall_grading_model as model;
 pub mod store;
 
 use std::sync::Arc;

@@ -23,7 +23,7 @@ pub struct LogConfig {
     pub registry: String,
 
     /// The service name to register under.
-    #[arg(long, env = "ROLLCALL_LOG_NAME", default_value = "LogService")]
+    #[arg(long, env = "ROLLCALL_LOG_NAME", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
     pub name: String,
 
     /// Data directory; segments go in its `logs/` folder.
@@ -70,7 +70,7 @@ impl LogConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             registry: String::new(),
-            name: "LogService".into(),
+            name: rollcall_proto::names::well_known::LOG_SERVICE.into(),
             data_dir,
             fsync: FsyncPolicy::Interval,
             fsync_interval: Duration::from_millis(100),

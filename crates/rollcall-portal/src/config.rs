@@ -17,14 +17,14 @@ pub struct PortalConfig {
     pub registry: String,
 
     /// The service name to register under.
-    #[arg(long, env = "ROLLCALL_PORTAL_NAME", default_value = "Portal")]
+    #[arg(long, env = "ROLLCALL_PORTAL_NAME", default_value = rollcall_proto::names::well_known::PORTAL)]
     pub name: String,
 
     /// The grading service's name in the registry.
-    #[arg(long, env = "ROLLCALL_GRADES_NAME", default_value = "GradingService")]
+    #[arg(long, env = "ROLLCALL_GRADES_NAME", default_value = rollcall_proto::names::well_known::GRADING_SERVICE)]
     pub grading_service: String,
 
     /// The log service's name, required so logs can be forwarded to it.
-    #[arg(long, env = "ROLLCALL_LOG_SERVICE_NAME", default_value = "LogService")]
+    #[arg(long, env = "ROLLCALL_LOG_SERVICE_NAME", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
     pub log_service: String,
 }

@@ -17,8 +17,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use rollcall_proto::ServiceName;
 use rollcall_sdk::Service;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+
+pub use rollcall_grading_model::wire::{GradeBody, GradeView, StudentView};
 
 /// Timeout of one call to the grading service.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -48,80 +50,6 @@ pub enum GradingError {
     /// add, rename or remove students, nor correct grades).
     #[error("the grading service in use cannot {0}")]
     Unsupported(&'static str),
-}
-
-/// The student and grade shapes as the grading service sends them.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StudentView {
-    #[serde(rename = "ID")]
-    pub id: i64,
-    #[serde(rename = "FirstName")]
-    pub first_name: String,
-    #[serde(rename = "LastName")]
-    pub last_name: String,
-    #[serde(rename = "Grades", default)]
-    pub grades: Vec<GradeView>,
-    /// All their grades, when the grading service says (rollcall's does; a
-    /// classic one sends every grade and no count).
-    #[serde(rename = "GradeCount", default)]
-    pub grade_count: Option<u64>,
-    #[serde(rename = "Average", default)]
-    pub average_all: Option<f64>,
-    #[serde(rename = "NextCursor", default)]
-    pub next_cursor: Option<i64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct GradeView {
-    /// Classic grading services keep no grade IDs: such grades can be shown
-    /// but not corrected or deleted.
-    #[serde(rename = "ID", default)]
-    pub id: Option<i64>,
-    #[serde(rename = "Title")]
-    pub title: String,
-    #[serde(rename = "Type")]
-    pub kind: String,
-    #[serde(rename = "Score")]
-    pub score: f64,
-}
-
-impl StudentView {
-    pub fn name(&self) -> String {
-        format!("{} {}", self.first_name, self.last_name)
-    }
-
-    /// The mean of all their grades: the grading service's figure when it
-    /// sends one (a page holds only some grades), else computed.
-    pub fn average(&self) -> Option<f64> {
-        self.average_all
-            .or_else(|| rollcall_grades::model::average(self.grades.iter().map(|g| g.score)))
-    }
-
-    /// How many grades they have in all.
-    pub fn count(&self) -> u64 {
-        self.grade_count.unwrap_or(self.grades.len() as u64)
-    }
-}
-
-/// A grade to send (the classic shape).
-#[derive(Debug, Clone, Serialize)]
-pub struct GradeBody {
-    #[serde(rename = "Title")]
-    pub title: String,
-    #[serde(rename = "Type")]
-    pub kind: String,
-    #[serde(rename = "Score")]
-    pub score: f64,
-}
-
-impl From<&rollcall_grades::model::NewGrade> for GradeBody {
-    fn from(g: &rollcall_grades::model::NewGrade) -> Self {
-        Self {
-            title: g.title.to_string(),
-            kind: g.kind.to_string(),
-            score: g.score.value(),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]

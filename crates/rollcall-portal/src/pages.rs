@@ -33,7 +33,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use rollcall_grades::model::{FieldError, GradeType, NewGrade, PersonName};
+use rollcall_grading_model::{FieldError, GradeType, NewGrade, PersonName};
 use serde::Deserialize;
 
 use crate::grading::{GradeBody, GradeView, Grading, GradingError, StudentView};
@@ -303,7 +303,7 @@ fn students_page<'a>(
                 average_class: score_class(s.average()),
             })
             .collect(),
-        class_average: format_average(rollcall_grades::model::average(averages.into_iter())),
+        class_average: format_average(rollcall_grading_model::average(averages.into_iter())),
         sform,
         serrors,
     }

@@ -15,6 +15,19 @@ pub const MAX_NAME_LEN: usize = 128;
 /// Longest accepted URL, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
 
+/// The names rollcall's own services register under by default (each takes
+/// `--name` to match what an existing client requires).
+pub mod well_known {
+    /// The log service.
+    pub const LOG_SERVICE: &str = "LogService";
+    /// The grading service.
+    pub const GRADING_SERVICE: &str = "GradingService";
+    /// The teacher portal.
+    pub const PORTAL: &str = "Portal";
+    /// What the registry's own log records carry as their service.
+    pub const REGISTRY: &str = "Registry";
+}
+
 /// Why a string is not a valid [`ServiceName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidName {

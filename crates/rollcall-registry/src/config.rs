@@ -78,7 +78,7 @@ pub struct RegistryConfig {
 
     /// The log service's name: the registry ships its own logs to it (found in
     /// its own catalog) and the dashboard shows its newest records.
-    #[arg(long, env = "ROLLCALL_LOG_SERVICE", default_value = "LogService")]
+    #[arg(long, env = "ROLLCALL_LOG_SERVICE", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
     pub log_service: rollcall_proto::ServiceName,
 }
 
@@ -100,8 +100,10 @@ impl RegistryConfig {
             delivery_timeout: Duration::from_secs(1),
             delivery_attempts: 4,
             queue_limit: 64,
-            log_service: rollcall_proto::ServiceName::parse("LogService")
-                .unwrap_or_else(|_| unreachable!("a valid name")),
+            log_service: rollcall_proto::ServiceName::parse(
+                rollcall_proto::names::well_known::LOG_SERVICE,
+            )
+            .unwrap_or_else(|_| unreachable!("a valid name")),
         }
     }
 

@@ -309,7 +309,7 @@ impl LogForwarder {
     /// Starts shipping through `service`'s providers of `LogService`, adds the
     /// flush to its shutdown and the forwarding figures to its `/metrics`.
     pub fn attach(&self, service: &Service) {
-        self.attach_to(service, "LogService");
+        self.attach_to(service, rollcall_proto::names::well_known::LOG_SERVICE);
     }
 
     /// Like [`LogForwarder::attach`], for a log service registered under

@@ -105,8 +105,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let mut requires = args.requires.clone();
-    if args.forward_logs && !requires.iter().any(|r| r == "LogService") {
-        requires.push("LogService".to_owned());
+    let log_service = rollcall_proto::names::well_known::LOG_SERVICE;
+    if args.forward_logs && !requires.iter().any(|r| r == log_service) {
+        requires.push(log_service.to_owned());
     }
     let service = Service::builder(&args.name)
         .bind(args.addr)

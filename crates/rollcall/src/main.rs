@@ -127,7 +127,7 @@ fn init_tracing(
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let forward_as = match &cli.command {
-        Command::Registry(_) => Some("Registry".to_owned()),
+        Command::Registry(_) => Some(rollcall_proto::names::well_known::REGISTRY.to_owned()),
         Command::Log(c) => Some(c.name.clone()),
         Command::Grades(c) => Some(c.name.clone()),
         Command::Portal(c) => Some(c.name.clone()),

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
+use rollcall_proto::{Patch, PatchEntry, Registration, ServiceName, ServiceUrl, Timestamp};
+
+use super::health::{CheckOutcome, Health, Shown};
+use super::records::StoreOp;
 use super::*;
 
 fn name(n: &str) -> ServiceName {

@@ -41,7 +41,7 @@ pub struct LogsArgs {
     )]
     pub registry: String,
     /// The log service's name in the registry.
-    #[arg(long, default_value = "LogService")]
+    #[arg(long, default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
     pub log_service: String,
     /// Ask this log service directly instead of looking it up.
     #[arg(long, env = "ROLLCALL_LOG_URL")]

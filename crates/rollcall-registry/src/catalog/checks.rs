@@ -1,0 +1,184 @@
+//! Health checks: handing out due checks, taking their results (thresholds
+//! decide transitions; a transition notifies dependents), a closed watch
+//! stream (suspicion), and the periodic tick (expiry, resync back-offs).
+
+use rollcall_proto::{ServiceUrl, Timestamp};
+
+use super::health::{self, CheckOutcome, Health, Transition};
+use super::records::StoreOp;
+use super::*;
+
+impl Catalog {
+    /// Hands out the checks due at `now`, at most `max` of them.
+    pub fn take_due_checks(&mut self, now: Timestamp, max: usize) -> Vec<CheckRequest> {
+        let mut due = Vec::new();
+        while due.len() < max {
+            let Some((at, _)) = self.schedule.first() else {
+                break;
+            };
+            if *at > now {
+                break;
+            }
+            let Some((at, url)) = self.schedule.pop_first() else {
+                break;
+            };
+            let Some(instance) = self.instances.get_mut(&url) else {
+                continue;
+            };
+            let Some(heartbeat_url) = instance.registration.heartbeat_url.clone() else {
+                instance.next_check = None;
+                continue;
+            };
+            instance.next_check = None;
+            instance.check_in_flight = true;
+            due.push(CheckRequest {
+                url,
+                heartbeat_url,
+                generation: instance.generation,
+                due: at,
+                started: now,
+            });
+        }
+        due
+    }
+
+    /// Records the result of a check handed out by [`Catalog::take_due_checks`].
+    pub fn check_result(
+        &mut self,
+        request: &CheckRequest,
+        outcome: &CheckOutcome,
+        now: Timestamp,
+    ) -> Effects {
+        let mut effects = Effects::default();
+        let policy = self.config.health.clone();
+        let Some(instance) = self.instances.get_mut(&request.url) else {
+            return effects;
+        };
+        if instance.generation != request.generation || !instance.check_in_flight {
+            return effects;
+        }
+        instance.check_in_flight = false;
+        let was_failing =
+            instance.health.consecutive_failures > 0 || instance.status() == Health::Critical;
+        // Suspicion raised while this check was in flight is not answered by a
+        // pass of it: check again at once.
+        let raised_in_flight = instance
+            .suspect_since
+            .is_some_and(|since| since > request.started);
+        instance.health.suspect = instance.suspect_since.is_some();
+        let transition = instance.health.observe(&policy, outcome, now);
+        instance.checks += 1;
+        let next = if outcome.passed && raised_in_flight {
+            now
+        } else {
+            instance.suspect_since = None;
+            if instance.health.undecided() {
+                now.plus(policy.fast_recheck)
+            } else {
+                now.plus(health::jittered(
+                    policy.interval,
+                    instance.seed ^ instance.checks,
+                ))
+            }
+        };
+        instance.next_check = Some(next);
+        let url = request.url.clone();
+        let name = instance.name().clone();
+        let since = instance.health.since;
+        let held_out = instance.maintenance.is_some();
+        // The check loop sleeps until the earliest entry it saw; a recheck of
+        // its own (the fast one after a failure) may come before that.
+        effects.schedule_changed = self.schedule.first().is_none_or(|(at, _)| next < *at);
+        self.schedule.insert((next, url.clone()));
+        match transition {
+            Transition::None => {}
+            Transition::WentCritical => {
+                self.revision += 1;
+                self.critical.insert((since, url.clone()));
+                if !held_out {
+                    self.notify(&name, &url, Change::Removed, None, now, &mut effects);
+                }
+                effects.persist.push(StoreOp::SetStatus {
+                    url: url.clone(),
+                    status: Health::Critical,
+                    since,
+                });
+                effects.persist.push(StoreOp::SetRevision(self.revision));
+                let detail = outcome.error.clone();
+                effects
+                    .events
+                    .push(self.event(now, EventKind::Critical, &name, &url, detail));
+            }
+            Transition::Recovered => {
+                self.revision += 1;
+                self.critical.retain(|(_, u)| u != &url);
+                if !held_out {
+                    self.notify(&name, &url, Change::Added, None, now, &mut effects);
+                }
+                effects.persist.push(StoreOp::SetStatus {
+                    url: url.clone(),
+                    status: Health::Passing,
+                    since,
+                });
+                effects.persist.push(StoreOp::SetRevision(self.revision));
+                effects
+                    .events
+                    .push(self.event(now, EventKind::Recovered, &name, &url, None));
+            }
+        }
+        if outcome.passed && was_failing {
+            if let Some(receiver) = self.receiver_mut(&url) {
+                receiver.reachable_again(now);
+            }
+            self.wake(&url, now, &mut effects);
+        }
+        effects
+    }
+
+    /// The instance's watch stream closed while it was still registered: check
+    /// it at once, and take it out on the first failure.
+    pub fn watch_closed(&mut self, url: &ServiceUrl, now: Timestamp) -> Effects {
+        let mut effects = Effects::default();
+        let Some(instance) = self.instances.get_mut(url) else {
+            return effects;
+        };
+        if instance.registration.heartbeat_url.is_none() {
+            return effects;
+        }
+        instance.suspect_since = Some(now);
+        if !instance.check_in_flight {
+            if let Some(at) = instance.next_check.replace(now) {
+                self.schedule.remove(&(at, url.clone()));
+            }
+            self.schedule.insert((now, url.clone()));
+            effects.schedule_changed = true;
+        }
+        effects
+    }
+
+    /// Periodic work: expire instances critical for too long; start workers for
+    /// receivers whose resync back-off has passed.
+    pub fn tick(&mut self, now: Timestamp) -> Effects {
+        let mut effects = Effects::default();
+        let limit = now.minus(self.config.deregister_after);
+        while let Some((since, url)) = self.critical.first().cloned() {
+            if since > limit {
+                break;
+            }
+            self.critical.pop_first();
+            if let Some(more) = self.remove(&url, Removal::Expired, now) {
+                effects.merge(more);
+            }
+        }
+        let owing: Vec<ServiceUrl> = self.owing.iter().cloned().collect();
+        for url in owing {
+            match self.receiver_mut(&url) {
+                Some(r) if r.resync.is_some() => self.wake(&url, now, &mut effects),
+                _ => {
+                    self.owing.remove(&url);
+                }
+            }
+        }
+        effects
+    }
+}

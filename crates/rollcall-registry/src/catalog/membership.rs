@@ -1,0 +1,303 @@
+//! Membership: who is registered. Restoring from the store, registering,
+//! deregistering, maintenance, and the indexes every entry lives in.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rollcall_proto::{Patch, PatchEntry, Registration, ServiceUrl, Timestamp};
+
+use super::delivery::{self, Pushed};
+use super::health::{self, Health, HealthState};
+use super::records::{StoreOp, StoredInstance, StoredState};
+use super::*;
+
+impl Catalog {
+    /// Rebuilds the catalog from the store. Every receiver whose confirmed view
+    /// differs from what it should hold is owed a resync at once.
+    pub fn restore(config: CatalogConfig, state: StoredState, now: Timestamp) -> (Self, Effects) {
+        let mut catalog = Self::new(config);
+        catalog.revision = state.revision;
+        let mut views: HashMap<ServiceUrl, BTreeSet<PatchEntry>> = HashMap::new();
+        for (receiver, entry) in state.views {
+            views.entry(receiver).or_default().insert(entry);
+        }
+        for stored in state.instances {
+            let confirmed = views.remove(&stored.registration.url).unwrap_or_default();
+            catalog.insert(stored, confirmed, now);
+        }
+        let mut effects = Effects::default();
+        let receivers: Vec<ServiceUrl> = catalog
+            .instances
+            .values()
+            .filter(|i| i.receiver.is_some())
+            .map(|i| i.url().clone())
+            .collect();
+        for url in receivers {
+            let desired = catalog.desired_for(&url);
+            if let Some(receiver) = catalog.receiver_mut(&url)
+                && receiver.confirmed != desired
+            {
+                receiver.resync = Some(delivery::ResyncOwed {
+                    not_before: now,
+                    failures: 0,
+                });
+                catalog.wake(&url, now, &mut effects);
+            }
+        }
+        effects.schedule_changed = true;
+        (catalog, effects)
+    }
+
+    /// Registers (or re-registers) an instance.
+    pub fn register(&mut self, registration: Registration, now: Timestamp) -> Registered {
+        let mut effects = Effects::default();
+        self.revision += 1;
+        let url = registration.url.clone();
+        let name = registration.name.clone();
+        let previous = self.remove_entry(&url);
+        let previously_in = previous
+            .as_ref()
+            .filter(|p| p.in_discovery())
+            .map(|p| p.name().clone());
+        // An operator's maintenance switch outlives re-registrations: an SDK
+        // service registers again whenever its stream to the registry breaks.
+        let maintenance = previous.as_ref().and_then(Instance::maintenance);
+        let stored = StoredInstance {
+            registration,
+            registered_at: now,
+            status: Health::Passing,
+            status_since: now,
+            maintenance,
+        };
+        self.insert(stored.clone(), BTreeSet::new(), now);
+        // Checked at once: it shows `unchecked` until this first result.
+        if let Some(instance) = self.instances.get_mut(&url)
+            && let Some(at) = instance.next_check.replace(now)
+        {
+            self.schedule.remove(&(at, url.clone()));
+            self.schedule.insert((now, url.clone()));
+        }
+        // The newcomer learns of itself (should it require its own name) from
+        // its initial patch, not from a change.
+        let me = Some(&url);
+        let now_in = maintenance.is_none();
+        match (previously_in, now_in) {
+            (Some(old), true) if old == name => {}
+            (Some(old), now_in) => {
+                self.notify(&old, &url, Change::Removed, me, now, &mut effects);
+                if now_in {
+                    self.notify(&name, &url, Change::Added, me, now, &mut effects);
+                }
+            }
+            (None, true) => self.notify(&name, &url, Change::Added, me, now, &mut effects),
+            (None, false) => {}
+        }
+        let desired = self.desired_for(&url);
+        let revision = self.revision;
+        let policy = self.config.delivery.clone();
+        let mut initial_patch = None;
+        if let Some(instance) = self.instances.get_mut(&url)
+            && let Some(receiver) = instance.receiver.as_mut()
+        {
+            let patch = Patch {
+                added: desired.into_iter().collect(),
+                removed: Vec::new(),
+                revision: Some(revision),
+                resync: true,
+            };
+            if let Pushed::Queued { seq } = receiver.push(&policy, patch) {
+                initial_patch = Some(PatchTicket {
+                    receiver: url.clone(),
+                    generation: instance.generation,
+                    seq,
+                });
+                effects.patches_queued += 1;
+            }
+        }
+        self.wake(&url, now, &mut effects);
+        effects.persist.push(StoreOp::PutInstance {
+            instance: stored,
+            replaced: previous.is_some(),
+        });
+        effects.persist.push(StoreOp::SetRevision(self.revision));
+        let kind = if previous.is_some() {
+            EventKind::Reregistered
+        } else {
+            EventKind::Registered
+        };
+        effects
+            .events
+            .push(self.event(now, kind, &name, &url, None));
+        effects.schedule_changed = true;
+        Registered {
+            effects,
+            initial_patch,
+        }
+    }
+
+    /// Removes an instance; `None` if it is not registered.
+    pub fn deregister(&mut self, url: &ServiceUrl, now: Timestamp) -> Option<Effects> {
+        self.remove(url, Removal::Deregistered, now)
+    }
+
+    /// Switches an instance's maintenance on or off: out of discovery while on
+    /// (dependents are told, as for a crash), still registered and checked.
+    /// `None` if it is not registered; no effects if it already was so.
+    pub fn set_maintenance(
+        &mut self,
+        url: &ServiceUrl,
+        on: bool,
+        now: Timestamp,
+    ) -> Option<Effects> {
+        let instance = self.instances.get_mut(url)?;
+        let mut effects = Effects::default();
+        if instance.maintenance.is_some() == on {
+            return Some(effects);
+        }
+        let passing = instance.status() == Health::Passing;
+        let since = on.then_some(now);
+        instance.maintenance = since;
+        let name = instance.name().clone();
+        self.revision += 1;
+        if passing {
+            let change = if on { Change::Removed } else { Change::Added };
+            self.notify(&name, url, change, None, now, &mut effects);
+        }
+        effects.persist.push(StoreOp::SetMaintenance {
+            url: url.clone(),
+            since,
+        });
+        effects.persist.push(StoreOp::SetRevision(self.revision));
+        let kind = if on {
+            EventKind::MaintenanceOn
+        } else {
+            EventKind::MaintenanceOff
+        };
+        effects.events.push(self.event(now, kind, &name, url, None));
+        Some(effects)
+    }
+
+    /// Adds an instance to every index and schedules its first check somewhere
+    /// in the coming interval.
+    pub(super) fn insert(
+        &mut self,
+        stored: StoredInstance,
+        confirmed: BTreeSet<PatchEntry>,
+        now: Timestamp,
+    ) {
+        let StoredInstance {
+            registration,
+            registered_at,
+            status,
+            status_since,
+            maintenance,
+        } = stored;
+        let health = HealthState::new(status, status_since);
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let url = registration.url.clone();
+        let seed = health::stable_hash(url.as_str()) ^ generation;
+        let next_check = registration.heartbeat_url.as_ref().map(|_| {
+            let offset = self
+                .config
+                .health
+                .interval
+                .mul_f64(health::unit_fraction(seed));
+            now.plus(offset)
+        });
+        if let Some(at) = next_check {
+            self.schedule.insert((at, url.clone()));
+        }
+        if health.status == Health::Critical {
+            self.critical.insert((health.since, url.clone()));
+        }
+        let receiver = registration.update_url.clone().map(|update_url| {
+            for name in &registration.required {
+                self.dependents
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(url.clone());
+            }
+            Receiver::new(update_url, generation, confirmed)
+        });
+        self.by_name
+            .entry(registration.name.clone())
+            .or_default()
+            .insert(url.clone());
+        self.instances.insert(
+            url,
+            Instance {
+                registration,
+                registered_at,
+                health,
+                generation,
+                seed,
+                checks: 0,
+                next_check,
+                check_in_flight: false,
+                suspect_since: None,
+                maintenance,
+                receiver,
+            },
+        );
+    }
+
+    /// Takes an instance out of every index (no notifications).
+    pub(super) fn remove_entry(&mut self, url: &ServiceUrl) -> Option<Instance> {
+        let instance = self.instances.remove(url)?;
+        if let Some(set) = self.by_name.get_mut(instance.name()) {
+            set.remove(url);
+            if set.is_empty() {
+                self.by_name.remove(instance.name());
+            }
+        }
+        if instance.receiver.is_some() {
+            for name in &instance.registration.required {
+                if let Some(set) = self.dependents.get_mut(name) {
+                    set.remove(url);
+                    if set.is_empty() {
+                        self.dependents.remove(name);
+                    }
+                }
+            }
+        }
+        if let Some(at) = instance.next_check {
+            self.schedule.remove(&(at, url.clone()));
+        }
+        if instance.status() == Health::Critical {
+            self.critical.remove(&(instance.health.since, url.clone()));
+        }
+        self.owing.remove(url);
+        Some(instance)
+    }
+
+    pub(super) fn remove(
+        &mut self,
+        url: &ServiceUrl,
+        why: Removal,
+        now: Timestamp,
+    ) -> Option<Effects> {
+        let instance = self.remove_entry(url)?;
+        let mut effects = Effects::default();
+        self.revision += 1;
+        if instance.in_discovery() {
+            self.notify(
+                instance.name(),
+                url,
+                Change::Removed,
+                None,
+                now,
+                &mut effects,
+            );
+        }
+        effects.persist.push(StoreOp::DeleteInstance(url.clone()));
+        effects.persist.push(StoreOp::SetRevision(self.revision));
+        let kind = match why {
+            Removal::Deregistered => EventKind::Deregistered,
+            Removal::Expired => EventKind::Expired,
+        };
+        effects
+            .events
+            .push(self.event(now, kind, instance.name(), url, None));
+        Some(effects)
+    }
+}

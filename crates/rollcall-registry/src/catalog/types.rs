@@ -1,0 +1,211 @@
+//! The catalog's values: an instance, the events it emits, and the effects a
+//! command returns for the shell to carry out.
+
+use rollcall_proto::{Patch, Registration, ServiceName, ServiceUrl, Timestamp};
+use serde::Serialize;
+
+use super::delivery::Receiver;
+use super::health::{Health, HealthState, Shown};
+use super::records::StoreOp;
+
+/// One registered instance.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub registration: Registration,
+    pub registered_at: Timestamp,
+    pub health: HealthState,
+    pub(super) generation: u64,
+    pub(super) seed: u64,
+    pub(super) checks: u64,
+    pub(super) next_check: Option<Timestamp>,
+    pub(super) check_in_flight: bool,
+    /// Set when the instance's watch stream closed without a deregistration.
+    pub(super) suspect_since: Option<Timestamp>,
+    /// Since when an operator has held it out of discovery.
+    pub(super) maintenance: Option<Timestamp>,
+    pub(super) receiver: Option<Receiver>,
+}
+
+impl Instance {
+    pub fn name(&self) -> &ServiceName {
+        &self.registration.name
+    }
+
+    pub fn url(&self) -> &ServiceUrl {
+        &self.registration.url
+    }
+
+    pub fn status(&self) -> Health {
+        self.health.status
+    }
+
+    pub fn next_check(&self) -> Option<Timestamp> {
+        self.next_check
+    }
+
+    /// Since when an operator has held it out of discovery, if they have.
+    pub fn maintenance(&self) -> Option<Timestamp> {
+        self.maintenance
+    }
+
+    /// Whether dependents are told about it: passing and not in maintenance.
+    pub fn in_discovery(&self) -> bool {
+        self.health.status == Health::Passing && self.maintenance.is_none()
+    }
+
+    /// The status people are shown.
+    pub fn shown(&self) -> Shown {
+        if self.maintenance.is_some() {
+            Shown::Maintenance
+        } else if self.health.status == Health::Critical {
+            Shown::Critical
+        } else if self.health.last_check.is_none() {
+            Shown::Unchecked
+        } else {
+            Shown::Passing
+        }
+    }
+
+    pub fn receiver(&self) -> Option<&Receiver> {
+        self.receiver.as_ref()
+    }
+}
+
+/// What happened, for the log, the metrics and the dashboard's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub at: Timestamp,
+    pub revision: u64,
+    pub kind: EventKind,
+    pub service: ServiceName,
+    pub url: ServiceUrl,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A new instance.
+    Registered,
+    /// A known URL registered again; its entry was replaced.
+    Reregistered,
+    /// Removed by a deregistration.
+    Deregistered,
+    /// Failed its checks: out of discovery.
+    Critical,
+    /// Passed its checks again: back in discovery.
+    Recovered,
+    /// Critical for longer than `deregister_after`: removed.
+    Expired,
+    /// An operator took it out of discovery (it stays registered).
+    MaintenanceOn,
+    /// An operator put it back.
+    MaintenanceOff,
+    /// A patch could not be delivered to this receiver; a resync is owed.
+    DeliveryFailed,
+    /// A receiver that was owed a resync acknowledged the patch that settles
+    /// it.
+    Resynced,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Registered => "registered",
+            EventKind::Reregistered => "reregistered",
+            EventKind::Deregistered => "deregistered",
+            EventKind::Critical => "critical",
+            EventKind::Recovered => "recovered",
+            EventKind::Expired => "expired",
+            EventKind::MaintenanceOn => "maintenance_on",
+            EventKind::MaintenanceOff => "maintenance_off",
+            EventKind::DeliveryFailed => "delivery_failed",
+            EventKind::Resynced => "resynced",
+        }
+    }
+}
+
+/// A delivery worker to start for `receiver` (none is running for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerStart {
+    pub receiver: ServiceUrl,
+    pub generation: u64,
+}
+
+/// What a command asks the shell to do.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub persist: Vec<StoreOp>,
+    pub start_workers: Vec<WorkerStart>,
+    pub events: Vec<Event>,
+    /// The check schedule gained an earlier entry: wake the scheduler.
+    pub schedule_changed: bool,
+    pub patches_queued: u64,
+    /// Queued patches merged into one because a receiver's queue was full.
+    pub patches_coalesced: u64,
+    /// Queued patches discarded after a failed delivery (covered by a resync).
+    pub patches_dropped: u64,
+}
+
+impl Effects {
+    pub fn merge(&mut self, other: Effects) {
+        self.persist.extend(other.persist);
+        self.start_workers.extend(other.start_workers);
+        self.events.extend(other.events);
+        self.schedule_changed |= other.schedule_changed;
+        self.patches_queued += other.patches_queued;
+        self.patches_coalesced += other.patches_coalesced;
+        self.patches_dropped += other.patches_dropped;
+    }
+}
+
+/// The answer to a registration.
+#[derive(Debug)]
+pub struct Registered {
+    pub effects: Effects,
+    /// The initial patch to the registrant, if it has an update URL: the
+    /// registration is answered once this is delivered (or a timeout passes).
+    pub initial_patch: Option<PatchTicket>,
+}
+
+/// Identifies one patch to one receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PatchTicket {
+    pub receiver: ServiceUrl,
+    pub generation: u64,
+    pub seq: u64,
+}
+
+/// A check the shell should run now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRequest {
+    pub url: ServiceUrl,
+    pub heartbeat_url: ServiceUrl,
+    pub generation: u64,
+    /// When it was due (the shell measures its lag from this).
+    pub due: Timestamp,
+    /// When it was handed out.
+    pub started: Timestamp,
+}
+
+/// A patch the shell should deliver now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub ticket: PatchTicket,
+    pub update_url: ServiceUrl,
+    pub patch: Patch,
+}
+
+/// Why an instance left the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Removal {
+    Deregistered,
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Change {
+    Added,
+    Removed,
+}
