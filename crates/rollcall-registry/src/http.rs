@@ -299,7 +299,11 @@ async fn healthz(State(registry): State<Registry>) -> Response {
 async fn metrics_text(State(registry): State<Registry>) -> Response {
     (
         [(header::CONTENT_TYPE, prom::CONTENT_TYPE)],
-        metrics::render(&registry),
+        metrics::render(
+            registry.metrics(),
+            registry.read(metrics::CatalogFigures::of),
+            registry.store_writer(),
+        ),
     )
         .into_response()
 }

@@ -9,8 +9,10 @@
 //! - [`catalog`]: the functional core — commands in, effects out; no I/O.
 //! - [`store`]: durable state (SQLite by default, or memory) and its writer.
 //! - [`shell`]: the [`Registry`] handle that owns lock, clock, store and tasks
-//!   and carries out the catalog's effects.
-//! - [`checker`], [`notifier`]: health checks and patch delivery.
+//!   and carries out the catalog's effects. It runs no worker itself.
+//! - [`checker`], [`notifier`]: health checks and patch delivery, each a
+//!   step function plus a thin loop; [`outbound`]: every call to another
+//!   service. [`start`] wires them to a registry (the composition root).
 //! - [`http`], [`watch`]: the HTTP API; [`dashboard`]: the page at `GET /`.
 //!
 //! [`run`] serves it all on an already-bound listener until a
@@ -24,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod notifier;
+pub mod outbound;
 pub mod own_logs;
 pub mod shell;
 pub mod store;
@@ -37,6 +40,32 @@ use tokio_util::sync::CancellationToken;
 pub use config::RegistryConfig;
 pub use error::ApiError;
 pub use shell::{Registry, StartError};
+
+/// Starts a registry with its workers: the check loop, the ticker and the
+/// delivery dispatcher, each calling other services through [`outbound`].
+/// Background work stops when `shutdown` fires.
+pub fn start(
+    config: RegistryConfig,
+    shutdown: CancellationToken,
+) -> Result<(Registry, shell::Background), StartError> {
+    let (registry, background, starts) = Registry::start(config, shutdown)?;
+    let client = registry.client().clone();
+    let timeout = registry.config().check_timeout;
+    let probe_client = client.clone();
+    let probe = move |request: catalog::CheckRequest| {
+        let client = probe_client.clone();
+        async move { outbound::probe(&client, &request.heartbeat_url, timeout).await }
+    };
+    let delivery_timeout = registry.config().delivery_timeout;
+    let post = move |url: rollcall_proto::ServiceUrl, body: Vec<u8>| {
+        let client = client.clone();
+        async move { outbound::post_patch(&client, &url, body, delivery_timeout).await }
+    };
+    registry.spawn(checker::run_checker(registry.clone(), probe));
+    registry.spawn(checker::run_ticker(registry.clone()));
+    registry.spawn(notifier::run_dispatcher(registry.clone(), starts, post));
+    Ok((registry, background))
+}
 
 /// How long background work may take to stop after the HTTP server stopped.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -61,7 +90,7 @@ pub async fn run(
     let own_url = listener
         .local_addr()
         .map_or_else(|_| "registry".to_owned(), |a| format!("http://{a}"));
-    let (registry, background) = Registry::start(config, shutdown.clone())?;
+    let (registry, background) = start(config, shutdown.clone())?;
     let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::router(registry.clone());
     let served = rollcall_http::serve(listener, router, shutdown.clone(), http::DRAIN).await;

@@ -4,9 +4,9 @@
 
 use rollcall_proto::prom::{Counter, Gauge, Histogram, PromText};
 
-use crate::catalog::EventKind;
 use crate::catalog::health::{CheckOutcome, Health};
-use crate::shell::Registry;
+use crate::catalog::{Catalog, EventKind};
+use crate::store::writer::StoreWriter;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -27,10 +27,10 @@ pub struct Metrics {
     pub watch_streams: Gauge,
     pub watch_events_lagged: Counter,
     pub store_dropped: Counter,
-    events: [Counter; 8],
+    events: [Counter; 10],
 }
 
-const KINDS: [EventKind; 8] = [
+const KINDS: [EventKind; 10] = [
     EventKind::Registered,
     EventKind::Reregistered,
     EventKind::Deregistered,
@@ -39,6 +39,8 @@ const KINDS: [EventKind; 8] = [
     EventKind::Expired,
     EventKind::DeliveryFailed,
     EventKind::Resynced,
+    EventKind::MaintenanceOn,
+    EventKind::MaintenanceOff,
 ];
 
 impl Metrics {
@@ -59,24 +61,44 @@ impl Metrics {
 }
 
 /// Renders every figure.
-pub fn render(registry: &Registry) -> String {
-    let m = registry.metrics();
-    let (passing, critical, revision, owing) = registry.read(|c| {
-        let mut passing = 0u64;
-        let mut critical = 0u64;
-        let mut owing = 0u64;
+/// The catalog's gauges, taken under its lock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CatalogFigures {
+    pub passing: u64,
+    pub critical: u64,
+    pub revision: u64,
+    pub owing: u64,
+}
+
+impl CatalogFigures {
+    pub fn of(c: &Catalog) -> Self {
+        let mut figures = Self {
+            revision: c.revision(),
+            ..Self::default()
+        };
         for i in c.instances() {
             match i.status() {
-                Health::Passing => passing += 1,
-                Health::Critical => critical += 1,
+                Health::Passing => figures.passing += 1,
+                Health::Critical => figures.critical += 1,
             }
             if i.receiver().is_some_and(|r| r.resync.is_some()) {
-                owing += 1;
+                figures.owing += 1;
             }
         }
-        (passing, critical, c.revision(), owing)
-    });
-    let writer = &registry.store_writer().metrics;
+        figures
+    }
+}
+
+/// The whole page: the counters in `m`, the catalog's gauges, the store
+/// writer's figures.
+pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> String {
+    let CatalogFigures {
+        passing,
+        critical,
+        revision,
+        owing,
+    } = figures;
+    let writer = &store.metrics;
     let events: Vec<(&str, f64)> = KINDS
         .iter()
         .zip(&m.events)
@@ -210,7 +232,7 @@ pub fn render(registry: &Registry) -> String {
     .gauge(
         "rollcall_registry_store_queue",
         "Batches waiting for the store writer.",
-        registry.store_writer().queued() as f64,
+        store.queued() as f64,
     )
     .histogram(
         "rollcall_registry_store_commit_seconds",

@@ -1,40 +1,95 @@
-//! Delivering patches: one worker per receiver with work.
+//! Delivering patches: a dispatcher that starts one worker per receiver with
+//! work, and the worker.
 //!
 //! The catalog keeps each receiver's queue and decides what to send; a worker
-//! asks it for the next patch, POSTs it with a per-attempt timeout and retries
-//! with back-off, then reports the outcome. One receiver has at most one worker
-//! (the catalog hands out `WorkerStart`s only for receivers without one), so
-//! patches arrive in order; workers of different receivers share nothing, so a
-//! receiver that hangs delays only itself.
+//! asks it for the next patch, has it delivered (one POST per attempt, with a
+//! timeout, retried with back-off), then reports the outcome. One receiver has
+//! at most one worker (the catalog hands out `WorkerStart`s only for receivers
+//! without one), so patches arrive in order; workers of different receivers
+//! share nothing, so a receiver that hangs delays only itself.
+//!
+//! [`deliver`] is the attempts-and-back-off step, and takes the one POST as a
+//! function, so it is tested under paused time against fake receivers.
 
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::time::Duration;
+
+use rollcall_proto::ServiceUrl;
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Delivery, WorkerStart};
-use crate::checker::{describe, drain};
-use crate::shell::Registry;
+use crate::shell::{Registry, WorkerStarts};
 
 /// First wait between attempts at one patch; doubles per attempt.
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Starts a worker for every `WorkerStart` until shutdown; `post` sends one
+/// patch body once (the real one is [`crate::outbound::post_patch`]).
+pub async fn run_dispatcher<P, F>(registry: Registry, mut starts: WorkerStarts, post: P)
+where
+    P: Fn(ServiceUrl, Vec<u8>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let shutdown = registry.shutdown_token().clone();
+    loop {
+        let start = tokio::select! {
+            () = shutdown.cancelled() => return,
+            start = starts.0.recv() => start,
+        };
+        let Some(start) = start else {
+            return;
+        };
+        registry.spawn(run_worker(registry.clone(), start, post.clone()));
+    }
+}
+
 /// Sends `start.receiver` its patches until it has none (or a newer worker
 /// took over, or the registry stops).
-pub(crate) async fn run_worker(registry: Registry, start: WorkerStart) {
-    let inner = registry.inner();
+pub async fn run_worker<P, F>(registry: Registry, start: WorkerStart, post: P)
+where
+    P: Fn(ServiceUrl, Vec<u8>) -> F,
+    F: Future<Output = Result<(), String>>,
+{
+    let attempts = Attempts::from(registry.config());
     loop {
-        if inner.shutdown.is_cancelled() {
+        if registry.shutdown_token().is_cancelled() {
             return;
         }
-        let next = {
-            let now = registry.now();
-            registry
-                .lock()
+        let next = registry.run_now(|core, now| {
+            let next = core
                 .catalog
-                .next_delivery(&start.receiver, start.generation, now)
-        };
+                .next_delivery(&start.receiver, start.generation, now);
+            (next, Default::default())
+        });
         let Some(delivery) = next else {
             return;
         };
-        let outcome = deliver(&registry, &delivery).await;
+        let current = || {
+            registry.read(|c| {
+                c.get(&delivery.ticket.receiver).is_some_and(|i| {
+                    i.receiver()
+                        .is_some_and(|r| r.generation == delivery.ticket.generation)
+                })
+            })
+        };
+        let started = tokio::time::Instant::now();
+        let delivered = deliver(
+            &delivery,
+            &attempts,
+            &post,
+            current,
+            registry.shutdown_token(),
+        )
+        .await;
+        let metrics = registry.metrics();
+        metrics
+            .delivery_attempt_failures
+            .add(u64::from(delivered.failed_attempts));
+        if delivered.result.is_ok() {
+            metrics.delivery_seconds.observe(started.elapsed());
+            metrics.patches_delivered.inc();
+        }
+        let outcome = delivered.result;
         let ticket = delivery.ticket.clone();
         let recorded = registry
             .run(false, |core, now| {
@@ -54,59 +109,87 @@ pub(crate) async fn run_worker(registry: Registry, start: WorkerStart) {
     }
 }
 
-/// POSTs one patch, retrying with back-off. `Err` carries the last error.
-pub async fn deliver(registry: &Registry, delivery: &Delivery) -> Result<(), String> {
-    let inner = registry.inner();
-    let config = &inner.config;
-    let body = serde_json::to_vec(&delivery.patch).map_err(|e| e.to_string())?;
+/// How a patch is attempted.
+#[derive(Debug, Clone)]
+pub struct Attempts {
+    /// Attempts in all (at least one).
+    pub count: u32,
+    /// The first wait between attempts; doubled each time.
+    pub backoff: Duration,
+}
+
+impl From<&crate::config::RegistryConfig> for Attempts {
+    fn from(config: &crate::config::RegistryConfig) -> Self {
+        Self {
+            count: config.delivery_attempts.max(1),
+            backoff: RETRY_BACKOFF,
+        }
+    }
+}
+
+/// What [`deliver`] came to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// `Err` carries the last attempt's error.
+    pub result: Result<(), String>,
+    pub failed_attempts: u32,
+}
+
+/// Delivers one patch: `post` once per attempt (it has its own timeout),
+/// retried after 100, 200, 400 ms... while `still_current` says the receiver
+/// is the one the patch was for, until `stop` fires.
+pub async fn deliver<P, F>(
+    delivery: &Delivery,
+    attempts: &Attempts,
+    post: &P,
+    still_current: impl Fn() -> bool,
+    stop: &CancellationToken,
+) -> Delivered
+where
+    P: Fn(ServiceUrl, Vec<u8>) -> F,
+    F: Future<Output = Result<(), String>>,
+{
+    let body = match serde_json::to_vec(&delivery.patch) {
+        Ok(body) => body,
+        Err(e) => {
+            return Delivered {
+                result: Err(e.to_string()),
+                failed_attempts: 0,
+            };
+        }
+    };
     let mut last_error = String::from("not attempted");
-    for attempt in 0..config.delivery_attempts {
+    let mut failed_attempts = 0;
+    for attempt in 0..attempts.count.max(1) {
         if attempt > 0 {
-            let backoff = RETRY_BACKOFF.saturating_mul(1 << (attempt - 1).min(10));
+            let backoff = attempts.backoff.saturating_mul(1 << (attempt - 1).min(10));
             tokio::select! {
-                () = inner.shutdown.cancelled() => return Err("registry stopping".into()),
+                () = stop.cancelled() => {
+                    last_error = "registry stopping".into();
+                    break;
+                }
                 () = tokio::time::sleep(backoff) => {}
             }
-            let current = registry.read(|c| {
-                c.get(&delivery.ticket.receiver).is_some_and(|i| {
-                    i.receiver()
-                        .is_some_and(|r| r.generation == delivery.ticket.generation)
-                })
-            });
-            if !current {
-                return Err("the receiver re-registered or left".into());
+            if !still_current() {
+                last_error = "the receiver re-registered or left".into();
+                break;
             }
         }
-        let started = Instant::now();
-        let request = inner
-            .client
-            .post(delivery.update_url.as_str())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send();
-        let result = match tokio::time::timeout(config.delivery_timeout, request).await {
-            Ok(Ok(response)) if response.status().is_success() => {
-                drain(response).await;
-                Ok(())
-            }
-            Ok(Ok(response)) => Err(format!("HTTP {}", response.status().as_u16())),
-            Ok(Err(error)) => Err(describe(error)),
-            Err(_) => Err(format!(
-                "timed out after {}",
-                humantime::format_duration(config.delivery_timeout)
-            )),
-        };
-        match result {
+        match post(delivery.update_url.clone(), body.clone()).await {
             Ok(()) => {
-                inner.metrics.delivery_seconds.observe(started.elapsed());
-                inner.metrics.patches_delivered.inc();
-                return Ok(());
+                return Delivered {
+                    result: Ok(()),
+                    failed_attempts,
+                };
             }
             Err(error) => {
-                inner.metrics.delivery_attempt_failures.inc();
+                failed_attempts += 1;
                 last_error = error;
             }
         }
     }
-    Err(last_error)
+    Delivered {
+        result: Err(last_error),
+        failed_attempts,
+    }
 }

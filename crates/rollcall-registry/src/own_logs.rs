@@ -51,7 +51,7 @@ pub fn start(
     let providers = Arc::new(Providers::new(vec![name.clone()]));
     let shipping = forwarder.ship_through(
         providers.clone(),
-        registry.inner().client.clone(),
+        registry.client().clone(),
         name.clone(),
         own_url,
     );

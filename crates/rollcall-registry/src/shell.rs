@@ -1,24 +1,30 @@
 //! The shell around the catalog: the clock, the lock, the store writer, the
-//! background tasks, and the code that carries out [`Effects`].
+//! event log, and the code that carries out [`Effects`].
 //!
-//! Every change goes through [`Registry::run`]: reserve a place in the store's
-//! queue, lock the catalog, apply one command at the current time, hand the
-//! records to the store writer (still under the lock, so the store sees changes
-//! in catalog order), publish the events, unlock, then start workers and wake
-//! the checker. The lock is a plain `std` mutex and is never held across an
-//! `.await`.
+//! Every change goes through [`Registry::run`] (or [`Registry::run_now`] where
+//! nothing may wait): reserve a place in the store's queue, lock the catalog,
+//! apply one command at the current time, hand the records to the store writer
+//! (still under the lock, so the store sees changes in catalog order), publish
+//! the events, unlock, then hand out worker starts and say that the schedule
+//! moved. Reads take the lock through [`Registry::read`]. The lock is a plain
+//! `std` mutex and is never held across an `.await`.
+//!
+//! The shell runs no worker itself: delivery workers to start travel over a
+//! channel ([`WorkerStarts`]) and the checker waits on
+//! [`Registry::schedule_changed`]; the crate root wires the workers up.
+//!
+//! The clock is tokio's, so tests under paused time move it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rollcall_proto::time::MonotonicClock;
 use rollcall_proto::{Registration, ServiceUrl, Timestamp};
-use tokio::sync::{Notify, broadcast, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::catalog::{Catalog, Effects, Event, EventKind, PatchTicket};
+use crate::catalog::{Catalog, Effects, Event, EventKind, PatchTicket, WorkerStart};
 use crate::config::RegistryConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -26,7 +32,6 @@ use crate::store::memory::MemoryStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::{Batch, StoreWriter};
 use crate::store::{Store, StoreError};
-use crate::{checker, notifier};
 
 /// How many recent events are kept for `/v1/events` and the dashboard.
 pub const RECENT_EVENTS: usize = 1000;
@@ -43,19 +48,46 @@ pub struct Registry {
 }
 
 #[derive(Debug)]
-pub(crate) struct Inner {
+struct Inner {
     core: Mutex<Core>,
-    clock: MonotonicClock,
-    pub(crate) config: RegistryConfig,
+    clock: Clock,
+    config: RegistryConfig,
     store: StoreWriter,
     store_description: String,
-    pub(crate) client: reqwest::Client,
-    pub(crate) metrics: Metrics,
+    client: reqwest::Client,
+    metrics: Metrics,
     events: broadcast::Sender<Event>,
-    pub(crate) check_wake: Notify,
-    pub(crate) tasks: TaskTracker,
-    pub(crate) shutdown: CancellationToken,
+    schedule_moved: Notify,
+    worker_starts: mpsc::UnboundedSender<WorkerStart>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
 }
+
+/// Wall time at start plus tokio's monotonic time since (paused under test).
+#[derive(Debug)]
+struct Clock {
+    start_wall: Timestamp,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            start_wall: Timestamp::system_now(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.start_wall.plus(self.start.elapsed())
+    }
+}
+
+/// Delivery workers the catalog asked for, in order. At most one is pending
+/// per receiver (the catalog hands out a start only to a receiver without a
+/// worker), so the channel holds at most as many as there are receivers.
+#[derive(Debug)]
+pub struct WorkerStarts(pub mpsc::UnboundedReceiver<WorkerStart>);
 
 /// Everything behind the lock.
 #[derive(Debug)]
@@ -90,7 +122,7 @@ impl Registry {
     pub fn start(
         config: RegistryConfig,
         shutdown: CancellationToken,
-    ) -> Result<(Self, Background), StartError> {
+    ) -> Result<(Self, Background, WorkerStarts), StartError> {
         let store: Arc<dyn Store> = if config.in_memory {
             Arc::new(MemoryStore::default())
         } else {
@@ -98,18 +130,13 @@ impl Registry {
         };
         let state = store.load()?;
         let store_description = store.describe();
-        let clock = MonotonicClock::new();
+        let clock = Clock::new();
         let restored = state.instances.len();
         let (catalog, effects) = Catalog::restore(config.catalog(), state, clock.now());
         let (writer, writer_thread) = StoreWriter::spawn(store, STORE_QUEUE)?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.check_timeout.max(config.delivery_timeout))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(4)
-            .tcp_nodelay(true)
-            .user_agent(concat!("rollcall-registry/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = crate::outbound::client(&config)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (worker_starts, starts) = mpsc::unbounded_channel();
         let registry = Registry {
             inner: Arc::new(Inner {
                 core: Mutex::new(Core {
@@ -125,7 +152,8 @@ impl Registry {
                 client,
                 metrics: Metrics::default(),
                 events,
-                check_wake: Notify::new(),
+                schedule_moved: Notify::new(),
+                worker_starts,
                 tasks: TaskTracker::new(),
                 shutdown,
             }),
@@ -136,19 +164,37 @@ impl Registry {
             "catalog loaded"
         );
         registry.execute(effects);
-        let inner = &registry.inner;
-        inner.tasks.spawn(checker::run_checker(registry.clone()));
-        inner.tasks.spawn(checker::run_ticker(registry.clone()));
         Ok((
             registry,
             Background {
                 writer: Some(writer_thread),
             },
+            WorkerStarts(starts),
         ))
     }
 
-    pub(crate) fn inner(&self) -> &Inner {
-        &self.inner
+    /// The client for calls to other services (see [`crate::outbound`]).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
+    /// Fires when the registry stops.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Runs `task` as background work the registry waits for when stopping.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(task)
+    }
+
+    /// Completes when the check schedule gained an earlier entry since the
+    /// last time someone waited (one waiter: the check loop).
+    pub async fn schedule_changed(&self) {
+        self.inner.schedule_moved.notified().await;
     }
 
     pub fn config(&self) -> &RegistryConfig {
@@ -172,7 +218,7 @@ impl Registry {
         self.inner.clock.now()
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+    fn lock(&self) -> MutexGuard<'_, Core> {
         // A panic while holding the lock would be a bug; the catalog's
         // commands leave it consistent at every step, so carry on.
         self.inner
@@ -285,15 +331,15 @@ impl Registry {
             log_event(event);
         }
         if effects.schedule_changed {
-            self.inner.check_wake.notify_one();
+            self.inner.schedule_moved.notify_one();
         }
         for start in effects.start_workers {
             if self.inner.shutdown.is_cancelled() {
                 break;
             }
-            self.inner
-                .tasks
-                .spawn(notifier::run_worker(self.clone(), start));
+            // The receiving end lives as long as the registry runs; after it
+            // is gone nothing needs delivering.
+            let _ = self.inner.worker_starts.send(start);
         }
     }
 

@@ -243,7 +243,7 @@ pub fn open(
         ending: false,
     };
     futures_util::stream::unfold(state, |mut state| async move {
-        let shutdown = state.registry.inner().shutdown.clone();
+        let shutdown = state.registry.shutdown_token().clone();
         tokio::select! {
             () = shutdown.cancelled() => None,
             event = state.next() => event.map(|e| (Ok(e), state)),

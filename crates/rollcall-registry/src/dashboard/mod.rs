@@ -304,8 +304,7 @@ async fn fetch_logs(registry: &Registry, base: &str) -> LogPanel {
     let url = format!("{}/v1/logs?limit={LOG_LINES}", base.trim_end_matches('/'));
     let fetched = async {
         let response = registry
-            .inner()
-            .client
+            .client()
             .get(&url)
             .timeout(LOG_TIMEOUT)
             .send()

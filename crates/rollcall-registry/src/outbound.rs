@@ -1,0 +1,107 @@
+//! Every call the registry makes to other services: health checks (`GET` the
+//! heartbeat URL), patch deliveries (`POST` the update URL), in one place, with
+//! one client and one way of describing what went wrong. Each call has its own
+//! timeout; answers are read only a little way (to keep the connection
+//! reusable), never whole.
+
+use std::time::{Duration, Instant};
+
+use rollcall_proto::ServiceUrl;
+
+use crate::catalog::health::CheckOutcome;
+use crate::config::RegistryConfig;
+
+/// Most bytes of an answer read (to keep the connection reusable).
+pub const MAX_ANSWER_READ: usize = 16 * 1024;
+
+/// The registry's HTTP client.
+pub fn client(config: &RegistryConfig) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(config.check_timeout.max(config.delivery_timeout))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(4)
+        .tcp_nodelay(true)
+        .user_agent(concat!("rollcall-registry/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// `GET`s a heartbeat URL: any 2xx within `timeout` passes.
+pub async fn probe(client: &reqwest::Client, url: &ServiceUrl, timeout: Duration) -> CheckOutcome {
+    let started = Instant::now();
+    let attempt = async {
+        let response = client.get(url.as_str()).send().await.map_err(describe)?;
+        let status = response.status();
+        drain(response).await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    };
+    let result = match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+    };
+    let latency = started.elapsed();
+    match result {
+        Ok(()) => CheckOutcome::pass(latency),
+        Err(error) => CheckOutcome::fail(latency, error),
+    }
+}
+
+/// `POST`s a patch body once: `Ok` for a 2xx within `timeout`.
+pub async fn post_patch(
+    client: &reqwest::Client,
+    url: &ServiceUrl,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let request = client
+        .post(url.as_str())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send();
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(response)) if response.status().is_success() => {
+            drain(response).await;
+            Ok(())
+        }
+        Ok(Ok(response)) => Err(format!("HTTP {}", response.status().as_u16())),
+        Ok(Err(error)) => Err(describe(error)),
+        Err(_) => Err(format!(
+            "timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
+/// Reads a small answer to the end so the connection can be reused; a large
+/// one is abandoned (and its connection closed).
+pub async fn drain(mut response: reqwest::Response) {
+    let mut read = 0;
+    while let Ok(Some(chunk)) = response.chunk().await {
+        read += chunk.len();
+        if read > MAX_ANSWER_READ {
+            break;
+        }
+    }
+}
+
+/// A short description of a client error: its innermost cause
+/// ("Connection refused (os error 111)").
+pub fn describe(error: reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = &error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if error.is_connect() {
+        format!("connection failed: {cause}")
+    } else if error.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        cause.to_string()
+    }
+}
