@@ -434,7 +434,8 @@ fn ensure_student(conn: &Connection, id: i64) -> Result<(), StoreError> {
     }
 }
 
-fn load_student(conn: &Connection, id: i64) -> Result<Student, StoreError> {
+/// A student without grades yet; `NoSuchStudent` if there is none.
+fn student_head(conn: &Connection, id: i64) -> Result<Student, StoreError> {
     let row = conn
         .prepare_cached("SELECT first_name, last_name FROM students WHERE id = ?1")?
         .query_row(params![id], |r| {
@@ -444,11 +445,15 @@ fn load_student(conn: &Connection, id: i64) -> Result<Student, StoreError> {
     let Some((first, last)) = row else {
         return Err(StoreError::NoSuchStudent(id));
     };
-    let mut student = student_row(id, &first, &last)?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, title, type, score FROM grades WHERE student_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map(params![id], |r| {
+    student_row(id, &first, &last)
+}
+
+/// Grades of student `id` from a prepared `SELECT id, title, type, score`.
+fn grade_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Grade>, StoreError> {
+    let rows = stmt.query_map(params, |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -456,10 +461,20 @@ fn load_student(conn: &Connection, id: i64) -> Result<Student, StoreError> {
             r.get::<_, f64>(3)?,
         ))
     })?;
+    let mut grades = Vec::new();
     for row in rows {
         let (gid, title, kind, score) = row?;
-        student.grades.push(grade_row(gid, &title, &kind, score)?);
+        grades.push(grade_row(gid, &title, &kind, score)?);
     }
+    Ok(grades)
+}
+
+fn load_student(conn: &Connection, id: i64) -> Result<Student, StoreError> {
+    let mut student = student_head(conn, id)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, title, type, score FROM grades WHERE student_id = ?1 ORDER BY id",
+    )?;
+    student.grades = grade_rows(&mut stmt, params![id])?;
     student.grade_count = student.grades.len() as u64;
     student.average = student.average();
     Ok(student)
@@ -473,16 +488,7 @@ fn load_student_page(
     limit: usize,
     cursor: Option<i64>,
 ) -> Result<Student, StoreError> {
-    let row = conn
-        .prepare_cached("SELECT first_name, last_name FROM students WHERE id = ?1")?
-        .query_row(params![id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .optional()?;
-    let Some((first, last)) = row else {
-        return Err(StoreError::NoSuchStudent(id));
-    };
-    let mut student = student_row(id, &first, &last)?;
+    let mut student = student_head(conn, id)?;
     let (count, average) = conn
         .prepare_cached("SELECT COUNT(*), AVG(score) FROM grades WHERE student_id = ?1")?
         .query_row(params![id], |r| {
@@ -495,18 +501,7 @@ fn load_student_page(
          ORDER BY id DESC LIMIT ?3",
     )?;
     let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-    let rows = stmt.query_map(params![id, cursor.unwrap_or(i64::MAX), fetch], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, f64>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (gid, title, kind, score) = row?;
-        student.grades.push(grade_row(gid, &title, &kind, score)?);
-    }
+    student.grades = grade_rows(&mut stmt, params![id, cursor.unwrap_or(i64::MAX), fetch])?;
     if student.grades.len() > limit {
         student.grades.truncate(limit);
         student.next_cursor = student.grades.last().map(|g| g.id);

@@ -385,33 +385,29 @@ impl Registry {
 
     /// Deregisters an instance.
     pub async fn deregister(&self, url: &ServiceUrl) -> Result<(), ApiError> {
-        let (found, committed) = self
-            .run(true, |core, now| match core.catalog.deregister(url, now) {
-                Some(effects) => (true, effects),
-                None => (false, Effects::default()),
-            })
-            .await
-            .map_err(|_| ApiError::ShuttingDown)?;
-        if !found {
-            return Err(ApiError::NotRegistered(url.to_string()));
-        }
-        if let Some(committed) = committed
-            && !matches!(committed.await, Ok(Ok(())))
-        {
-            return Err(ApiError::StoreUnavailable);
-        }
+        self.change_instance(url, |catalog, now| catalog.deregister(url, now))
+            .await?;
         self.inner.metrics.deregistrations.inc();
         Ok(())
     }
 
     /// Switches an instance's maintenance on or off.
     pub async fn set_maintenance(&self, url: &ServiceUrl, on: bool) -> Result<(), ApiError> {
+        self.change_instance(url, |catalog, now| catalog.set_maintenance(url, on, now))
+            .await
+    }
+
+    /// Runs a command about one registered instance (`None`: it is not) and
+    /// waits until what it changed is committed.
+    async fn change_instance(
+        &self,
+        url: &ServiceUrl,
+        command: impl FnOnce(&mut Catalog, Timestamp) -> Option<Effects>,
+    ) -> Result<(), ApiError> {
         let (found, committed) = self
-            .run(true, |core, now| {
-                match core.catalog.set_maintenance(url, on, now) {
-                    Some(effects) => (true, effects),
-                    None => (false, Effects::default()),
-                }
+            .run(true, |core, now| match command(&mut core.catalog, now) {
+                Some(effects) => (true, effects),
+                None => (false, Effects::default()),
             })
             .await
             .map_err(|_| ApiError::ShuttingDown)?;
