@@ -1,0 +1,282 @@
+//! Configuring and starting a service: bind, serve, then register.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{get, post};
+use rollcall_proto::{ServiceName, ServiceUrl};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::registration::registration_loop;
+use super::routes::{healthz, heartbeat, metrics, receive_patch};
+use super::*;
+use crate::error::SdkError;
+use crate::providers::Providers;
+
+/// Configures and starts a service.
+pub struct ServiceBuilder {
+    name: String,
+    bind: SocketAddr,
+    listener: Option<TcpListener>,
+    advertise: Option<String>,
+    requires: Vec<String>,
+    registry: Option<String>,
+    router: Router,
+    router_fn: Option<RouterFn>,
+    handle_signals: bool,
+    watch_stream: bool,
+    classic_silence: Duration,
+    shutdown_deadline: Duration,
+    extra_metrics: Option<MetricsFn>,
+    shutdown_on: Option<CancellationToken>,
+}
+
+impl std::fmt::Debug for ServiceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceBuilder")
+            .field("name", &self.name)
+            .field("bind", &self.bind)
+            .field("requires", &self.requires)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceBuilder {
+    pub(crate) fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener: None,
+            advertise: None,
+            requires: Vec::new(),
+            registry: None,
+            router: Router::new(),
+            router_fn: None,
+            handle_signals: true,
+            watch_stream: true,
+            classic_silence: CLASSIC_SILENCE,
+            shutdown_deadline: Duration::from_secs(10),
+            extra_metrics: None,
+            shutdown_on: None,
+        }
+    }
+
+    /// Address to listen on (default `127.0.0.1:0`: any free port).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Serve on this already-bound listener instead of binding.
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// The URL other services reach this one at (default `http://` + the bound
+    /// address, with `127.0.0.1` for an unspecified IP).
+    pub fn advertise(mut self, url: impl Into<String>) -> Self {
+        self.advertise = Some(url.into());
+        self
+    }
+
+    /// Names of the services this one requires.
+    pub fn requires<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.requires.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// The registry's base URL (`http://127.0.0.1:3000`). Without one the
+    /// service runs standalone.
+    pub fn registry(mut self, url: impl Into<String>) -> Self {
+        self.registry = Some(url.into());
+        self
+    }
+
+    /// The service's own routes.
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// Builds the service's routes from its own handle (for handlers that need
+    /// the providers or the client); replaces [`ServiceBuilder::router`].
+    pub fn router_with(mut self, build: impl FnOnce(&Service) -> Router + Send + 'static) -> Self {
+        self.router_fn = Some(Box::new(build));
+        self
+    }
+
+    /// Whether Ctrl-C and SIGTERM start the shutdown (default yes; tests turn
+    /// it off and call [`Service::shutdown`]).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// Whether to hold a watch stream to the registry (default yes). Without
+    /// it the service behaves like a classic client: webhook and heartbeat
+    /// only, and a crash is noticed at the next health check.
+    pub fn watch_stream(mut self, on: bool) -> Self {
+        self.watch_stream = on;
+        self
+    }
+
+    /// Against a registry without watch streams: how long without a heartbeat
+    /// from it before registering again (default [`CLASSIC_SILENCE`]).
+    pub fn classic_silence(mut self, silence: Duration) -> Self {
+        self.classic_silence = silence;
+        self
+    }
+
+    /// Starts the shutdown when `token` is cancelled (for a service run by a
+    /// library `run(config, listener, shutdown)` function).
+    pub fn shutdown_on(mut self, token: CancellationToken) -> Self {
+        self.shutdown_on = Some(token);
+        self
+    }
+
+    /// The most the whole shutdown may take (default 10 s).
+    pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.shutdown_deadline = deadline;
+        self
+    }
+
+    /// Extra Prometheus text appended to `GET /metrics`.
+    pub fn metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.extra_metrics = Some(Arc::new(render));
+        self
+    }
+
+    /// Binds, starts serving, then registers in the background.
+    pub async fn start(self) -> Result<Service, SdkError> {
+        let name = ServiceName::parse(&self.name).map_err(|e| SdkError::Config(e.to_string()))?;
+        let required = self
+            .requires
+            .iter()
+            .map(|n| ServiceName::parse(n).map_err(|e| SdkError::Config(format!("{n:?}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let registry = self
+            .registry
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .map(ServiceUrl::parse)
+            .transpose()
+            .map_err(|e| SdkError::Config(format!("registry URL: {e}")))?;
+        let listener = match self.listener {
+            Some(l) => l,
+            None => TcpListener::bind(self.bind)
+                .await
+                .map_err(|source| SdkError::Bind {
+                    addr: self.bind,
+                    source,
+                })?,
+        };
+        let local = listener.local_addr().map_err(|source| SdkError::Bind {
+            addr: self.bind,
+            source,
+        })?;
+        let url = match &self.advertise {
+            Some(a) => {
+                ServiceUrl::parse(a).map_err(|e| SdkError::Config(format!("advertise URL: {e}")))?
+            }
+            None => {
+                let ip = if local.ip().is_unspecified() {
+                    std::net::IpAddr::from([127, 0, 0, 1])
+                } else {
+                    local.ip()
+                };
+                ServiceUrl::parse(&format!("http://{}", SocketAddr::new(ip, local.port())))
+                    .map_err(|e| SdkError::Config(e.to_string()))?
+            }
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .user_agent(concat!("rollcall-sdk/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SdkError::Config(format!("HTTP client: {e}")))?;
+        let (registered, _) = watch::channel(false);
+        let (stopped, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            name,
+            url,
+            registry,
+            providers: Arc::new(Providers::new(required)),
+            client,
+            shutdown: CancellationToken::new(),
+            registered,
+            stopped,
+            metrics: SdkMetrics::default(),
+            extra_metrics: Mutex::new(self.extra_metrics.into_iter().collect()),
+            hooks: Mutex::new(Vec::new()),
+            tasks: TaskTracker::new(),
+            shutdown_deadline: self.shutdown_deadline,
+            watch_stream: self.watch_stream,
+            classic_silence: self.classic_silence,
+            last_heard: Mutex::new(Instant::now()),
+        });
+        let sdk_routes = Router::new()
+            .route("/heartbeat", get(heartbeat))
+            .route("/services", post(receive_patch))
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .with_state(inner.clone());
+        let handle = Service {
+            inner: inner.clone(),
+        };
+        let user_router = match self.router_fn {
+            Some(build) => build(&handle),
+            None => self.router,
+        };
+        let router = user_router.merge(sdk_routes);
+        let http_stop = CancellationToken::new();
+        let server = tokio::spawn(rollcall_http::serve(
+            listener,
+            router,
+            http_stop.clone(),
+            self.shutdown_deadline,
+        ));
+        tracing::info!(service = %inner.name, url = %inner.url, "listening");
+        let registration_stop = CancellationToken::new();
+        if inner.registry.is_some() {
+            inner
+                .tasks
+                .spawn(registration_loop(inner.clone(), registration_stop.clone()));
+        }
+        if let Some(external) = self.shutdown_on {
+            let trigger = inner.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = external.cancelled() => trigger.cancel(),
+                    () = trigger.cancelled() => {}
+                }
+            });
+        }
+        if self.handle_signals {
+            let trigger = inner.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = rollcall_http::wait_for_signal() => trigger.cancel(),
+                    () = trigger.cancelled() => {}
+                }
+            });
+        }
+        tokio::spawn(lifecycle(
+            inner.clone(),
+            registration_stop,
+            http_stop,
+            server,
+        ));
+        Ok(Service { inner })
+    }
+}

@@ -1,0 +1,257 @@
+//! Registering and staying registered: the loop that registers with
+//! back-off, holds the watch stream, notices being forgotten (a broken stream,
+//! a `removed` event, a classic registry gone silent) and registers again;
+//! deregistering at shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{StatusCode, header};
+use futures_util::StreamExt;
+use rollcall_proto::jitter;
+use rollcall_proto::{Registration, ServiceUrl};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::error::SdkError;
+
+fn registration(inner: &Inner) -> Result<Registration, SdkError> {
+    let parse = |path: &str| {
+        ServiceUrl::parse(&inner.url.join(path)).map_err(|e| SdkError::Config(e.to_string()))
+    };
+    Ok(Registration {
+        name: inner.name.clone(),
+        url: inner.url.clone(),
+        required: inner.providers.required().to_vec(),
+        update_url: Some(parse("/services")?),
+        heartbeat_url: Some(parse("/heartbeat")?),
+    })
+}
+
+async fn register_once(inner: &Inner, registry: &ServiceUrl) -> Result<(), SdkError> {
+    let reg = registration(inner)?;
+    let url = registry.join("/services");
+    let response = inner
+        .client
+        .post(&url)
+        .timeout(REGISTER_TIMEOUT)
+        .json(&reg)
+        .send()
+        .await
+        .map_err(|e| SdkError::from_reqwest(&url, e))?;
+    expect_success(&url, response).await
+}
+
+pub(super) async fn deregister(inner: &Inner) -> Result<(), SdkError> {
+    let Some(registry) = &inner.registry else {
+        return Ok(());
+    };
+    let url = registry.join("/services");
+    let response = inner
+        .client
+        .delete(&url)
+        .timeout(DEREGISTER_TIMEOUT)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(inner.url.to_string())
+        .send()
+        .await
+        .map_err(|e| SdkError::from_reqwest(&url, e))?;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Ok(());
+    }
+    expect_success(&url, response).await
+}
+
+/// `Ok` for a 2xx answer; otherwise a `Rejected` with (the start of) the body.
+pub(crate) async fn expect_success(url: &str, response: reqwest::Response) -> Result<(), SdkError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(SdkError::Rejected {
+        url: url.to_owned(),
+        status: status.as_u16(),
+        body: body.chars().take(300).collect(),
+    })
+}
+
+/// Why a watch stream ended.
+enum WatchEnd {
+    /// The registry has no watch stream (an original registry).
+    Unsupported,
+    /// The registry removed this instance (deregistered or expired).
+    Removed(String),
+    Closed(String),
+}
+
+/// Finds `event: removed` in an SSE stream split into arbitrary chunks.
+#[derive(Default)]
+struct RemovedScanner {
+    line: Vec<u8>,
+    removed: bool,
+}
+
+impl RemovedScanner {
+    /// Feeds a chunk; the `data:` line of a `removed` event once it is seen.
+    fn feed(&mut self, chunk: &[u8]) -> Option<String> {
+        for &byte in chunk {
+            if byte != b'\n' {
+                // Only the start of a line matters; bound what is kept.
+                if self.line.len() < 256 {
+                    self.line.push(byte);
+                }
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line).trim_end().to_owned();
+            self.line.clear();
+            if line == "event: removed" || line == "event:removed" {
+                self.removed = true;
+            } else if self.removed && line.starts_with("data:") {
+                return Some(line["data:".len()..].trim().to_owned());
+            } else if line.is_empty() && self.removed {
+                return Some(String::new());
+            }
+        }
+        None
+    }
+}
+
+async fn hold_watch(inner: &Inner, registry: &ServiceUrl) -> WatchEnd {
+    let url = registry.join("/v1/watch");
+    let request = inner
+        .client
+        .get(&url)
+        .query(&[
+            ("instance", inner.url.as_str()),
+            ("service", inner.name.as_str()),
+        ])
+        .send();
+    let response = match tokio::time::timeout(REGISTER_TIMEOUT, request).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return WatchEnd::Closed(SdkError::from_reqwest(&url, e).to_string()),
+        Err(_) => return WatchEnd::Closed("timed out opening the stream".into()),
+    };
+    if response.status() == StatusCode::NOT_FOUND {
+        return WatchEnd::Unsupported;
+    }
+    if !response.status().is_success() {
+        return WatchEnd::Closed(format!("HTTP {}", response.status().as_u16()));
+    }
+    let mut body = response.bytes_stream();
+    let mut scanner = RemovedScanner::default();
+    loop {
+        match tokio::time::timeout(WATCH_SILENCE, body.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                if let Some(data) = scanner.feed(&chunk) {
+                    return WatchEnd::Removed(data);
+                }
+            }
+            Ok(Some(Err(e))) => {
+                return WatchEnd::Closed(format!("the stream broke: {}", root_cause(&e)));
+            }
+            Ok(None) => return WatchEnd::Closed("the registry closed the stream".into()),
+            Err(_) => return WatchEnd::Closed("the stream went silent".into()),
+        }
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+pub(super) async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken) {
+    let Some(registry) = inner.registry.clone() else {
+        return;
+    };
+    let seed = jitter::stable_hash(inner.url.as_str());
+    let mut failures: u32 = 0;
+    loop {
+        let result = tokio::select! {
+            () = stop.cancelled() => return,
+            r = register_once(&inner, &registry) => r,
+        };
+        match result {
+            Ok(()) => {
+                failures = 0;
+                inner.metrics.registrations.inc();
+                inner.registered.send_replace(true);
+                tracing::info!(service = %inner.name, url = %inner.url, %registry, "registered");
+                if !inner.watch_stream {
+                    if !wait_for_silence(&inner, &registry, &stop).await {
+                        return;
+                    }
+                    continue;
+                }
+                let ended = tokio::select! {
+                    () = stop.cancelled() => return,
+                    e = hold_watch(&inner, &registry) => e,
+                };
+                match ended {
+                    WatchEnd::Unsupported => {
+                        tracing::info!(%registry, "the registry has no watch stream; registering again if it stops checking us");
+                        if !wait_for_silence(&inner, &registry, &stop).await {
+                            return;
+                        }
+                    }
+                    WatchEnd::Removed(detail) => {
+                        inner.metrics.watch_reconnects.inc();
+                        inner.registered.send_replace(false);
+                        tracing::warn!(%registry, %detail, "the registry removed this instance while it runs; registering again (use maintenance to hold a running instance out of discovery)");
+                    }
+                    WatchEnd::Closed(reason) => {
+                        inner.metrics.watch_reconnects.inc();
+                        inner.registered.send_replace(false);
+                        tracing::warn!(%registry, %reason, "lost the registry; registering again");
+                    }
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                inner.metrics.registration_failures.inc();
+                if failures == 1 || failures.is_multiple_of(20) {
+                    tracing::warn!(%registry, error = %e, attempts = failures, "cannot register yet; retrying");
+                }
+                let wait =
+                    jitter::backoff(RETRY_MIN, RETRY_MAX, failures, seed ^ u64::from(failures));
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Stays registered until the registry stops calling us for
+/// `classic_silence` (true: register again) or `stop` fires (false).
+async fn wait_for_silence(inner: &Inner, registry: &ServiceUrl, stop: &CancellationToken) -> bool {
+    inner.heard_from_registry();
+    tokio::select! {
+        () = stop.cancelled() => return false,
+        () = registry_silent(inner) => {}
+    }
+    inner.registered.send_replace(false);
+    tracing::warn!(
+        %registry,
+        silence_s = inner.classic_silence.as_secs_f64(),
+        "no heartbeat from the registry: it may have restarted; registering again"
+    );
+    true
+}
+
+/// Returns once the registry has not called us for `classic_silence`.
+async fn registry_silent(inner: &Inner) {
+    loop {
+        let silence = inner.silence();
+        if silence >= inner.classic_silence {
+            return;
+        }
+        let left = inner.classic_silence - silence;
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+    }
+}
