@@ -31,6 +31,9 @@ pub enum ApiError {
     StoreUnavailable,
     #[error("the registry is shutting down")]
     ShuttingDown,
+    /// A bug: nothing the client did. The body says no more than that.
+    #[error("internal error")]
+    Internal,
 }
 
 impl ApiError {
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::Body(e) => e.status(),
             ApiError::NotRegistered(_) => StatusCode::NOT_FOUND,
             ApiError::StoreUnavailable | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -60,6 +64,7 @@ impl ApiError {
             ApiError::NotRegistered(_) => "not_registered",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::Internal => "internal",
         }
     }
 }
@@ -71,5 +76,29 @@ impl IntoResponse for ApiError {
             tracing::debug!(code = self.code(), error = %self, "request rejected");
         }
         error_response(status, self.code(), self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_status_and_a_stable_code() {
+        let internal = ApiError::Internal;
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(internal.code(), "internal");
+        assert_eq!(
+            ApiError::ShuttingDown.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::NotRegistered("http://x".into()).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiError::InvalidBody("x".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 }

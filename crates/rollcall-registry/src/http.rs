@@ -262,7 +262,7 @@ async fn list_services(
     let mut body = Vec::with_capacity(64 + views.len() * 600);
     if let Err(e) = serde_json::to_writer(&mut body, &views) {
         tracing::error!(error = %e, "cannot encode the catalog");
-        return Err(ApiError::ShuttingDown);
+        return Err(ApiError::Internal);
     }
     let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Ok(value) = HeaderValue::from_str(&revision.to_string()) {

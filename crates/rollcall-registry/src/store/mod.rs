@@ -31,6 +31,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store writer has stopped")]
     Stopped,
+    #[error("cannot start the store writer thread: {0}")]
+    Thread(String),
 }
 
 /// A durable home for the catalog.

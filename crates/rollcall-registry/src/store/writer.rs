@@ -57,7 +57,7 @@ impl StoreWriter {
         let handle = std::thread::Builder::new()
             .name("rollcall-store".into())
             .spawn(move || write_loop(store, rx, thread_metrics))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the store thread: {e}")))?;
+            .map_err(|e| StoreError::Thread(e.to_string()))?;
         Ok((Self { tx, metrics }, handle))
     }
 
