@@ -1,0 +1,91 @@
+//! 5. Health-check scale.
+
+use super::*;
+
+impl Bench {
+    pub(crate) async fn check_scale(&mut self) -> anyhow::Result<Section> {
+        let n = self.plan.scale_instances;
+        let window = self.plan.scale_window;
+        let mut s = Section::new(
+            "5. Health-check scale",
+            &format!(
+                "{n} instances registered with heartbeat URLs served by the bench process (on 50 ports, like \
+                 separate hosts), default 1 s interval. After a 2 s warm-up, over {} s: checks completed vs due \
+                 (n / interval), the p99 of how late checks started (registry histogram; bucket upper bound), \
+                 the registry's CPU (from /proc) and RSS.",
+                window.as_secs()
+            ),
+        );
+        let reg = self.registry(&[]).await?;
+        let addr = reg.addr();
+        let receivers = Arc::new(Receivers::start(50).await?);
+        let rec = receivers.clone();
+        let r = load::run(
+            addr,
+            self.plan.connections,
+            Duration::from_secs(120),
+            Some(n),
+            Arc::new(move |i| {
+                let base = rec.base(i);
+                load::request(
+                    "POST",
+                    addr,
+                    "/services",
+                    format!(
+                        r#"{{"ServiceName":"Checked","ServiceURL":"{base}/i/{i}","HeartbeatURL":"{base}/hb/{i}"}}"#
+                    ),
+                )
+            }),
+        )
+        .await;
+        if r.ok != n {
+            bail!("only {} of {n} instances registered", r.ok);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = self.metrics(&reg.url).await?;
+        let cpu_before = reg.cpu();
+        let started = Instant::now();
+        tokio::time::sleep(window).await;
+        let after = self.metrics(&reg.url).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let cpu = (reg.cpu().saturating_sub(cpu_before)).as_secs_f64() / elapsed * 100.0;
+        let done = (metric_sum(&after, "rollcall_registry_checks_total")
+            - metric_sum(&before, "rollcall_registry_checks_total"))
+            / elapsed;
+        let failed = metric_sum(&after, "rollcall_registry_checks_total{result=\"fail\"}");
+        let due = n as f64 / 1.0;
+        let lag_before = buckets(&before, "rollcall_registry_check_lag_seconds");
+        let lag_after = buckets(&after, "rollcall_registry_check_lag_seconds");
+        let lag: Vec<(f64, f64)> = lag_after
+            .iter()
+            .zip(&lag_before)
+            .map(|((le, a), (_, b))| (*le, a - b))
+            .collect();
+        let lag_p99 = stats::histogram_percentile(&lag, 99.0).unwrap_or(f64::NAN) * 1000.0;
+        let rss = reg.rss();
+        s.row(Row::new("checks done per second", done, "checks/s"))
+            .row(Row::new("checks due per second", due, "checks/s"))
+            .row(Row::new("done / due", done / due * 100.0, "%"))
+            .row(
+                Row::new("check lag p99 (≤ bucket bound)", lag_p99, "ms")
+                    .target("≤ 200 ms", lag_p99 <= 200.0),
+            )
+            .row(Row::new("registry CPU", cpu, "% of a core").target("≤ 50 %", cpu <= 50.0))
+            .row(
+                Row::new(
+                    format!("registry RSS at {n} instances (checked)"),
+                    mb(rss),
+                    "MB",
+                )
+                .target("≤ 50 MB", mb(rss) <= 50.0),
+            );
+        s.check(
+            format!("no check failed ({failed} failures)"),
+            failed == 0.0,
+        );
+        self.loaded_rss
+            .push((format!("registry ({n} instances checked)"), rss));
+        reg.stop().await;
+        Ok(s)
+    }
+}
