@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rollcall_proto::{Registration, ServiceUrl, Timestamp};
+use rollcall_proto::{ServiceUrl, Timestamp};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,6 +32,8 @@ use crate::store::memory::MemoryStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::{Batch, StoreWriter};
 use crate::store::{Store, StoreError};
+
+mod operations;
 
 /// How many recent events are kept for `/v1/events` and the dashboard.
 pub const RECENT_EVENTS: usize = 1000;
@@ -340,126 +342,6 @@ impl Registry {
             // The receiving end lives as long as the registry runs; after it
             // is gone nothing needs delivering.
             let _ = self.inner.worker_starts.send(start);
-        }
-    }
-
-    // ----- the operations behind the HTTP API -----------------------------
-
-    /// Registers an instance: stores it, answers once its initial patch is
-    /// delivered or the delivery timeout passes.
-    pub async fn register(&self, registration: Registration) -> Result<(), ApiError> {
-        let url = registration.url.clone();
-        let (waiter, committed) = self
-            .run(true, |core, now| {
-                let registered = core.catalog.register(registration, now);
-                let waiter = registered.initial_patch.map(|ticket| {
-                    let (tx, rx) = oneshot::channel();
-                    core.waiters.insert(ticket.clone(), tx);
-                    (ticket, rx)
-                });
-                (waiter, registered.effects)
-            })
-            .await
-            .map_err(|_| ApiError::ShuttingDown)?;
-        if let Some(committed) = committed
-            && !matches!(committed.await, Ok(Ok(())))
-        {
-            // Leave nothing behind: take the registration back out.
-            let _ = self
-                .run(false, |core, now| {
-                    ((), core.catalog.deregister(&url, now).unwrap_or_default())
-                })
-                .await;
-            return Err(ApiError::StoreUnavailable);
-        }
-        self.inner.metrics.registrations.inc();
-        if let Some((ticket, delivered)) = waiter {
-            let timeout = self.inner.config.delivery_timeout;
-            if !matches!(tokio::time::timeout(timeout, delivered).await, Ok(Ok(true))) {
-                self.lock().waiters.remove(&ticket);
-                tracing::debug!(%url, "initial patch not delivered before answering; it will be retried");
-            }
-        }
-        Ok(())
-    }
-
-    /// Deregisters an instance.
-    pub async fn deregister(&self, url: &ServiceUrl) -> Result<(), ApiError> {
-        self.change_instance(url, |catalog, now| catalog.deregister(url, now))
-            .await?;
-        self.inner.metrics.deregistrations.inc();
-        Ok(())
-    }
-
-    /// Switches an instance's maintenance on or off.
-    pub async fn set_maintenance(&self, url: &ServiceUrl, on: bool) -> Result<(), ApiError> {
-        self.change_instance(url, |catalog, now| catalog.set_maintenance(url, on, now))
-            .await
-    }
-
-    /// Runs a command about one registered instance (`None`: it is not) and
-    /// waits until what it changed is committed.
-    async fn change_instance(
-        &self,
-        url: &ServiceUrl,
-        command: impl FnOnce(&mut Catalog, Timestamp) -> Option<Effects>,
-    ) -> Result<(), ApiError> {
-        let (found, committed) = self
-            .run(true, |core, now| match command(&mut core.catalog, now) {
-                Some(effects) => (true, effects),
-                None => (false, Effects::default()),
-            })
-            .await
-            .map_err(|_| ApiError::ShuttingDown)?;
-        if !found {
-            return Err(ApiError::NotRegistered(url.to_string()));
-        }
-        if let Some(committed) = committed
-            && !matches!(committed.await, Ok(Ok(())))
-        {
-            return Err(ApiError::StoreUnavailable);
-        }
-        Ok(())
-    }
-
-    /// Whether a watch stream bound to `url` is open (a running SDK service).
-    pub fn holds_stream(&self, url: &ServiceUrl) -> bool {
-        self.lock().bound_streams.get(url).is_some_and(|n| *n > 0)
-    }
-
-    /// A watch stream bound to `url` opened.
-    pub(crate) fn watch_opened(&self, url: &ServiceUrl) {
-        *self.lock().bound_streams.entry(url.clone()).or_default() += 1;
-    }
-
-    /// An instance's watch stream closed.
-    pub fn watch_closed(&self, url: &ServiceUrl) {
-        {
-            let mut core = self.lock();
-            if let Some(n) = core.bound_streams.get_mut(url) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    core.bound_streams.remove(url);
-                }
-            }
-        }
-        if self.inner.shutdown.is_cancelled() {
-            return;
-        }
-        self.run_now(|core, now| ((), core.catalog.watch_closed(url, now)));
-    }
-
-    /// Waits until everything handed to the store so far is committed.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        let permit = self.inner.store.reserve().await?;
-        let (tx, rx) = oneshot::channel();
-        permit.send(Batch {
-            ops: Vec::new(),
-            done: Some(tx),
-        });
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(StoreError::Stopped),
         }
     }
 }

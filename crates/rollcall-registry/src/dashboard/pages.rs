@@ -1,0 +1,194 @@
+//! The page of one service (its instances, who requires it, what it
+//! requires, its events) and of one instance (registration, check history,
+//! last error, deliveries, events).
+
+use std::collections::BTreeSet;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use rollcall_http::QueryParams;
+use rollcall_proto::{ServiceName, ServiceUrl};
+use serde::Deserialize;
+
+use super::*;
+use crate::catalog::Event;
+use crate::shell::Registry;
+
+struct DependentRow {
+    service: String,
+    url: String,
+    status: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "service.html")]
+struct ServicePage {
+    name: String,
+    instances: Vec<InstanceRow>,
+    required_by: Vec<DependentRow>,
+    requires: Vec<String>,
+    events: Vec<EventRow>,
+}
+
+/// `GET /dashboard/service/{name}`.
+pub async fn service_page(State(registry): State<Registry>, Path(name): Path<String>) -> Response {
+    let Ok(name) = ServiceName::parse(&name) else {
+        return not_found("There is no such service: the name is not valid.");
+    };
+    let now = registry.now();
+    let (mut instances, required_by, requires) = registry.read(|c| {
+        let instances: Vec<InstanceRow> = c
+            .instances_of(&name)
+            .map(|i| instance_row(i, now))
+            .collect();
+        let required_by: Vec<DependentRow> = c
+            .dependents_of(&name)
+            .map(|i| DependentRow {
+                service: i.name().to_string(),
+                url: i.url().to_string(),
+                status: i.shown().as_str(),
+            })
+            .collect();
+        let requires: BTreeSet<String> = c
+            .instances_of(&name)
+            .flat_map(|i| i.registration.required.iter().map(ToString::to_string))
+            .collect();
+        (instances, required_by, requires)
+    });
+    if instances.is_empty() && required_by.is_empty() {
+        return not_found("No instance of this service is registered, and nothing requires it.");
+    }
+    instances.sort_by(|a, b| a.url.cmp(&b.url));
+    let events: Vec<Event> = registry
+        .recent_events(crate::shell::RECENT_EVENTS)
+        .into_iter()
+        .filter(|e| e.service == name)
+        .collect();
+    render(&ServicePage {
+        name: name.to_string(),
+        instances,
+        required_by,
+        requires: requires.into_iter().collect(),
+        events: fold_events(events, TIMELINE),
+    })
+}
+
+struct CheckRow {
+    at: String,
+    passed: bool,
+    latency: String,
+}
+
+#[derive(Template)]
+#[template(path = "instance.html")]
+struct InstancePage {
+    service: String,
+    row: InstanceRow,
+    registered: String,
+    update_url: String,
+    heartbeat_url: String,
+    checks: Vec<CheckRow>,
+    last_failure: Option<(String, String)>,
+    delivery: Option<String>,
+    required_by: Vec<DependentRow>,
+    events: Vec<EventRow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceQuery {
+    url: String,
+}
+
+/// `GET /dashboard/instance?url=`.
+pub async fn instance_page(
+    State(registry): State<Registry>,
+    QueryParams(query): QueryParams<InstanceQuery>,
+) -> Response {
+    let Ok(url) = ServiceUrl::parse(&query.url) else {
+        return not_found("There is no such instance: the URL is not valid.");
+    };
+    let now = registry.now();
+    let page = registry.read(|c| {
+        let i = c.get(&url)?;
+        let reg = &i.registration;
+        let required_by = c
+            .dependents_of(i.name())
+            .map(|d| DependentRow {
+                service: d.name().to_string(),
+                url: d.url().to_string(),
+                status: d.shown().as_str(),
+            })
+            .collect();
+        Some(InstancePage {
+            service: i.name().to_string(),
+            row: instance_row(i, now),
+            registered: ago(now, i.registered_at),
+            update_url: reg
+                .update_url
+                .as_ref()
+                .map_or_else(|| "—".into(), ToString::to_string),
+            heartbeat_url: reg
+                .heartbeat_url
+                .as_ref()
+                .map_or_else(|| "— (not checked)".into(), ToString::to_string),
+            checks: i
+                .health
+                .recent
+                .iter()
+                .rev()
+                .map(|s| CheckRow {
+                    at: ago(now, s.at),
+                    passed: s.passed,
+                    latency: format!("{:.1} ms", f64::from(s.latency_us) / 1000.0),
+                })
+                .collect(),
+            last_failure: i.health.last_failure.as_ref().map(|f| {
+                (
+                    ago(now, f.at),
+                    f.error.clone().unwrap_or_else(|| "failed".into()),
+                )
+            }),
+            delivery: i.receiver().map(|r| {
+                format!(
+                    "{} delivered, {} failed, {} queued{}",
+                    r.delivered,
+                    r.failed,
+                    r.queue.len() + usize::from(r.in_flight.is_some()),
+                    if r.resync.is_some() {
+                        "; a resync is owed"
+                    } else {
+                        ""
+                    }
+                )
+            }),
+            required_by,
+            events: Vec::new(),
+        })
+    });
+    let Some(mut page) = page else {
+        return not_found("No instance is registered at this URL.");
+    };
+    let events: Vec<Event> = registry
+        .recent_events(crate::shell::RECENT_EVENTS)
+        .into_iter()
+        .filter(|e| e.url == url)
+        .collect();
+    page.events = fold_events(events, TIMELINE);
+    render(&page)
+}
+
+#[derive(Template)]
+#[template(path = "not_found.html")]
+struct NotFound<'a> {
+    message: &'a str,
+}
+
+fn not_found(message: &str) -> Response {
+    match (NotFound { message }).render() {
+        Ok(html) => (StatusCode::NOT_FOUND, Html(html)).into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}

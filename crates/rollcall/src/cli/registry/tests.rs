@@ -1,0 +1,59 @@
+//! Tests of the parent module.
+
+use super::*;
+
+fn state(entries: &[(&str, &str, &str)]) -> Known {
+    entries
+        .iter()
+        .map(|(u, n, s)| ((*u).to_owned(), ((*n).to_owned(), (*s).to_owned())))
+        .collect()
+}
+
+#[test]
+fn a_reconnected_watch_prints_what_changed_meanwhile() {
+    let before = state(&[("http://a", "A", "passing"), ("http://b", "B", "passing")]);
+    let after = state(&[
+        ("http://a", "A", "critical"),
+        ("http://c", "C", "unchecked"),
+    ]);
+    let changes = differences(&before, &after, "now");
+    let kinds: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap(), c["url"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("critical", "http://a"),
+            ("registered", "http://c"),
+            ("deregistered", "http://b")
+        ]
+    );
+    let mut known = before;
+    absorb(
+        &mut known,
+        &serde_json::json!({"kind": "expired", "url": "http://a", "service": "A"}),
+    );
+    assert!(!known.contains_key("http://a"));
+}
+
+#[test]
+fn tables_align_columns() {
+    let rows = vec![
+        vec![
+            "LogService".to_owned(),
+            "http://a".to_owned(),
+            "passing".to_owned(),
+        ],
+        vec![
+            "Portal".to_owned(),
+            "http://bb".to_owned(),
+            "critical".to_owned(),
+        ],
+    ];
+    let text = table(&["SERVICE", "URL", "STATUS"], &rows, |_, c| c.to_owned());
+    assert_eq!(
+        text,
+        "SERVICE     URL        STATUS\nLogService  http://a   passing\nPortal      http://bb  critical"
+    );
+}
