@@ -4,6 +4,7 @@
 //! - [`TestRegistry`]: an in-process registry on port 0.
 //! - [`FakeService`]: a classic-style service written as raw HTTP + JSON, whose
 //!   heartbeat and patch endpoints can be told to answer, fail, hang or close.
+//! - [`router::call`]: one request to a router in process, no socket.
 //! - [`ChildProcess`]: a real process (the `rollcall` binary, an example) with
 //!   its announced URL, killed or signalled for real.
 
@@ -11,6 +12,7 @@
 
 pub mod child;
 pub mod fake;
+pub mod router;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
