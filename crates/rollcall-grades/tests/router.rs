@@ -9,6 +9,9 @@ use rollcall_grades::http::{AppState, router};
 use rollcall_grades::store::GradeStore;
 use rollcall_testkit::router::call;
 
+/// Method, URI, body, expected status, code, and the field the error names.
+type Case<'a> = (&'a str, &'a str, &'a str, u16, &'a str, Option<&'a str>);
+
 #[tokio::test]
 async fn bad_input_names_the_field_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,7 +21,7 @@ async fn bad_input_names_the_field_and_changes_nothing() {
         metrics: Arc::default(),
     });
     let before = store.student(1).await.unwrap().grades.len();
-    let cases: &[(&str, &str, &str, u16, &str, Option<&str>)] = &[
+    let cases: &[Case] = &[
         (
             "POST",
             "/students/1/grades",
