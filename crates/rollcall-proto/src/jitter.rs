@@ -24,11 +24,15 @@ pub fn spread(d: Duration, spread: f64, seed: u64) -> Duration {
     d.mul_f64(1.0 - spread + 2.0 * spread * unit_fraction(seed))
 }
 
-/// Exponential back-off: `base` doubled per attempt (1-based), capped at `max`,
-/// then spread ±20 % by `seed`.
+/// Exponential back-off, the one every retry in rollcall uses: `base`
+/// doubled per attempt (1-based), capped at `max`, then spread ±20 %. `seed`
+/// identifies the one retrying (hash its URL or name), so processes that failed
+/// together do not retry in step; the attempt is mixed in, so one retrier's
+/// waits differ from attempt to attempt.
 pub fn backoff(base: Duration, max: Duration, attempt: u32, seed: u64) -> Duration {
     let doubled = base.saturating_mul(1 << attempt.saturating_sub(1).min(20));
-    spread(doubled.min(max), 0.2, seed)
+    let mixed = seed ^ u64::from(attempt).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    spread(doubled.min(max), 0.2, mixed)
 }
 
 #[cfg(test)]
@@ -49,5 +53,16 @@ mod tests {
         assert!(b(1) >= Duration::from_millis(80) && b(1) < Duration::from_millis(120));
         assert!(b(3) >= Duration::from_millis(320) && b(3) < Duration::from_millis(480));
         assert!(b(30) < Duration::from_secs(6));
+    }
+
+    #[test]
+    fn two_retriers_do_not_wait_in_step() {
+        let (a, b) = (stable_hash("http://a:1"), stable_hash("http://b:1"));
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        let same = (1..=8)
+            .filter(|n| backoff(base, max, *n, a) == backoff(base, max, *n, b))
+            .count();
+        assert_eq!(same, 0);
     }
 }

@@ -20,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Delivery, WorkerStart};
 use crate::shell::{Registry, WorkerStarts};
 
-/// First wait between attempts at one patch; doubles per attempt.
+/// First wait between attempts at one patch; doubles per attempt (±20 %).
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts at one patch.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Starts a worker for every `WorkerStart` until shutdown; `post` sends one
 /// patch body once (the real one is [`crate::outbound::post_patch`]).
@@ -136,7 +138,7 @@ pub struct Delivered {
 }
 
 /// Delivers one patch: `post` once per attempt (it has its own timeout),
-/// retried after 100, 200, 400 ms... while `still_current` says the receiver
+/// retried after about 100, 200, 400 ms (±20 %, spread per receiver) while `still_current` says the receiver
 /// is the one the patch was for, until `stop` fires.
 pub async fn deliver<P, F>(
     delivery: &Delivery,
@@ -162,7 +164,12 @@ where
     let mut failed_attempts = 0;
     for attempt in 0..attempts.count.max(1) {
         if attempt > 0 {
-            let backoff = attempts.backoff.saturating_mul(1 << (attempt - 1).min(10));
+            let backoff = rollcall_proto::jitter::backoff(
+                attempts.backoff,
+                MAX_BACKOFF,
+                attempt,
+                rollcall_proto::jitter::stable_hash(delivery.ticket.receiver.as_str()),
+            );
             tokio::select! {
                 () = stop.cancelled() => {
                     last_error = "registry stopping".into();

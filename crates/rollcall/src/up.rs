@@ -311,9 +311,12 @@ async fn supervise(
         }
         loop {
             failures = failures.saturating_add(1);
-            let wait = Duration::from_millis(500)
-                .saturating_mul(1 << (failures - 1).min(6))
-                .min(Duration::from_secs(30));
+            let wait = rollcall_proto::jitter::backoff(
+                Duration::from_millis(500),
+                Duration::from_secs(30),
+                failures,
+                rollcall_proto::jitter::stable_hash(spec.name),
+            );
             printer.note(&format!(
                 "restarting {} in {:.1}s",
                 spec.name,

@@ -303,7 +303,11 @@ impl Receiver {
         self.queue.clear();
         let failures = self.resync.map_or(0, |o| o.failures).saturating_add(1);
         self.resync = Some(ResyncOwed {
-            not_before: now.plus(resync_backoff(policy, failures)),
+            not_before: now.plus(resync_backoff(
+                policy,
+                failures,
+                health_seed(self.update_url.as_str()),
+            )),
             failures,
         });
         self.failed += 1;
@@ -319,13 +323,19 @@ impl Receiver {
     }
 }
 
-/// How long to wait before resync attempt number `failures` (1-based).
-pub fn resync_backoff(policy: &DeliveryPolicy, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(20);
-    policy
-        .resync_backoff_min
-        .saturating_mul(1 << doublings)
-        .min(policy.resync_backoff_max)
+/// How long to wait before resync attempt number `failures` (1-based), for
+/// the receiver `seed` identifies (receivers that failed together spread out).
+pub fn resync_backoff(policy: &DeliveryPolicy, failures: u32, seed: u64) -> Duration {
+    rollcall_proto::jitter::backoff(
+        policy.resync_backoff_min,
+        policy.resync_backoff_max,
+        failures,
+        seed,
+    )
+}
+
+fn health_seed(url: &str) -> u64 {
+    rollcall_proto::jitter::stable_hash(url)
 }
 
 /// The patch that takes a receiver from what it may hold to `desired`:

@@ -80,7 +80,7 @@ impl Shipper {
                             failures,
                             // Seeded per instance, so services that lost the
                             // log service together do not retry in step.
-                            jitter::stable_hash(&self.instance) ^ u64::from(failures),
+                            jitter::stable_hash(&self.instance),
                         );
                         // A new provider ends the wait early.
                         tokio::select! {

@@ -216,8 +216,7 @@ pub(super) async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken
                 if failures == 1 || failures.is_multiple_of(20) {
                     tracing::warn!(%registry, error = %e, attempts = failures, "cannot register yet; retrying");
                 }
-                let wait =
-                    jitter::backoff(RETRY_MIN, RETRY_MAX, failures, seed ^ u64::from(failures));
+                let wait = jitter::backoff(RETRY_MIN, RETRY_MAX, failures, seed);
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}

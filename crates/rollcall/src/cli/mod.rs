@@ -189,12 +189,7 @@ where
         }
         failures = failures.saturating_add(1);
         attempt = attempt.saturating_add(1);
-        let wait = rollcall_proto::jitter::backoff(
-            RECONNECT_MIN,
-            RECONNECT_MAX,
-            failures,
-            seed ^ u64::from(failures),
-        );
+        let wait = rollcall_proto::jitter::backoff(RECONNECT_MIN, RECONNECT_MAX, failures, seed);
         tokio::select! {
             () = &mut stop => return Ok(()),
             () = tokio::time::sleep(wait) => {}

@@ -63,23 +63,23 @@ fn a_failure_drops_the_queue_and_a_resync_sends_the_exact_difference() {
     r.push(&p, added(&[e("A", 3)]));
     let first = r.take_next(Timestamp(0), 1, BTreeSet::new).unwrap();
     assert_eq!(r.failed(&p, first.seq, Timestamp(10)), Some(1));
-    // Back-off: nothing before 1 s has passed.
-    assert!(!r.has_work(Timestamp(500)));
-    assert!(r.has_work(Timestamp(1010)));
+    // Back-off: about 1 s (±20 %): nothing before 0.8 s, work by 1.2 s.
+    assert!(!r.has_work(Timestamp(790)));
+    assert!(r.has_work(Timestamp(1210)));
     // Now A:1 and A:3 are desired. A:2 may or may not have been removed.
     let desired = set(&[e("A", 1), e("A", 3)]);
-    let resync = r.take_next(Timestamp(1010), 2, || desired.clone()).unwrap();
+    let resync = r.take_next(Timestamp(1210), 2, || desired.clone()).unwrap();
     assert_eq!(resync.patch.added, vec![e("A", 3)]);
     assert_eq!(resync.patch.removed, vec![e("A", 2)]);
     assert!(
         !resync.patch.resync,
         "A:1 is certainly held, so this is a difference"
     );
-    r.succeeded(resync.seq, Timestamp(1010)).unwrap();
+    r.succeeded(resync.seq, Timestamp(1210)).unwrap();
     assert_eq!(r.confirmed, desired);
     // One more look settles the debt when nothing changed meanwhile.
     assert!(
-        r.take_next(Timestamp(1010), 2, || desired.clone())
+        r.take_next(Timestamp(1210), 2, || desired.clone())
             .is_none()
     );
     assert!(r.resync.is_none());
@@ -193,9 +193,13 @@ fn a_merged_initial_patch_stays_a_complete_list() {
 #[test]
 fn back_off_doubles_and_is_capped() {
     let p = DeliveryPolicy::default();
-    assert_eq!(resync_backoff(&p, 1), Duration::from_secs(1));
-    assert_eq!(resync_backoff(&p, 3), Duration::from_secs(4));
-    assert_eq!(resync_backoff(&p, 30), Duration::from_secs(60));
+    let within = |d: Duration, secs: f64| {
+        let s = d.as_secs_f64();
+        s >= secs * 0.8 && s < secs * 1.2
+    };
+    assert!(within(resync_backoff(&p, 1, 7), 1.0));
+    assert!(within(resync_backoff(&p, 3, 7), 4.0));
+    assert!(within(resync_backoff(&p, 30, 7), 60.0));
 }
 
 #[test]
