@@ -9,6 +9,7 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 
 /// Timeout of one request from the command line.
@@ -74,61 +75,11 @@ pub async fn send(
     }
 }
 
-/// One Server-Sent Event.
+/// One Server-Sent Event (its name and data), as `follow` hands it on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SseEvent {
     pub event: String,
     pub data: String,
-}
-
-/// Reads Server-Sent Events from a streaming response.
-#[allow(missing_debug_implementations)]
-pub struct SseReader {
-    body: futures_util::stream::BoxStream<'static, reqwest::Result<axum::body::Bytes>>,
-    buf: Vec<u8>,
-    current: SseEvent,
-}
-
-impl SseReader {
-    pub fn new(response: reqwest::Response) -> Self {
-        Self {
-            body: response.bytes_stream().boxed(),
-            buf: Vec::new(),
-            current: SseEvent::default(),
-        }
-    }
-
-    /// The next event; `None` when the stream ends.
-    pub async fn next(&mut self) -> anyhow::Result<Option<SseEvent>> {
-        loop {
-            while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                let line = String::from_utf8_lossy(&line);
-                let line = line.trim_end_matches(['\n', '\r']);
-                if line.is_empty() {
-                    if !self.current.data.is_empty() || !self.current.event.is_empty() {
-                        return Ok(Some(std::mem::take(&mut self.current)));
-                    }
-                } else if let Some(value) = line.strip_prefix("event:") {
-                    self.current.event = value.trim_start().to_owned();
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    if !self.current.data.is_empty() {
-                        self.current.data.push('\n');
-                    }
-                    self.current
-                        .data
-                        .push_str(value.strip_prefix(' ').unwrap_or(value));
-                }
-                // Comments (":") and ids are ignored.
-            }
-            match self.body.next().await {
-                Some(chunk) => self
-                    .buf
-                    .extend_from_slice(&chunk.context("the stream broke")?),
-                None => return Ok(None),
-            }
-        }
-    }
 }
 
 /// Reconnection back-off of the following commands: first wait, and longest.
@@ -167,16 +118,19 @@ where
                     eprintln!("reconnected to {service}");
                 }
                 failures = 0;
-                let mut events = SseReader::new(response);
+                let mut events = response.bytes_stream().eventsource();
                 loop {
                     let event = tokio::select! {
                         () = &mut stop => return Ok(()),
                         e = events.next() => e,
                     };
                     match event {
-                        Ok(Some(event)) => on_event(event),
-                        Ok(None) => break format!("{service} closed the stream"),
-                        Err(_) => {
+                        Some(Ok(event)) => on_event(SseEvent {
+                            event: event.event,
+                            data: event.data,
+                        }),
+                        None => break format!("{service} closed the stream"),
+                        Some(Err(_)) => {
                             break format!("lost the stream from {service} (the connection broke)");
                         }
                     }
