@@ -19,11 +19,11 @@ pub struct GradesConfig {
 
     /// The service name to register under.
     #[arg(long, env = "ROLLCALL_GRADES_NAME", default_value = rollcall_proto::names::well_known::GRADING_SERVICE)]
-    pub name: String,
+    pub name: rollcall_proto::ServiceName,
 
     /// The log service's name, required so logs can be forwarded to it.
     #[arg(long, env = "ROLLCALL_LOG_SERVICE_NAME", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
-    pub log_service: String,
+    pub log_service: rollcall_proto::ServiceName,
 
     /// Data directory; the grade book is `grades.db` in it. Instances given
     /// the same directory share one grade book.
@@ -41,8 +41,12 @@ impl GradesConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             registry: String::new(),
-            name: rollcall_proto::names::well_known::GRADING_SERVICE.into(),
-            log_service: rollcall_proto::names::well_known::LOG_SERVICE.into(),
+            name: rollcall_proto::ServiceName::well_known(
+                rollcall_proto::names::well_known::GRADING_SERVICE,
+            ),
+            log_service: rollcall_proto::ServiceName::well_known(
+                rollcall_proto::names::well_known::LOG_SERVICE,
+            ),
             data_dir,
             no_demo_data: false,
         }

@@ -48,7 +48,7 @@ pub async fn run(
         metrics: Arc::default(),
     };
     let metrics_state = state.clone();
-    let mut builder = Service::builder(&config.name)
+    let mut builder = Service::builder(config.name.as_str())
         .listener(listener)
         .router(http::router(state))
         .handle_signals(false)
@@ -57,11 +57,11 @@ pub async fn run(
     if !config.registry.trim().is_empty() {
         builder = builder
             .registry(&config.registry)
-            .requires([config.log_service.clone()]);
+            .requires([config.log_service.as_str()]);
     }
     let service = builder.start().await?;
     if let Some(forwarder) = forwarder {
-        forwarder.attach_to(&service, &config.log_service);
+        forwarder.attach_to(&service, config.log_service.as_str());
     }
     service.wait().await;
     Ok(())

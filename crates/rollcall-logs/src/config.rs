@@ -24,7 +24,7 @@ pub struct LogConfig {
 
     /// The service name to register under.
     #[arg(long, env = "ROLLCALL_LOG_NAME", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
-    pub name: String,
+    pub name: rollcall_proto::ServiceName,
 
     /// Data directory; segments go in its `logs/` folder.
     #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
@@ -70,7 +70,9 @@ impl LogConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             registry: String::new(),
-            name: rollcall_proto::names::well_known::LOG_SERVICE.into(),
+            name: rollcall_proto::ServiceName::well_known(
+                rollcall_proto::names::well_known::LOG_SERVICE,
+            ),
             data_dir,
             fsync: FsyncPolicy::Interval,
             fsync_interval: Duration::from_millis(100),

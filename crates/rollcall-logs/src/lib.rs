@@ -67,7 +67,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     let metrics_state = state.clone();
-    let mut builder = Service::builder(&config.name)
+    let mut builder = Service::builder(config.name.as_str())
         .listener(listener)
         .router(http::router(state))
         .handle_signals(false)

@@ -18,13 +18,13 @@ pub struct PortalConfig {
 
     /// The service name to register under.
     #[arg(long, env = "ROLLCALL_PORTAL_NAME", default_value = rollcall_proto::names::well_known::PORTAL)]
-    pub name: String,
+    pub name: rollcall_proto::ServiceName,
 
     /// The grading service's name in the registry.
     #[arg(long, env = "ROLLCALL_GRADES_NAME", default_value = rollcall_proto::names::well_known::GRADING_SERVICE)]
-    pub grading_service: String,
+    pub grading_service: rollcall_proto::ServiceName,
 
     /// The log service's name, required so logs can be forwarded to it.
     #[arg(long, env = "ROLLCALL_LOG_SERVICE_NAME", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
-    pub log_service: String,
+    pub log_service: rollcall_proto::ServiceName,
 }

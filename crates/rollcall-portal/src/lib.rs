@@ -13,7 +13,6 @@ pub mod config;
 pub mod grading;
 pub mod pages;
 
-use rollcall_proto::ServiceName;
 use rollcall_proto::prom::PromText;
 use rollcall_sdk::logs::LogForwarder;
 use rollcall_sdk::{SdkError, Service};
@@ -29,12 +28,11 @@ pub async fn run(
     shutdown: CancellationToken,
     forwarder: Option<LogForwarder>,
 ) -> Result<(), SdkError> {
-    let grading_name = ServiceName::parse(&config.grading_service)
-        .map_err(|e| SdkError::Config(format!("--grading-service: {e}")))?;
-    let portal_name = config.name.clone();
+    let grading_name = config.grading_service.clone();
+    let portal_name = config.name.to_string();
     let grading = std::sync::Arc::new(std::sync::OnceLock::new());
     let grading_slot = grading.clone();
-    let mut builder = Service::builder(&config.name)
+    let mut builder = Service::builder(config.name.as_str())
         .listener(listener)
         .router_with(move |service| {
             let client = grading::Grading::new(service.clone(), grading_name);
@@ -49,7 +47,7 @@ pub async fn run(
     if !config.registry.trim().is_empty() {
         builder = builder
             .registry(&config.registry)
-            .requires([config.grading_service.clone(), config.log_service.clone()]);
+            .requires([config.grading_service.as_str(), config.log_service.as_str()]);
     }
     let service = builder.start().await?;
     let grading = grading.get().cloned();
@@ -77,7 +75,7 @@ pub async fn run(
         p.finish()
     });
     if let Some(forwarder) = forwarder {
-        forwarder.attach_to(&service, &config.log_service);
+        forwarder.attach_to(&service, config.log_service.as_str());
     }
     service.wait().await;
     Ok(())

@@ -51,9 +51,9 @@ async fn portal(registry: &str) -> Running {
     let config = PortalConfig {
         addr: listener.local_addr().unwrap(),
         registry: registry.to_owned(),
-        name: "Portal".into(),
-        grading_service: "GradingService".into(),
-        log_service: "LogService".into(),
+        name: "Portal".parse().unwrap(),
+        grading_service: "GradingService".parse().unwrap(),
+        log_service: "LogService".parse().unwrap(),
     };
     let stop = CancellationToken::new();
     let token = stop.clone();

@@ -60,6 +60,13 @@ impl ServiceName {
         Ok(Self(name.into()))
     }
 
+    /// A well-known name (a constant of [`well_known`]): checked like any
+    /// other, and a name that is not valid — a bug, caught by this crate's
+    /// tests — is replaced by `invalid-name` rather than panicking.
+    pub fn well_known(name: &'static str) -> Self {
+        Self::parse(name).unwrap_or_else(|_| Self("invalid-name".into()))
+    }
+
     /// Whether `other` names this service, ignoring ASCII case (for filters a
     /// person types: `portal` finds `Portal`).
     pub fn eq_ignore_case(&self, other: &str) -> bool {
@@ -253,6 +260,18 @@ mod tests {
             ServiceName::parse(&"x".repeat(MAX_NAME_LEN + 1)),
             Err(InvalidName::TooLong)
         );
+    }
+
+    #[test]
+    fn the_well_known_names_are_valid() {
+        for name in [
+            well_known::LOG_SERVICE,
+            well_known::GRADING_SERVICE,
+            well_known::PORTAL,
+            well_known::REGISTRY,
+        ] {
+            assert_eq!(ServiceName::well_known(name).as_str(), name);
+        }
     }
 
     #[test]

@@ -128,9 +128,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let forward_as = match &cli.command {
         Command::Registry(_) => Some(rollcall_proto::names::well_known::REGISTRY.to_owned()),
-        Command::Log(c) => Some(c.name.clone()),
-        Command::Grades(c) => Some(c.name.clone()),
-        Command::Portal(c) => Some(c.name.clone()),
+        Command::Log(c) => Some(c.name.to_string()),
+        Command::Grades(c) => Some(c.name.to_string()),
+        Command::Portal(c) => Some(c.name.to_string()),
         _ => None,
     };
     let forwarder = init_tracing(
