@@ -19,7 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use rollcall_http::RawBody;
-use rollcall_proto::prom::{Counter, PromText};
+use rollcall_proto::prom::{Counter, Registry};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -242,41 +242,39 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// The grading service's figures (appended to the SDK's `/metrics`).
-pub fn render_metrics(state: &AppState) -> String {
+/// Registers the grading service's figures in a `/metrics` answer.
+pub fn register_metrics(state: &AppState, r: &mut Registry) {
     let m = &state.metrics;
-    let mut p = PromText::new();
-    p.counter(
-        "rollcall_grades_requests_total",
-        "API requests answered.",
-        m.requests.get(),
-    )
-    .counter(
-        "rollcall_grades_students_added_total",
-        "Students added.",
-        m.students_added.get(),
-    )
-    .counter(
-        "rollcall_grades_grades_added_total",
-        "Grades added.",
-        m.grades_added.get(),
-    )
-    .counter(
-        "rollcall_grades_grades_updated_total",
-        "Grades corrected.",
-        m.grades_updated.get(),
-    )
-    .counter(
-        "rollcall_grades_grades_deleted_total",
-        "Grades deleted.",
-        m.grades_deleted.get(),
-    )
-    .counter(
-        "rollcall_grades_rejected_total",
-        "Requests refused for invalid input.",
-        m.rejected.get(),
+    r.register(
+        "rollcall_grades_requests",
+        "API requests answered",
+        m.requests.clone(),
     );
-    p.finish()
+    r.register(
+        "rollcall_grades_students_added",
+        "Students added",
+        m.students_added.clone(),
+    );
+    r.register(
+        "rollcall_grades_grades_added",
+        "Grades added",
+        m.grades_added.clone(),
+    );
+    r.register(
+        "rollcall_grades_grades_updated",
+        "Grades corrected",
+        m.grades_updated.clone(),
+    );
+    r.register(
+        "rollcall_grades_grades_deleted",
+        "Grades deleted",
+        m.grades_deleted.clone(),
+    );
+    r.register(
+        "rollcall_grades_rejected",
+        "Requests refused for invalid input",
+        m.rejected.clone(),
+    );
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub async fn run(
         .router(http::router(state))
         .handle_signals(false)
         .shutdown_on(shutdown)
-        .metrics(move || http::render_metrics(&metrics_state));
+        .metrics(move |r| http::register_metrics(&metrics_state, r));
     if !config.registry.trim().is_empty() {
         builder = builder
             .registry(&config.registry)

@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use futures_util::Stream;
 use rollcall_http::{QueryParams as Q, RawBody};
 use rollcall_proto::Timestamp;
-use rollcall_proto::prom::{Counter, PromText};
+use rollcall_proto::prom::{self, Counter, Registry};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
@@ -181,7 +181,7 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
     }
     if !rejected.is_empty() {
         state.metrics.batches_rejected.inc();
-        state.metrics.records_rejected.add(rejected.len() as u64);
+        state.metrics.records_rejected.inc_by(rejected.len() as u64);
         let too_large = rejected.iter().any(|r| r.code == "record_too_large");
         let status = if too_large {
             StatusCode::PAYLOAD_TOO_LARGE
@@ -318,7 +318,7 @@ impl TailState {
                     return Some(record_event(&record));
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    self.state.store.metrics().tail_lagged.add(missed);
+                    self.state.store.metrics().tail_lagged.inc_by(missed);
                     return Some(
                         Event::default()
                             .event("lagged")
@@ -336,99 +336,100 @@ async fn openapi() -> Response {
 }
 
 /// The log service's figures (appended to the SDK's `/metrics`).
-pub fn render_metrics(state: &AppState) -> String {
+pub fn register_metrics(state: &AppState, r: &mut Registry) {
     let m = &state.metrics;
     let s = state.store.metrics();
     let (segments, bytes) = state.store.usage();
-    let mut p = PromText::new();
-    p.counter(
-        "rollcall_logs_records_stored_total",
-        "Records stored.",
-        s.records.get(),
-    )
-    .counter(
-        "rollcall_logs_bytes_written_total",
-        "Bytes appended to segments.",
-        s.bytes.get(),
-    )
-    .counter(
-        "rollcall_logs_appends_total",
-        "Append requests written.",
-        s.appends.get(),
-    )
-    .counter(
-        "rollcall_logs_write_groups_total",
-        "Writes (one per group of appends).",
-        s.groups.get(),
-    )
-    .counter(
-        "rollcall_logs_duplicates_total",
-        "Records dropped because their id was already stored.",
-        s.duplicates.get(),
-    )
-    .counter("rollcall_logs_fsyncs_total", "fsync calls.", s.fsyncs.get())
-    .histogram(
-        "rollcall_logs_fsync_seconds",
-        "fsync latency.",
-        &s.fsync_seconds,
-    )
-    .counter(
-        "rollcall_logs_write_errors_total",
-        "Failed writes or fsyncs.",
-        s.write_errors.get(),
-    )
-    .counter(
-        "rollcall_logs_segments_deleted_total",
-        "Segments deleted by retention.",
-        s.segments_deleted.get(),
-    )
-    .counter(
-        "rollcall_logs_truncated_bytes_total",
-        "Bytes of torn records cut off at start.",
-        s.truncated_bytes.get(),
-    )
-    .gauge("rollcall_logs_segments", "Segment files.", segments as f64)
-    .gauge(
-        "rollcall_logs_disk_bytes",
-        "Bytes in segment files.",
-        bytes as f64,
-    )
-    .gauge(
-        "rollcall_logs_tail_subscribers",
-        "Open live tails.",
-        s.tail_subscribers.get() as f64,
-    )
-    .counter(
-        "rollcall_logs_tail_lagged_total",
-        "Records slow tails missed.",
-        s.tail_lagged.get(),
-    )
-    .counter(
-        "rollcall_logs_classic_messages_total",
-        "Classic POST /log messages stored.",
-        m.classic_messages.get(),
-    )
-    .counter(
-        "rollcall_logs_batches_accepted_total",
-        "Batches stored.",
-        m.batches_accepted.get(),
-    )
-    .counter(
-        "rollcall_logs_batches_rejected_total",
-        "Batches refused (nothing stored).",
-        m.batches_rejected.get(),
-    )
-    .counter(
-        "rollcall_logs_records_rejected_total",
-        "Invalid records in refused batches.",
-        m.records_rejected.get(),
-    )
-    .counter(
-        "rollcall_logs_queries_total",
-        "Queries answered.",
-        m.queries.get(),
+    r.register(
+        "rollcall_logs_records_stored",
+        "Records stored",
+        s.records.clone(),
     );
-    p.finish()
+    r.register(
+        "rollcall_logs_bytes_written",
+        "Bytes appended to segments",
+        s.bytes.clone(),
+    );
+    r.register(
+        "rollcall_logs_appends",
+        "Append requests written",
+        s.appends.clone(),
+    );
+    r.register(
+        "rollcall_logs_write_groups",
+        "Writes (one per group of appends)",
+        s.groups.clone(),
+    );
+    r.register(
+        "rollcall_logs_duplicates",
+        "Records dropped because their id was already stored",
+        s.duplicates.clone(),
+    );
+    r.register("rollcall_logs_fsyncs", "fsync calls", s.fsyncs.clone());
+    s.fsync_seconds
+        .register(r, "rollcall_logs_fsync_seconds", "fsync latency");
+    r.register(
+        "rollcall_logs_write_errors",
+        "Failed writes or fsyncs",
+        s.write_errors.clone(),
+    );
+    r.register(
+        "rollcall_logs_segments_deleted",
+        "Segments deleted by retention",
+        s.segments_deleted.clone(),
+    );
+    r.register(
+        "rollcall_logs_truncated_bytes",
+        "Bytes of torn records cut off at start",
+        s.truncated_bytes.clone(),
+    );
+    prom::gauge_now(
+        r,
+        "rollcall_logs_segments",
+        "Segment files",
+        i64::try_from(segments).unwrap_or(i64::MAX),
+    );
+    prom::gauge_now(
+        r,
+        "rollcall_logs_disk_bytes",
+        "Bytes in segment files",
+        i64::try_from(bytes).unwrap_or(i64::MAX),
+    );
+    r.register(
+        "rollcall_logs_tail_subscribers",
+        "Open live tails",
+        s.tail_subscribers.clone(),
+    );
+    r.register(
+        "rollcall_logs_tail_lagged",
+        "Records slow tails missed",
+        s.tail_lagged.clone(),
+    );
+    r.register(
+        "rollcall_logs_classic_messages",
+        "Classic POST /log messages stored",
+        m.classic_messages.clone(),
+    );
+    r.register(
+        "rollcall_logs_batches_accepted",
+        "Batches stored",
+        m.batches_accepted.clone(),
+    );
+    r.register(
+        "rollcall_logs_batches_rejected",
+        "Batches refused (nothing stored)",
+        m.batches_rejected.clone(),
+    );
+    r.register(
+        "rollcall_logs_records_rejected",
+        "Invalid records in refused batches",
+        m.records_rejected.clone(),
+    );
+    r.register(
+        "rollcall_logs_queries",
+        "Queries answered",
+        m.queries.clone(),
+    );
 }
 
 #[cfg(test)]

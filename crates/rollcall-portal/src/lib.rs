@@ -13,7 +13,6 @@ pub mod config;
 pub mod grading;
 pub mod pages;
 
-use rollcall_proto::prom::PromText;
 use rollcall_sdk::logs::LogForwarder;
 use rollcall_sdk::{SdkError, Service};
 use tokio::net::TcpListener;
@@ -51,28 +50,26 @@ pub async fn run(
     }
     let service = builder.start().await?;
     let grading = grading.get().cloned();
-    service.add_metrics(move || {
+    service.add_metrics(move |r| {
         let Some(grading) = &grading else {
-            return String::new();
+            return;
         };
         let m = grading.metrics();
-        let mut p = PromText::new();
-        p.counter(
-            "rollcall_portal_grading_calls_total",
-            "Calls to the grading service.",
-            m.calls.get(),
-        )
-        .counter(
-            "rollcall_portal_grading_failovers_total",
-            "Calls retried on another grading instance.",
-            m.failovers.get(),
-        )
-        .counter(
-            "rollcall_portal_grading_unavailable_total",
-            "Calls that found no working grading instance.",
-            m.unavailable.get(),
+        r.register(
+            "rollcall_portal_grading_calls",
+            "Calls to the grading service",
+            m.calls.clone(),
         );
-        p.finish()
+        r.register(
+            "rollcall_portal_grading_failovers",
+            "Calls retried on another grading instance",
+            m.failovers.clone(),
+        );
+        r.register(
+            "rollcall_portal_grading_unavailable",
+            "Calls that found no working grading instance",
+            m.unavailable.clone(),
+        );
     });
     if let Some(forwarder) = forwarder {
         forwarder.attach_to(&service, config.log_service.as_str());

@@ -1,57 +1,23 @@
-//! A small writer for the Prometheus text exposition format, and the lock-free
-//! counters and histograms services keep their figures in.
+//! Metrics through `prometheus-client`: the counters, gauges and histograms
+//! services keep their figures in, and the one way they are rendered.
 //!
-//! Every service owns its metrics in its app state (no global recorder), and
-//! renders them from its own `GET /metrics` route.
+//! Every service owns its metrics in its app state (no global recorder), so
+//! several services in one test process never mix figures. A `/metrics`
+//! answer builds a [`Registry`], registers the service's metrics in it (each
+//! declared once with its name and help next to it, in a `register` method of
+//! the struct that holds them) plus gauges computed at that moment, and
+//! [`encode`]s it in the OpenMetrics text format. Counters are registered
+//! without their `_total` suffix; the encoder adds it.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// A monotonically increasing count.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::registry::Registry;
 
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A value that goes up and down.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicU64);
-
-impl Gauge {
-    pub fn set(&self, v: u64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn dec(&self) {
-        // Never wraps below zero: a stray extra `dec` reads as 0, not 2^64-1.
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(1))
-            });
-    }
-
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+/// The content type of [`encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Bucket upper bounds, in seconds, for request and check latencies:
 /// 0.5 ms to 10 s.
@@ -59,161 +25,118 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A fixed-bucket histogram of durations.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
+/// Labels of a family: `(name, value)` pairs.
+pub type Labels = Vec<(String, String)>;
+
+/// A histogram of durations, in seconds, with [`LATENCY_BUCKETS`].
+#[derive(Debug, Clone)]
+pub struct Histogram(prometheus_client::metrics::histogram::Histogram);
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self::new(LATENCY_BUCKETS)
+        Self(prometheus_client::metrics::histogram::Histogram::new(
+            LATENCY_BUCKETS.iter().copied(),
+        ))
     }
 }
 
 impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
     pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(
-            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.0.observe(d.as_secs_f64());
     }
 
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+    /// Registers it under `name`.
+    pub fn register(&self, registry: &mut Registry, name: &str, help: &str) {
+        registry.register(name, help, self.0.clone());
     }
 }
 
-/// Builds one exposition text.
-#[derive(Debug, Default)]
-pub struct PromText {
-    out: String,
+/// Registers a gauge holding `value` now (a figure computed when rendering).
+pub fn gauge_now(registry: &mut Registry, name: &str, help: &str, value: i64) {
+    let gauge: Gauge = Gauge::default();
+    gauge.set(value);
+    registry.register(name, help, gauge);
 }
 
-impl PromText {
-    pub fn new() -> Self {
-        Self::default()
+/// Registers a gauge family with one label, one sample per `(label value,
+/// value)`, computed now.
+pub fn labelled_now(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, i64)],
+) {
+    let family: Family<Labels, Gauge> = Family::default();
+    for (value, sample) in samples {
+        family
+            .get_or_create(&vec![(label.to_owned(), (*value).to_owned())])
+            .set(*sample);
     }
-
-    fn header(&mut self, name: &str, help: &str, kind: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    pub fn counter(&mut self, name: &str, help: &str, value: u64) -> &mut Self {
-        self.header(name, help, "counter");
-        let _ = writeln!(self.out, "{name} {value}");
-        self
-    }
-
-    pub fn gauge(&mut self, name: &str, help: &str, value: f64) -> &mut Self {
-        self.header(name, help, "gauge");
-        let _ = writeln!(self.out, "{name} {value}");
-        self
-    }
-
-    /// One metric with one sample per value of a single label: `samples` are
-    /// `(label value, sample value)`.
-    pub fn labelled(
-        &mut self,
-        kind: &str,
-        name: &str,
-        help: &str,
-        label: &str,
-        samples: &[(&str, f64)],
-    ) -> &mut Self {
-        self.header(name, help, kind);
-        for (value_label, value) in samples {
-            let _ = writeln!(
-                self.out,
-                "{name}{{{label}=\"{}\"}} {value}",
-                escape_label(value_label)
-            );
-        }
-        self
-    }
-
-    pub fn histogram(&mut self, name: &str, help: &str, h: &Histogram) -> &mut Self {
-        self.header(name, help, "histogram");
-        let mut cumulative = 0;
-        for (bound, bucket) in h.bounds.iter().zip(&h.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(self.out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = h.count.load(Ordering::Relaxed);
-        let _ = writeln!(self.out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(self.out, "{name}_sum {sum}");
-        let _ = writeln!(self.out, "{name}_count {count}");
-        self
-    }
-
-    /// Appends text rendered elsewhere (another component's metrics).
-    pub fn raw(&mut self, text: &str) -> &mut Self {
-        self.out.push_str(text);
-        self
-    }
-
-    pub fn finish(self) -> String {
-        self.out
-    }
+    registry.register(name, help, family);
 }
 
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Registers a counter family with one label, one sample per `(label value,
+/// count)` — counts kept in separate counters, shown as one metric.
+pub fn labelled_counts_now(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, u64)],
+) {
+    let family: Family<Labels, Counter> = Family::default();
+    for (value, count) in samples {
+        family
+            .get_or_create(&vec![(label.to_owned(), (*value).to_owned())])
+            .inc_by(*count);
+    }
+    registry.register(name, help, family);
 }
 
-/// The `Content-Type` of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Renders `registry` in the OpenMetrics text format.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        // Writing to a String cannot fail; say so rather than half a page.
+        return "# EOF\n".to_owned();
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_gauges_and_histograms() {
-        let h = Histogram::new(&[0.01, 0.1]);
-        h.observe(Duration::from_millis(5));
-        h.observe(Duration::from_millis(50));
-        h.observe(Duration::from_secs(1));
-        let mut p = PromText::new();
-        p.counter("x_total", "X.", 3)
-            .gauge("y", "Y.", 1.5)
-            .labelled("gauge", "z", "Z.", "status", &[("a\"b", 2.0)])
-            .histogram("lat_seconds", "Latency.", &h);
-        let text = p.finish();
-        assert!(text.contains("# TYPE x_total counter\nx_total 3\n"));
-        assert!(text.contains("y 1.5\n"));
-        assert!(text.contains("z{status=\"a\\\"b\"} 2\n"));
-        assert!(text.contains("lat_seconds_bucket{le=\"0.01\"} 1\n"));
-        assert!(text.contains("lat_seconds_bucket{le=\"0.1\"} 2\n"));
-        assert!(text.contains("lat_seconds_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("lat_seconds_count 3\n"));
-    }
-
-    #[test]
-    fn gauge_never_wraps() {
-        let g = Gauge::default();
-        g.dec();
-        assert_eq!(g.get(), 0);
+    fn counters_gauges_families_and_histograms_render_with_their_names() {
+        let mut registry = Registry::default();
+        let requests: Counter = Counter::default();
+        requests.inc_by(3);
+        registry.register("demo_requests", "Requests.", requests.clone());
+        let latency = Histogram::default();
+        latency.observe(Duration::from_millis(2));
+        latency.register(&mut registry, "demo_latency_seconds", "Latency.");
+        gauge_now(&mut registry, "demo_open", "Open things.", 2);
+        labelled_now(
+            &mut registry,
+            "demo_instances",
+            "Instances by status.",
+            "status",
+            &[("passing", 4), ("critical", 1)],
+        );
+        let text = encode(&registry);
+        assert!(text.contains("demo_requests_total 3"), "{text}");
+        assert!(text.contains("demo_open 2"), "{text}");
+        assert!(
+            text.contains(r#"demo_instances{status="passing"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"demo_latency_seconds_bucket{le="0.0025"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("demo_latency_seconds_count 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -2,7 +2,7 @@
 //! format. Counters live here; gauges about the catalog are computed when
 //! rendering.
 
-use rollcall_proto::prom::{Counter, Gauge, Histogram, PromText};
+use rollcall_proto::prom::{self, Counter, Gauge, Histogram, Registry};
 
 use crate::catalog::health::{CheckOutcome, Health};
 use crate::catalog::{Catalog, EventKind};
@@ -99,145 +99,149 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
         owing,
     } = figures;
     let writer = &store.metrics;
-    let events: Vec<(&str, f64)> = KINDS
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let events: Vec<(&str, u64)> = KINDS
         .iter()
         .zip(&m.events)
-        .map(|(k, c)| (k.as_str(), c.get() as f64))
+        .map(|(k, c)| (k.as_str(), c.get()))
         .collect();
-    let mut p = PromText::new();
-    p.labelled(
-        "gauge",
+    let mut r = Registry::default();
+    prom::labelled_now(
+        &mut r,
         "rollcall_registry_instances",
-        "Registered instances by health status.",
+        "Registered instances by health status",
         "status",
-        &[("passing", passing as f64), ("critical", critical as f64)],
-    )
-    .gauge(
+        &[("passing", as_i64(passing)), ("critical", as_i64(critical))],
+    );
+    prom::gauge_now(
+        &mut r,
         "rollcall_registry_revision",
-        "Catalog revision: grows with every change of membership or health.",
-        revision as f64,
-    )
-    .counter(
-        "rollcall_registry_registrations_total",
-        "Registrations accepted.",
-        m.registrations.get(),
-    )
-    .counter(
-        "rollcall_registry_deregistrations_total",
-        "Deregistrations accepted.",
-        m.deregistrations.get(),
-    )
-    .counter(
-        "rollcall_registry_rejected_requests_total",
-        "Requests answered with a 4xx.",
-        m.rejected_requests.get(),
-    )
-    .labelled(
-        "counter",
-        "rollcall_registry_checks_total",
-        "Health checks completed, by result.",
+        "Catalog revision: grows with every change of membership or health",
+        as_i64(revision),
+    );
+    r.register(
+        "rollcall_registry_registrations",
+        "Registrations accepted",
+        m.registrations.clone(),
+    );
+    r.register(
+        "rollcall_registry_deregistrations",
+        "Deregistrations accepted",
+        m.deregistrations.clone(),
+    );
+    r.register(
+        "rollcall_registry_rejected_requests",
+        "Requests answered with a 4xx",
+        m.rejected_requests.clone(),
+    );
+    prom::labelled_counts_now(
+        &mut r,
+        "rollcall_registry_checks",
+        "Health checks completed, by result",
         "result",
         &[
-            ("pass", m.checks_passed.get() as f64),
-            ("fail", m.checks_failed.get() as f64),
+            ("pass", m.checks_passed.get()),
+            ("fail", m.checks_failed.get()),
         ],
-    )
-    .gauge(
+    );
+    r.register(
         "rollcall_registry_checks_in_flight",
-        "Health checks running now.",
-        m.checks_in_flight.get() as f64,
-    )
-    .histogram(
+        "Health checks running now",
+        m.checks_in_flight.clone(),
+    );
+    m.check_seconds.register(
+        &mut r,
         "rollcall_registry_check_duration_seconds",
-        "Health check latency.",
-        &m.check_seconds,
-    )
-    .histogram(
+        "Health check latency",
+    );
+    m.check_lag.register(
+        &mut r,
         "rollcall_registry_check_lag_seconds",
-        "How late checks started relative to when they were due.",
-        &m.check_lag,
-    )
-    .counter(
-        "rollcall_registry_patches_queued_total",
-        "Patches queued for delivery.",
-        m.patches_queued.get(),
-    )
-    .counter(
-        "rollcall_registry_patches_delivered_total",
-        "Patches acknowledged by their receivers.",
-        m.patches_delivered.get(),
-    )
-    .counter(
-        "rollcall_registry_patches_coalesced_total",
-        "Queued patches merged into one because a receiver's queue was full (nothing is lost).",
-        m.patches_coalesced.get(),
-    )
-    .counter(
-        "rollcall_registry_patches_dropped_total",
-        "Queued patches discarded after a failed delivery; each is covered by a resync.",
-        m.patches_dropped.get(),
-    )
-    .counter(
-        "rollcall_registry_delivery_attempt_failures_total",
-        "Failed patch delivery attempts (including ones retried successfully).",
-        m.delivery_attempt_failures.get(),
-    )
-    .histogram(
+        "How late checks started relative to when they were due",
+    );
+    r.register(
+        "rollcall_registry_patches_queued",
+        "Patches queued for delivery",
+        m.patches_queued.clone(),
+    );
+    r.register(
+        "rollcall_registry_patches_delivered",
+        "Patches acknowledged by their receivers",
+        m.patches_delivered.clone(),
+    );
+    r.register(
+        "rollcall_registry_patches_coalesced",
+        "Queued patches merged into one because a receiver's queue was full (nothing is lost)",
+        m.patches_coalesced.clone(),
+    );
+    r.register(
+        "rollcall_registry_patches_dropped",
+        "Queued patches discarded after a failed delivery; each is covered by a resync",
+        m.patches_dropped.clone(),
+    );
+    r.register(
+        "rollcall_registry_delivery_attempt_failures",
+        "Failed patch delivery attempts (including ones retried successfully)",
+        m.delivery_attempt_failures.clone(),
+    );
+    m.delivery_seconds.register(
+        &mut r,
         "rollcall_registry_delivery_duration_seconds",
-        "Latency of successful patch deliveries.",
-        &m.delivery_seconds,
-    )
-    .gauge(
+        "Latency of successful patch deliveries",
+    );
+    prom::gauge_now(
+        &mut r,
         "rollcall_registry_receivers_owed_resync",
-        "Receivers that missed patches and wait for a resync.",
-        owing as f64,
-    )
-    .labelled(
-        "counter",
-        "rollcall_registry_events_total",
-        "Catalog events by kind.",
+        "Receivers that missed patches and wait for a resync",
+        as_i64(owing),
+    );
+    prom::labelled_counts_now(
+        &mut r,
+        "rollcall_registry_events",
+        "Catalog events by kind",
         "kind",
         &events,
-    )
-    .gauge(
-        "rollcall_registry_watch_streams",
-        "Open watch streams.",
-        m.watch_streams.get() as f64,
-    )
-    .counter(
-        "rollcall_registry_watch_events_lagged_total",
-        "Events a slow watch stream missed (it was resynced instead).",
-        m.watch_events_lagged.get(),
-    )
-    .counter(
-        "rollcall_registry_store_commits_total",
-        "Store transactions committed.",
-        writer.commits.get(),
-    )
-    .counter(
-        "rollcall_registry_store_batches_total",
-        "Batches of records written (several share one commit under load).",
-        writer.batches.get(),
-    )
-    .counter(
-        "rollcall_registry_store_errors_total",
-        "Batches the store failed to write.",
-        writer.errors.get(),
-    )
-    .counter(
-        "rollcall_registry_store_dropped_total",
-        "Records dropped because the store queue was full.",
-        m.store_dropped.get(),
-    )
-    .gauge(
-        "rollcall_registry_store_queue",
-        "Batches waiting for the store writer.",
-        store.queued() as f64,
-    )
-    .histogram(
-        "rollcall_registry_store_commit_seconds",
-        "Store commit latency.",
-        &writer.commit_seconds,
     );
-    p.finish()
+    r.register(
+        "rollcall_registry_watch_streams",
+        "Open watch streams",
+        m.watch_streams.clone(),
+    );
+    r.register(
+        "rollcall_registry_watch_events_lagged",
+        "Events a slow watch stream missed (it was resynced instead)",
+        m.watch_events_lagged.clone(),
+    );
+    r.register(
+        "rollcall_registry_store_commits",
+        "Store transactions committed",
+        writer.commits.clone(),
+    );
+    r.register(
+        "rollcall_registry_store_batches",
+        "Batches of records written (several share one commit under load)",
+        writer.batches.clone(),
+    );
+    r.register(
+        "rollcall_registry_store_errors",
+        "Batches the store failed to write",
+        writer.errors.clone(),
+    );
+    r.register(
+        "rollcall_registry_store_dropped",
+        "Records dropped because the store queue was full",
+        m.store_dropped.clone(),
+    );
+    prom::gauge_now(
+        &mut r,
+        "rollcall_registry_store_queue",
+        "Batches waiting for the store writer",
+        i64::try_from(store.queued()).unwrap_or(i64::MAX),
+    );
+    writer.commit_seconds.register(
+        &mut r,
+        "rollcall_registry_store_commit_seconds",
+        "Store commit latency",
+    );
+    prom::encode(&r)
 }

@@ -86,7 +86,7 @@ where
         let metrics = registry.metrics();
         metrics
             .delivery_attempt_failures
-            .add(u64::from(delivered.failed_attempts));
+            .inc_by(u64::from(delivered.failed_attempts));
         if delivered.result.is_ok() {
             metrics.delivery_seconds.observe(started.elapsed());
             metrics.patches_delivered.inc();

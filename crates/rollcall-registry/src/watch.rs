@@ -186,7 +186,7 @@ impl WatchState {
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    self.registry.metrics().watch_events_lagged.add(missed);
+                    self.registry.metrics().watch_events_lagged.inc_by(missed);
                     self.pending.push_back(json_event(
                         "lagged",
                         &serde_json::json!({ "missed": missed }),

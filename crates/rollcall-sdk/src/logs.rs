@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rollcall_proto::prom::{Counter, PromText};
+use rollcall_proto::prom::{self, Counter, Registry};
 use rollcall_proto::{ServiceName, Timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -148,7 +148,7 @@ impl Shared {
         if records.is_empty() {
             return;
         }
-        self.metrics.dropped.add(records.len() as u64);
+        self.metrics.dropped.inc_by(records.len() as u64);
         let mut err = std::io::stderr().lock();
         for r in records {
             let _ = writeln!(
@@ -330,7 +330,7 @@ impl LogForwarder {
         );
         service.on_shutdown(move || shipping.finish(Duration::from_secs(3)));
         let metrics = self.shared.clone();
-        service.add_metrics(move || render(&metrics));
+        service.add_metrics(move |r| register(&metrics, r));
     }
 
     /// Starts shipping through a providers table kept current by someone
@@ -360,9 +360,9 @@ impl LogForwarder {
         }
     }
 
-    /// The forwarding figures in Prometheus text.
-    pub fn render_metrics(&self) -> String {
-        render(&self.shared)
+    /// Registers the forwarding figures in a `/metrics` answer's registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        register(&self.shared, registry);
     }
 
     /// Records waiting to be shipped.
@@ -375,30 +375,29 @@ impl LogForwarder {
     }
 }
 
-fn render(shared: &Shared) -> String {
+fn register(shared: &Shared, r: &mut Registry) {
     let m = &shared.metrics;
-    let mut p = PromText::new();
-    p.counter(
-        "rollcall_sdk_log_records_forwarded_total",
-        "Log records acknowledged by the log service.",
-        m.forwarded.get(),
-    )
-    .counter(
-        "rollcall_sdk_log_records_dropped_total",
-        "Log records that could not be forwarded (written to stderr instead).",
-        m.dropped.get(),
-    )
-    .counter(
-        "rollcall_sdk_log_batches_failed_total",
-        "Log batches that failed and were retried.",
-        m.failed_batches.get(),
-    )
-    .gauge(
-        "rollcall_sdk_log_records_buffered",
-        "Log records waiting to be forwarded.",
-        shared.lock().len() as f64,
+    r.register(
+        "rollcall_sdk_log_records_forwarded",
+        "Log records acknowledged by the log service",
+        m.forwarded.clone(),
     );
-    p.finish()
+    r.register(
+        "rollcall_sdk_log_records_dropped",
+        "Log records that could not be forwarded (written to stderr instead)",
+        m.dropped.clone(),
+    );
+    r.register(
+        "rollcall_sdk_log_batches_failed",
+        "Log batches that failed and were retried",
+        m.failed_batches.clone(),
+    );
+    prom::gauge_now(
+        r,
+        "rollcall_sdk_log_records_buffered",
+        "Log records waiting to be forwarded",
+        i64::try_from(shared.lock().len()).unwrap_or(i64::MAX),
+    );
 }
 
 mod shipper;

@@ -200,7 +200,7 @@ impl LogStore {
                     bytes = scanned.truncated,
                     "cut a torn record off the end of the log (it was never acknowledged)"
                 );
-                metrics.truncated_bytes.add(scanned.truncated);
+                metrics.truncated_bytes.inc_by(scanned.truncated);
             }
             if scanned.corrupt > 0 {
                 tracing::warn!(segment = %path.display(), lines = scanned.corrupt, "unreadable lines skipped");

@@ -184,11 +184,11 @@ impl Writer {
             }
         }
         metrics.groups.inc();
-        metrics.appends.add(group.len() as u64);
-        metrics.records.add(stored.len() as u64);
-        metrics.bytes.add(self.buf.len() as u64);
+        metrics.appends.inc_by(group.len() as u64);
+        metrics.records.inc_by(stored.len() as u64);
+        metrics.bytes.inc_by(self.buf.len() as u64);
         let duplicates: usize = outcomes.iter().map(|o| o.duplicates).sum();
-        metrics.duplicates.add(duplicates as u64);
+        metrics.duplicates.inc_by(duplicates as u64);
         for (request, outcome) in group.drain(..).zip(outcomes) {
             let _ = request.done.send(Ok(outcome));
         }

@@ -297,7 +297,7 @@ impl Registry {
                         permit.send(Batch { ops, done: None });
                     }
                     None => {
-                        self.inner.metrics.store_dropped.add(ops.len() as u64);
+                        self.inner.metrics.store_dropped.inc_by(ops.len() as u64);
                         tracing::error!(ops = ops.len(), "store queue full: records dropped");
                     }
                 }
@@ -325,9 +325,9 @@ impl Registry {
     /// Carries out what a command asked for (everything but persistence).
     fn execute(&self, effects: Effects) {
         let metrics = &self.inner.metrics;
-        metrics.patches_queued.add(effects.patches_queued);
-        metrics.patches_coalesced.add(effects.patches_coalesced);
-        metrics.patches_dropped.add(effects.patches_dropped);
+        metrics.patches_queued.inc_by(effects.patches_queued);
+        metrics.patches_coalesced.inc_by(effects.patches_coalesced);
+        metrics.patches_dropped.inc_by(effects.patches_dropped);
         for event in &effects.events {
             metrics.count_event(event.kind);
             log_event(event);

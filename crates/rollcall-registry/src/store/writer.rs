@@ -114,8 +114,8 @@ fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Batch>, metrics: Arc
         let result = store.apply(&ops);
         metrics.commit_seconds.observe(started.elapsed());
         metrics.commits.inc();
-        metrics.batches.add(group.len() as u64);
-        metrics.ops.add(ops.len() as u64);
+        metrics.batches.inc_by(group.len() as u64);
+        metrics.ops.inc_by(ops.len() as u64);
         match result {
             Ok(()) => {
                 for batch in group.drain(..) {

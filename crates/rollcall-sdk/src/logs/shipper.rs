@@ -229,7 +229,7 @@ impl Shipper {
     /// Removes acknowledged records (some may have been evicted meanwhile).
     fn acknowledge(&self, last_local: u64, sent: usize) {
         self.remove_through(last_local);
-        self.shared.metrics.forwarded.add(sent as u64);
+        self.shared.metrics.forwarded.inc_by(sent as u64);
     }
 
     /// Ships everything buffered, for at most `deadline`; what is left goes to

@@ -150,9 +150,10 @@ impl ServiceBuilder {
         self
     }
 
-    /// Extra Prometheus text appended to `GET /metrics`.
-    pub fn metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
-        self.extra_metrics = Some(Arc::new(render));
+    /// The service's own metrics in `GET /metrics`: `register` is called on
+    /// every scrape with the answer's registry.
+    pub fn metrics(mut self, register: impl Fn(&mut Registry) + Send + Sync + 'static) -> Self {
+        self.extra_metrics = Some(Arc::new(register));
         self
     }
 

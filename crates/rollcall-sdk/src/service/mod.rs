@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use rollcall_proto::prom::Counter;
+use rollcall_proto::prom::{Counter, Registry};
 use rollcall_proto::{ServiceName, ServiceUrl};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,8 @@ pub const CLASSIC_SILENCE: Duration = Duration::from_secs(10);
 
 type ShutdownHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 type RouterFn = Box<dyn FnOnce(&Service) -> Router + Send>;
-type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+/// Registers a component's metrics in a `/metrics` answer's registry.
+type MetricsFn = Arc<dyn Fn(&mut Registry) + Send + Sync>;
 
 /// A running service. Cheap to clone.
 #[derive(Clone)]
@@ -215,13 +216,14 @@ impl Service {
             .push(boxed);
     }
 
-    /// Adds Prometheus text to `GET /metrics` (rendered on every scrape).
-    pub fn add_metrics(&self, render: impl Fn() -> String + Send + Sync + 'static) {
+    /// Adds metrics to `GET /metrics`: `register` is called on every scrape
+    /// with the answer's registry.
+    pub fn add_metrics(&self, register: impl Fn(&mut Registry) + Send + Sync + 'static) {
         self.inner
             .extra_metrics
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Arc::new(render));
+            .push(Arc::new(register));
     }
 
     /// Starts the shutdown and waits for it to finish.

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rollcall_http::RawBody;
 use rollcall_proto::Patch;
-use rollcall_proto::prom::PromText;
+use rollcall_proto::prom::{self, Registry};
 
 use super::*;
 
@@ -54,48 +54,49 @@ pub(super) async fn healthz(State(inner): State<Arc<Inner>>) -> Response {
 
 pub(super) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
     let m = &inner.metrics;
-    let mut p = PromText::new();
-    p.counter(
-        "rollcall_sdk_patches_received_total",
-        "Patches applied to the providers table.",
-        m.patches_received.get(),
-    )
-    .counter(
-        "rollcall_sdk_patches_rejected_total",
-        "Patch bodies that did not parse.",
-        m.patches_rejected.get(),
-    )
-    .counter(
-        "rollcall_sdk_registrations_total",
-        "Successful registrations (the first and every re-registration).",
-        m.registrations.get(),
-    )
-    .counter(
-        "rollcall_sdk_registration_failures_total",
-        "Failed registration attempts.",
-        m.registration_failures.get(),
-    )
-    .counter(
-        "rollcall_sdk_watch_reconnects_total",
-        "Times the watch stream to the registry broke.",
-        m.watch_reconnects.get(),
-    )
-    .gauge(
-        "rollcall_sdk_registered",
-        "1 while registered.",
-        if *inner.registered.borrow() { 1.0 } else { 0.0 },
+    let mut r = Registry::default();
+    r.register(
+        "rollcall_sdk_patches_received",
+        "Patches applied to the providers table",
+        m.patches_received.clone(),
     );
-    let providers: Vec<(String, f64)> = inner
+    r.register(
+        "rollcall_sdk_patches_rejected",
+        "Patch bodies that did not parse",
+        m.patches_rejected.clone(),
+    );
+    r.register(
+        "rollcall_sdk_registrations",
+        "Successful registrations (the first and every re-registration)",
+        m.registrations.clone(),
+    );
+    r.register(
+        "rollcall_sdk_registration_failures",
+        "Failed registration attempts",
+        m.registration_failures.clone(),
+    );
+    r.register(
+        "rollcall_sdk_watch_reconnects",
+        "Times the watch stream to the registry broke",
+        m.watch_reconnects.clone(),
+    );
+    prom::gauge_now(
+        &mut r,
+        "rollcall_sdk_registered",
+        "1 while registered",
+        i64::from(*inner.registered.borrow()),
+    );
+    let providers: Vec<(String, i64)> = inner
         .providers
         .snapshot()
         .into_iter()
-        .map(|(name, urls)| (name.to_string(), urls.len() as f64))
+        .map(|(name, urls)| (name.to_string(), i64::try_from(urls.len()).unwrap_or(0)))
         .collect();
-    let samples: Vec<(&str, f64)> = providers.iter().map(|(n, c)| (n.as_str(), *c)).collect();
-    p.labelled(
-        "gauge",
+    let samples: Vec<(&str, i64)> = providers.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    prom::labelled_now(
+        &mut r,
         "rollcall_sdk_providers",
-        "Known providers per required service.",
+        "Known providers per required service",
         "service",
         &samples,
     );
@@ -105,11 +106,11 @@ pub(super) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     for extra in extras {
-        p.raw(&extra());
+        extra(&mut r);
     }
     (
-        [(header::CONTENT_TYPE, rollcall_proto::prom::CONTENT_TYPE)],
-        p.finish(),
+        [(header::CONTENT_TYPE, prom::CONTENT_TYPE)],
+        prom::encode(&r),
     )
         .into_response()
 }
