@@ -40,6 +40,15 @@ async fn fill(b: &Browser, css: &str, with: &str) {
     input.send_keys(with).await.unwrap();
 }
 
+/// Waits until the portal's class list answers `status`.
+async fn portal_answers(portal: &str, status: u16, what: &str) {
+    eventually(SOON, what, || async {
+        let r = reqwest::get(format!("{portal}/students")).await.ok()?;
+        (r.status() == status).then_some(())
+    })
+    .await;
+}
+
 /// Fills the "Add a Grade" form as a user types it, and submits it.
 async fn add_grade(b: &Browser, title: &str, kind: &str, score: &str) {
     fill(b, "#title", title).await;
@@ -66,13 +75,7 @@ async fn a_teacher_reads_the_class_adds_a_grade_and_sees_a_validation_error() {
     let dir = tempfile::tempdir().unwrap();
     let _grades = grades_service(dir.path(), &reg.url, &[]).await;
     let portal = portal_service(&reg.url).await;
-    eventually(SOON, "the portal to find the grading service", || async {
-        let r = reqwest::get(format!("{}/students", portal.url))
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    portal_answers(&portal.url, 200, "the portal to find the grading service").await;
 
     let b = Browser::start(1100, 1000).await;
     // The class list, through the redirect from /.
@@ -153,13 +156,7 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
     let dir = tempfile::tempdir().unwrap();
     let mut grading = grades_service(dir.path(), &reg.url, &[]).await;
     let portal = portal_service(&reg.url).await;
-    eventually(SOON, "the portal to find the grading service", || async {
-        let r = reqwest::get(format!("{}/students", portal.url))
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    portal_answers(&portal.url, 200, "the portal to find the grading service").await;
     let b = Browser::start(900, 1000).await;
     b.client
         .goto(&format!("{}/students/2", portal.url))
@@ -200,13 +197,7 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
 
     // The grading service dies; the portal learns it from the registry.
     grading.kill();
-    eventually(SOON, "the portal to notice", || async {
-        let r = reqwest::get(format!("{}/students", portal.url))
-            .await
-            .ok()?;
-        (r.status() == 503).then_some(())
-    })
-    .await;
+    portal_answers(&portal.url, 503, "the portal to notice").await;
     add_grade(&b, "Outage Quiz", "Test", "91.5").await;
     let notice = b
         .client
@@ -236,13 +227,7 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
 
     // It comes back; the same form, sent again, stores the grade once.
     let _grading = grades_service(dir.path(), &reg.url, &[]).await;
-    eventually(SOON, "the portal to recover", || async {
-        let r = reqwest::get(format!("{}/students", portal.url))
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    portal_answers(&portal.url, 200, "the portal to recover").await;
     b.client
         .find(Locator::Css("#save"))
         .await

@@ -41,6 +41,21 @@ fn stream(
     (child, rx)
 }
 
+/// Waits until `registry` has `n` watch streams open.
+async fn watchers(registry: &str, n: u32, what: &str) {
+    let line = format!("rollcall_registry_watch_streams {n}");
+    eventually(SOON, what, || async {
+        let text = reqwest::get(format!("{registry}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().any(|l| l == line).then_some(())
+    })
+    .await;
+}
+
 async fn next_with(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, text: &str) -> String {
     let deadline = tokio::time::Instant::now() + SOON;
     loop {
@@ -123,17 +138,7 @@ async fn watch_streams_changes_and_deregister_removes_an_instance() {
     let (mut only_log, mut log_lines) = stream(&["watch", "LogService", "--registry", &reg.url]);
     // Give both streams time to connect: a change they both must see.
     let warmup = FakeService::start().await;
-    eventually(SOON, "the watchers to connect", || async {
-        let text = reqwest::get(format!("{}/metrics", reg.url))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.contains("rollcall_registry_watch_streams 2")
-            .then_some(())
-    })
-    .await;
+    watchers(&reg.url, 2, "the watchers to connect").await;
     register_raw(&reg.url, &warmup.registration("Other", &[])).await;
     let line = next_with(&mut all_lines, "registered").await;
     assert!(
@@ -201,17 +206,7 @@ async fn watch_shows_the_current_state_then_survives_a_registry_restart() {
     // What is registered already is printed first.
     let line = next_with(&mut out, &before.url).await;
     assert!(line.contains("Before"), "{line}");
-    eventually(SOON, "the watcher to connect", || async {
-        let text = reqwest::get(format!("{}/metrics", reg.url))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.contains("rollcall_registry_watch_streams 1")
-            .then_some(())
-    })
-    .await;
+    watchers(&reg.url, 1, "the watcher to connect").await;
 
     // The registry dies and comes back on its port; meanwhile one instance
     // arrives. watch says it lost the stream, reconnects, and prints it.
