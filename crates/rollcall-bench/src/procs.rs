@@ -137,10 +137,14 @@ impl Proc {
 }
 
 pub fn signal(pid: u32, name: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
+    let (Ok(pid), Ok(signal)) = (
+        i32::try_from(pid),
+        format!("SIG{name}").parse::<nix::sys::signal::Signal>(),
+    ) else {
+        return;
+    };
+    // A process that is already gone is fine.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
 }
 
 pub fn rss(pid: u32) -> u64 {

@@ -83,11 +83,9 @@ impl ChildProcess {
 
     /// Sends a signal by name (`KILL`, `TERM`, `INT`, `STOP`, `CONT`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .expect("the kill command runs");
-        assert!(status.success(), "kill -{name} {} failed", self.pid());
+        if let Err(e) = crate::signal::send(self.pid(), name) {
+            panic!("kill -{name} {} failed: {e}", self.pid());
+        }
     }
 
     /// SIGKILL, and reap it.
@@ -115,10 +113,7 @@ impl Drop for ChildProcess {
     fn drop(&mut self) {
         // Never leave a process behind, even when a test fails; a stopped one
         // must be continued to die promptly.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.pid().to_string()])
-            .stderr(Stdio::null())
-            .status();
+        let _ = crate::signal::send(self.pid(), "CONT");
         self.kill();
     }
 }

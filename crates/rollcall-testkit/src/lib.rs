@@ -13,6 +13,7 @@
 pub mod child;
 pub mod fake;
 pub mod router;
+pub mod signal;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

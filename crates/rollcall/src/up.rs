@@ -249,10 +249,13 @@ fn describe(status: Option<std::process::ExitStatus>) -> String {
 
 /// SIGTERM, wait up to `grace`, then SIGKILL.
 async fn terminate(spec: &Spec, running: &mut Running, grace: Duration, printer: &Printer) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &running.pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
+    if let Ok(pid) = i32::try_from(running.pid) {
+        // A child that is already gone is what we wanted.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
     match tokio::time::timeout(grace, running.child.wait()).await {
         Ok(status) => printer.note(&format!(
             "{} stopped ({})",

@@ -335,20 +335,14 @@ impl Drop for Up {
 
 /// Sends a signal (`KILL`, `TERM`, `INT`, `STOP`, `CONT`) to a process.
 pub fn signal_pid(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name} {pid}");
+    if let Err(e) = rollcall_testkit::signal::send(pid, name) {
+        panic!("kill -{name} {pid}: {e}");
+    }
 }
 
 /// Whether a process with this PID exists.
 pub fn alive(pid: u32) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    rollcall_testkit::signal::send(pid, "0").is_ok()
 }
 
 /// Whether anything accepts connections at `url`.
