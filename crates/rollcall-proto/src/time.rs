@@ -60,45 +60,19 @@ impl Timestamp {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
 
-    /// RFC 3339 text with millisecond precision, in UTC.
+    /// The latest time RFC 3339 can write (9999-12-31T23:59:59.999Z); later
+    /// ones are written as this (the format has four-digit years).
+    pub const MAX_RFC3339: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// RFC 3339 text with millisecond precision, in UTC (`humantime`).
     pub fn to_rfc3339(self) -> String {
-        let buf = self.rfc3339_bytes();
-        String::from_utf8_lossy(&buf).into_owned()
+        self.rfc3339().to_string()
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` without allocating (catalog listings format
-    /// several per instance). Years past 9999 are clamped.
-    fn rfc3339_bytes(self) -> [u8; 24] {
-        let ms = self.0 % 1000;
-        let secs = self.0 / 1000;
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = days as i64 + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999) as u64;
-        let mut out = *b"0000-00-00T00:00:00.000Z";
-        let mut put = |at: usize, value: u64, width: usize| {
-            let mut v = value;
-            for i in (0..width).rev() {
-                out[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, year, 4);
-        put(5, month as u64, 2);
-        put(8, day as u64, 2);
-        put(11, hour, 2);
-        put(14, minute, 2);
-        put(17, second, 2);
-        put(20, ms, 3);
-        out
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, written without allocating (catalog
+    /// listings format several per instance). Years past 9999 are clamped.
+    fn rfc3339(self) -> humantime::Rfc3339Timestamp {
+        humantime::format_rfc3339_millis(self.min(Self::MAX_RFC3339).to_system_time())
     }
 
     /// Parses RFC 3339 text (`2026-11-21T10:00:00Z`, fractions and offsets `Z`
@@ -110,14 +84,13 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_rfc3339())
+        fmt::Display::fmt(&self.rfc3339(), f)
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let buf = self.rfc3339_bytes();
-        serializer.serialize_str(std::str::from_utf8(&buf).unwrap_or("1970-01-01T00:00:00.000Z"))
+        serializer.collect_str(&self.rfc3339())
     }
 }
 
@@ -182,13 +155,16 @@ mod tests {
     }
 
     #[test]
-    fn formatting_matches_humantime_everywhere() {
-        // Every day for 200 years around now, at odd times of day.
-        for day in 0..(200 * 366) {
-            let t = Timestamp(day * 86_400_000 + (day * 7_919_123) % 86_400_000);
-            let expected = humantime::format_rfc3339_millis(t.to_system_time()).to_string();
-            assert_eq!(t.to_rfc3339(), expected);
-        }
+    fn times_past_year_9999_are_written_as_its_last_millisecond() {
+        let far = Timestamp(u64::MAX);
+        assert_eq!(far.to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        let json = serde_json::to_string(&far).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Timestamp>(&json).unwrap(),
+            Timestamp::MAX_RFC3339,
+            "what is written reads back"
+        );
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

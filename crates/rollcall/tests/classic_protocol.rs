@@ -31,13 +31,20 @@ async fn classic_registration_answers_200_and_the_catalog_shows_health() {
     assert_eq!(response.status(), 200);
     let entry = instance(&reg.url, &fake.url).await.expect("listed");
     assert_eq!(entry["ServiceName"], "LogService");
-    assert_eq!(entry["Status"], "passing");
+    // In discovery at once; `unchecked` until its first check (run at once)
+    // has finished, then `passing`.
+    assert_eq!(entry["InDiscovery"], true);
+    assert!(
+        entry["Status"] == "unchecked" || entry["Status"] == "passing",
+        "{entry}"
+    );
     // It is being checked: a last check time and latency appear.
     let checked = eventually(SOON, "a completed check", || async {
         let e = instance(&reg.url, &fake.url).await?;
         (!e["LastCheck"].is_null()).then_some(e)
     })
     .await;
+    assert_eq!(checked["Status"], "passing");
     assert!(checked["LastCheckLatencyMs"].as_f64().is_some());
     assert!(fake.heartbeats() >= 1);
 }

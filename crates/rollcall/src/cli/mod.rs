@@ -23,7 +23,7 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
         .context("cannot build an HTTP client")
 }
 
-/// The URL of a passing instance of `service`, asked of the registry.
+/// The URL of an instance of `service` in discovery, asked of the registry.
 pub async fn find_service(
     client: &reqwest::Client,
     registry: &str,
@@ -32,7 +32,7 @@ pub async fn find_service(
     let url = format!("{}/services", registry.trim_end_matches('/'));
     let instances: Vec<serde_json::Value> = client
         .get(&url)
-        .query(&[("service", service), ("status", "passing")])
+        .query(&[("service", service)])
         .timeout(REQUEST_TIMEOUT)
         .send()
         .await
@@ -42,7 +42,14 @@ pub async fn find_service(
         .json()
         .await
         .context("the registry sent something that is not a catalog")?;
-    match instances.first().and_then(|i| i["ServiceURL"].as_str()) {
+    // In discovery: passing, or not checked yet (a newcomer); a registry
+    // without `InDiscovery` (older) says `passing`.
+    let usable = instances.iter().find(|i| {
+        i["InDiscovery"]
+            .as_bool()
+            .unwrap_or_else(|| i["Status"] == "passing")
+    });
+    match usable.and_then(|i| i["ServiceURL"].as_str()) {
         Some(url) => Ok(url.trim_end_matches('/').to_owned()),
         None => bail!("no passing {service} is registered at {registry}"),
     }
