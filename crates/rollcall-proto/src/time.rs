@@ -113,33 +113,6 @@ pub fn format_ago(elapsed: Duration) -> String {
     }
 }
 
-/// A clock that is monotonic within the process but reads like wall time:
-/// the system time when it was made plus the monotonic time elapsed since.
-#[derive(Debug, Clone, Copy)]
-pub struct MonotonicClock {
-    start_wall: Timestamp,
-    start: std::time::Instant,
-}
-
-impl Default for MonotonicClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MonotonicClock {
-    pub fn new() -> Self {
-        Self {
-            start_wall: Timestamp::system_now(),
-            start: std::time::Instant::now(),
-        }
-    }
-
-    pub fn now(&self) -> Timestamp {
-        self.start_wall.plus(self.start.elapsed())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

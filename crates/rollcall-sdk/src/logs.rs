@@ -360,11 +360,6 @@ impl LogForwarder {
         }
     }
 
-    /// Registers the forwarding figures in a `/metrics` answer's registry.
-    pub fn register_metrics(&self, registry: &mut Registry) {
-        register(&self.shared, registry);
-    }
-
     /// Records waiting to be shipped.
     pub fn buffered(&self) -> usize {
         self.shared.lock().len()

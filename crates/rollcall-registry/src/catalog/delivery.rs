@@ -306,7 +306,7 @@ impl Receiver {
             not_before: now.plus(resync_backoff(
                 policy,
                 failures,
-                health_seed(self.update_url.as_str()),
+                rollcall_proto::jitter::stable_hash(self.update_url.as_str()),
             )),
             failures,
         });
@@ -332,10 +332,6 @@ pub fn resync_backoff(policy: &DeliveryPolicy, failures: u32, seed: u64) -> Dura
         failures,
         seed,
     )
-}
-
-fn health_seed(url: &str) -> u64 {
-    rollcall_proto::jitter::stable_hash(url)
 }
 
 /// The patch that takes a receiver from what it may hold to `desired`:
