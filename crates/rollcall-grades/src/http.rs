@@ -93,6 +93,22 @@ fn json_body(body: &[u8]) -> Result<Value, GradesError> {
     serde_json::from_slice(body).map_err(|e| GradesError::MalformedJson(e.to_string()))
 }
 
+/// A student from a JSON body (refusals counted).
+fn new_student(state: &AppState, body: &[u8]) -> Result<NewStudent, GradesError> {
+    rejected(
+        state,
+        json_body(body).and_then(|v| Ok(NewStudent::from_json(&v)?)),
+    )
+}
+
+/// A grade from a JSON body (refusals counted).
+fn new_grade(state: &AppState, body: &[u8]) -> Result<NewGrade, GradesError> {
+    rejected(
+        state,
+        json_body(body).and_then(|v| Ok(NewGrade::from_json(&v)?)),
+    )
+}
+
 fn rejected<T>(state: &AppState, result: Result<T, GradesError>) -> Result<T, GradesError> {
     if matches!(
         result,
@@ -148,10 +164,7 @@ async fn rename_student(
     RawBody(body): RawBody<MAX_BODY>,
 ) -> Result<Response, GradesError> {
     let id = student_id(&id)?;
-    let new = rejected(
-        &state,
-        json_body(&body).and_then(|v| Ok(NewStudent::from_json(&v)?)),
-    )?;
+    let new = new_student(&state, &body)?;
     let student = state.store.rename_student(id, new).await?;
     tracing::info!(student = id, "student renamed");
     Ok(axum::Json(student).into_response())
@@ -172,10 +185,7 @@ async fn add_student(
     State(state): State<AppState>,
     RawBody(body): RawBody<MAX_BODY>,
 ) -> Result<Response, GradesError> {
-    let new = rejected(
-        &state,
-        json_body(&body).and_then(|v| Ok(NewStudent::from_json(&v)?)),
-    )?;
+    let new = new_student(&state, &body)?;
     let student = state.store.add_student(new).await?;
     state.metrics.students_added.inc();
     let location = format!("/students/{}", student.id);
@@ -193,10 +203,7 @@ async fn add_grade(
     RawBody(body): RawBody<MAX_BODY>,
 ) -> Result<Response, GradesError> {
     let id = student_id(&id)?;
-    let new = rejected(
-        &state,
-        json_body(&body).and_then(|v| Ok(NewGrade::from_json(&v)?)),
-    )?;
+    let new = new_grade(&state, &body)?;
     let grade = state.store.add_grade(id, new).await?;
     state.metrics.grades_added.inc();
     tracing::info!(student = id, grade = grade.id, score = %grade.score, "grade added");
@@ -216,10 +223,7 @@ async fn update_grade(
 ) -> Result<Response, GradesError> {
     let id = student_id(&id)?;
     let grade = grade_id(id, &grade)?;
-    let new = rejected(
-        &state,
-        json_body(&body).and_then(|v| Ok(NewGrade::from_json(&v)?)),
-    )?;
+    let new = new_grade(&state, &body)?;
     let stored = state.store.update_grade(id, grade, new).await?;
     state.metrics.grades_updated.inc();
     tracing::info!(student = id, grade, score = %stored.score, "grade corrected");

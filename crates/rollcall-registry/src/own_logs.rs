@@ -6,7 +6,6 @@
 //! a log service is registered and passing, records wait in the forwarder's
 //! bounded buffer (the oldest go to stderr when it is full, counted).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +56,7 @@ pub fn start(
     );
     let registry = registry.clone();
     tokio::spawn(async move {
-        let mut held: Option<BTreeSet<PatchEntry>> = None;
+        let mut held = None;
         let mut every = tokio::time::interval(LOOK_EVERY);
         loop {
             tokio::select! {
@@ -65,10 +64,9 @@ pub fn start(
                 _ = every.tick() => {}
             }
             let patch = log_providers(&registry, &name);
-            let now: BTreeSet<PatchEntry> = patch.added.iter().cloned().collect();
-            if held.as_ref() != Some(&now) {
+            if held.as_ref() != Some(&patch.added) {
                 providers.apply(&patch);
-                held = Some(now);
+                held = Some(patch.added);
             }
         }
         shipping.finish(FLUSH).await;

@@ -196,6 +196,48 @@ fn id(text: &str) -> Result<i64, GradingError> {
     text.parse().map_err(|_| GradingError::NotFound)
 }
 
+/// The student ID in the path; a segment that is not a number answers the
+/// "not found" page.
+struct StudentId(i64);
+
+impl axum::extract::FromRequestParts<AppState> for StudentId {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let not_found = || error_page(state, &GradingError::NotFound);
+        let axum::extract::Path(text) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| not_found())?;
+        id(&text).map(StudentId).map_err(|_| not_found())
+    }
+}
+
+/// The student and grade IDs in the path, as [`StudentId`].
+struct GradeIds(i64, i64);
+
+impl axum::extract::FromRequestParts<AppState> for GradeIds {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Response> {
+        let not_found = || error_page(state, &GradingError::NotFound);
+        let axum::extract::Path((student, grade)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| not_found())?;
+        match (id(&student), id(&grade)) {
+            (Ok(s), Ok(g)) => Ok(GradeIds(s, g)),
+            _ => Err(not_found()),
+        }
+    }
+}
+
 fn format_average(average: Option<f64>) -> String {
     average.map_or_else(|| "—".to_owned(), |a| format!("{a:.1}"))
 }

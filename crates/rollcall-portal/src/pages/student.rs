@@ -3,8 +3,8 @@
 
 use askama::Template;
 use axum::Form;
+use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -112,11 +112,11 @@ pub(super) async fn load_student(
 
 pub(super) async fn student_page(
     State(state): State<AppState>,
-    Path(student): Path<String>,
+    StudentId(student): StudentId,
     query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let before = query.ok().and_then(|q| q.0.before);
-    let result = async { load_student(&state, id(&student)?, before).await }.await;
+    let result = load_student(&state, student, before).await;
     match result {
         Ok(s) => render(
             StatusCode::OK,
@@ -167,14 +167,10 @@ where
 
 pub(super) async fn add_grade(
     State(state): State<AppState>,
-    Path(student): Path<String>,
+    StudentId(student_id): StudentId,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let form = Fields::from(form).grade();
-    let student_id = match id(&student) {
-        Ok(i) => i,
-        Err(e) => return error_page(&state, &e),
-    };
     let grading = state.grading.clone();
     let errors = match save_grade(&form, |body| async move {
         grading.add_grade(student_id, &body).await
@@ -247,10 +243,9 @@ pub(super) fn find_grade(student: &StudentView, grade: i64) -> Result<&GradeView
 
 pub(super) async fn edit_page(
     State(state): State<AppState>,
-    Path((student, grade)): Path<(String, String)>,
+    GradeIds(student_id, grade_id): GradeIds,
 ) -> Response {
     let result = async {
-        let (student_id, grade_id) = (id(&student)?, id(&grade)?);
         // The grade is on the page that starts right after it.
         let s = load_student(&state, student_id, grade_id.checked_add(1)).await?;
         let g = find_grade(&s, grade_id)?;
@@ -276,14 +271,10 @@ pub(super) async fn edit_page(
 
 pub(super) async fn update_grade(
     State(state): State<AppState>,
-    Path((student, grade)): Path<(String, String)>,
+    GradeIds(student_id, grade_id): GradeIds,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let form = Fields::from(form).grade();
-    let (student_id, grade_id) = match (id(&student), id(&grade)) {
-        (Ok(s), Ok(g)) => (s, g),
-        _ => return error_page(&state, &GradingError::NotFound),
-    };
     let grading = state.grading.clone();
     let action = format!("/students/{student_id}/grades/{grade_id}");
     let errors = match save_grade(&form, |body| async move {
@@ -308,12 +299,8 @@ pub(super) async fn update_grade(
 
 pub(super) async fn delete_grade(
     State(state): State<AppState>,
-    Path((student, grade)): Path<(String, String)>,
+    GradeIds(student_id, grade_id): GradeIds,
 ) -> Response {
-    let (student_id, grade_id) = match (id(&student), id(&grade)) {
-        (Ok(s), Ok(g)) => (s, g),
-        _ => return error_page(&state, &GradingError::NotFound),
-    };
     match state.grading.delete_grade(student_id, grade_id).await {
         Ok(()) => Redirect::to(&format!("/students/{student_id}")).into_response(),
         Err(e) => {

@@ -2,8 +2,8 @@
 
 use askama::Template;
 use axum::Form;
+use axum::extract::State;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -116,14 +116,10 @@ pub(super) async fn add_student(
 
 pub(super) async fn rename_student(
     State(state): State<AppState>,
-    Path(student): Path<String>,
+    StudentId(student_id): StudentId,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let sform = Fields::from(form).student();
-    let student_id = match id(&student) {
-        Ok(i) => i,
-        Err(e) => return error_page(&state, &e),
-    };
     let error = match check_student(&sform) {
         Err(errors) => errors.first_name.or(errors.last_name).unwrap_or_default(),
         Ok((first, last)) => match state
@@ -181,9 +177,9 @@ pub(super) struct ConfirmRemove<'a> {
 
 pub(super) async fn confirm_remove(
     State(state): State<AppState>,
-    Path(student): Path<String>,
+    StudentId(student): StudentId,
 ) -> Response {
-    let result = async { load_student(&state, id(&student)?, None).await }.await;
+    let result = load_student(&state, student, None).await;
     match result {
         Ok(s) => render(
             StatusCode::OK,
@@ -200,12 +196,8 @@ pub(super) async fn confirm_remove(
 
 pub(super) async fn remove_student(
     State(state): State<AppState>,
-    Path(student): Path<String>,
+    StudentId(student_id): StudentId,
 ) -> Response {
-    let student_id = match id(&student) {
-        Ok(i) => i,
-        Err(e) => return error_page(&state, &e),
-    };
     match state.grading.delete_student(student_id).await {
         Ok(()) => Redirect::to("/students").into_response(),
         Err(e) => {

@@ -22,7 +22,7 @@ impl Catalog {
         }
         for stored in state.instances {
             let confirmed = views.remove(&stored.registration.url).unwrap_or_default();
-            catalog.insert(stored, confirmed, now);
+            catalog.insert(stored, confirmed, now, FirstCheck::Spread);
         }
         let mut effects = Effects::default();
         let receivers: Vec<ServiceUrl> = catalog
@@ -68,14 +68,8 @@ impl Catalog {
             status_since: now,
             maintenance,
         };
-        self.insert(stored.clone(), BTreeSet::new(), now);
         // Checked at once: it shows `unchecked` until this first result.
-        if let Some(instance) = self.instances.get_mut(&url)
-            && let Some(at) = instance.next_check.replace(now)
-        {
-            self.schedule.remove(&(at, url.clone()));
-            self.schedule.insert((now, url.clone()));
-        }
+        self.insert(stored.clone(), BTreeSet::new(), now, FirstCheck::Now);
         // The newcomer learns of itself (should it require its own name) from
         // its initial patch, not from a change.
         let me = Some(&url);
@@ -176,13 +170,15 @@ impl Catalog {
         Some(effects)
     }
 
-    /// Adds an instance to every index and schedules its first check somewhere
-    /// in the coming interval.
+    /// Adds an instance to every index and schedules its first check: at
+    /// once (`FirstCheck::Now`, a newcomer) or somewhere in the coming interval
+    /// (`Spread`, instances restored together).
     pub(super) fn insert(
         &mut self,
         stored: StoredInstance,
         confirmed: BTreeSet<PatchEntry>,
         now: Timestamp,
+        first: FirstCheck,
     ) {
         let StoredInstance {
             registration,
@@ -196,13 +192,14 @@ impl Catalog {
         let generation = self.next_generation;
         let url = registration.url.clone();
         let seed = health::stable_hash(url.as_str()) ^ generation;
-        let next_check = registration.heartbeat_url.as_ref().map(|_| {
-            let offset = self
-                .config
-                .health
-                .interval
-                .mul_f64(health::unit_fraction(seed));
-            now.plus(offset)
+        let next_check = registration.heartbeat_url.as_ref().map(|_| match first {
+            FirstCheck::Now => now,
+            FirstCheck::Spread => now.plus(
+                self.config
+                    .health
+                    .interval
+                    .mul_f64(health::unit_fraction(seed)),
+            ),
         });
         if let Some(at) = next_check {
             self.schedule.insert((at, url.clone()));
@@ -300,4 +297,13 @@ impl Catalog {
             .push(self.event(now, kind, instance.name(), url, None));
         Some(effects)
     }
+}
+
+/// When a newly inserted instance is first checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FirstCheck {
+    /// At once: a registration.
+    Now,
+    /// Somewhere in the coming interval: a restart restores many at once.
+    Spread,
 }
