@@ -78,6 +78,38 @@ pub async fn post_patch(
     }
 }
 
+/// `GET`s `url` and decodes its JSON answer, within `timeout` for the whole
+/// exchange and reading at most `max_bytes` of the body (a larger answer is an
+/// error, not a bigger buffer).
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<T, String> {
+    let exchange = async {
+        let mut response = client.get(url).send().await.map_err(describe)?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(describe)? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(format!("the answer is larger than {max_bytes} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
 /// Reads a small answer to the end so the connection can be reused; a large
 /// one is abandoned (and its connection closed).
 pub async fn drain(mut response: reqwest::Response) {

@@ -40,6 +40,8 @@ pub const TIMELINE: usize = 40;
 pub const TIMELINE_WINDOW: usize = 400;
 /// Log records shown.
 pub const LOG_LINES: usize = 15;
+/// Most bytes of the log service's answer read (15 records of at most 64 KiB).
+pub const MAX_LOG_ANSWER: usize = LOG_LINES * 64 * 1024 + 64 * 1024;
 /// How long the dashboard waits for the log service.
 pub const LOG_TIMEOUT: Duration = Duration::from_millis(800);
 /// Up to this many services, every group is open.
@@ -302,19 +304,8 @@ struct LogRecordView {
 
 async fn fetch_logs(registry: &Registry, base: &str) -> LogPanel {
     let url = format!("{}/v1/logs?limit={LOG_LINES}", base.trim_end_matches('/'));
-    let fetched = async {
-        let response = registry
-            .client()
-            .get(&url)
-            .timeout(LOG_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status().as_u16()));
-        }
-        response.json::<LogPage>().await.map_err(|e| e.to_string())
-    };
+    let fetched =
+        crate::outbound::get_json::<LogPage>(registry.client(), &url, LOG_TIMEOUT, MAX_LOG_ANSWER);
     match fetched.await {
         Ok(page) => LogPanel::Records {
             from: base.to_owned(),
