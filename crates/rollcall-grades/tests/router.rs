@@ -110,3 +110,34 @@ async fn bad_input_names_the_field_and_changes_nothing() {
     }
     assert_eq!(store.student(1).await.unwrap().grades.len(), before);
 }
+
+/// The document comes from the same list as the router: the routes read off
+/// the router are exactly the documented ones, and the served document adds
+/// the SDK's routes (checked against the SDK's router in its own crate).
+#[tokio::test]
+async fn the_served_openapi_document_covers_every_route_the_router_answers() {
+    use rollcall_testkit::openapi::{assert_documents_exactly, documented, paths_of};
+    let dir = tempfile::tempdir().unwrap();
+    let store = GradeStore::open(dir.path(), false).unwrap();
+    let served = router(AppState {
+        store,
+        metrics: Arc::default(),
+    });
+    let (own, own_doc) = rollcall_grades::http::api().split_for_parts();
+    assert_documents_exactly(&own, &own_doc);
+    assert_eq!(paths_of(&served), paths_of(&own));
+
+    let answer = call(&served, "GET", "/openapi.json", "").await;
+    assert_eq!(answer.status, 200);
+    let whole = rollcall_grades::http::openapi_document();
+    assert_eq!(answer.json(), serde_json::to_value(&whole).unwrap());
+    let expected: std::collections::BTreeSet<_> = documented(&own_doc)
+        .union(&documented(&rollcall_sdk::service::openapi()))
+        .cloned()
+        .collect();
+    assert_eq!(documented(&whole), expected);
+    assert_eq!(
+        answer.json()["components"]["schemas"]["Grade"]["properties"]["Score"]["maximum"],
+        serde_json::json!(100)
+    );
+}

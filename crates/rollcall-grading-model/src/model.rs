@@ -17,7 +17,7 @@ pub const MAX_TITLE: usize = 200;
 pub const MAX_NAME: usize = 100;
 
 /// The kind of a grade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum GradeType {
     Quiz,
     Test,
@@ -172,26 +172,30 @@ impl FieldError {
 }
 
 /// A stored grade.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Grade {
     #[serde(rename = "ID")]
     pub id: i64,
     #[serde(rename = "Title")]
+    #[schema(value_type = String)]
     pub title: Title,
     #[serde(rename = "Type")]
     pub kind: GradeType,
     #[serde(rename = "Score")]
+    #[schema(value_type = f64, minimum = 0, maximum = 100)]
     pub score: Score,
 }
 
 /// A student with their grades.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Student {
     #[serde(rename = "ID")]
     pub id: i64,
     #[serde(rename = "FirstName")]
+    #[schema(value_type = String)]
     pub first_name: PersonName,
     #[serde(rename = "LastName")]
+    #[schema(value_type = String)]
     pub last_name: PersonName,
     /// All grades, oldest first (the classic shape); with a page asked for,
     /// one page of them, newest first.

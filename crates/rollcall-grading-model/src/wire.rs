@@ -57,15 +57,31 @@ impl StudentView {
     }
 }
 
-/// A grade to send (the classic shape).
-#[derive(Debug, Clone, Serialize)]
+/// A grade to send (the classic shape). Field names match
+/// case-insensitively on the way in.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GradeBody {
+    /// Non-blank, at most 200 characters.
     #[serde(rename = "Title")]
     pub title: String,
+    /// Quiz, Test, Exam or Homework (any case).
     #[serde(rename = "Type")]
     pub kind: String,
+    /// 0 to 100.
     #[serde(rename = "Score")]
     pub score: f64,
+}
+
+/// A student to add or rename (the classic shape). Field names match
+/// case-insensitively on the way in.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StudentBody {
+    /// Non-blank, at most 100 characters.
+    #[serde(rename = "FirstName")]
+    pub first_name: String,
+    /// Non-blank, at most 100 characters.
+    #[serde(rename = "LastName")]
+    pub last_name: String,
 }
 
 impl From<&crate::NewGrade> for GradeBody {

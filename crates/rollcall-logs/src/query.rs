@@ -66,7 +66,7 @@ fn contains_ignore_case(haystack: &str, lower_needle: &str) -> bool {
     haystack.to_ascii_lowercase().contains(lower_needle)
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
     #[default]
@@ -97,7 +97,7 @@ impl Default for Query {
 }
 
 /// One page of results.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub records: Vec<LogRecord>,
     pub next_cursor: Option<u64>,
@@ -133,16 +133,26 @@ impl Page {
 }
 
 /// The query string as sent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct QueryParams {
+    /// Only this service (any case).
     pub service: Option<String>,
+    /// This level and above: trace, debug, info, warn, error.
     pub level: Option<String>,
+    /// From this time: RFC 3339, or a duration ago such as `15m`.
     pub since: Option<String>,
+    /// Until this time: RFC 3339, or a duration ago.
     pub until: Option<String>,
+    /// Text the message or a field value contains (any case).
     pub contains: Option<String>,
+    /// Page size, 1 to 1000 (default 100); queries only.
     pub limit: Option<usize>,
+    /// `desc` (newest first, the default) or `asc`; queries only.
+    #[param(inline)]
     pub order: Option<Order>,
+    /// Continue after this record (`next_cursor` of the previous page).
     pub cursor: Option<u64>,
 }
 

@@ -28,7 +28,19 @@ pub const MAX_ID_LEN: usize = 128;
 pub const MAX_INSTANCE_LEN: usize = 2048;
 
 /// Severity, ordered: `trace < debug < info < warn < error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Trace,
@@ -77,7 +89,7 @@ impl fmt::Display for Level {
 }
 
 /// A record as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogRecord {
     pub seq: u64,
     pub ts: Timestamp,
@@ -96,6 +108,7 @@ pub struct LogRecord {
     pub level: Level,
     pub message: String,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -175,10 +188,12 @@ fn split_classic_prefix(text: &str) -> (Option<ServiceName>, &str) {
 /// `service` and `message` are required; `level` defaults to `info`;
 /// `timestamp` (RFC 3339 text or Unix milliseconds; alias `ts`) defaults to the
 /// arrival time; `fields` must be an object; `id` makes a retry idempotent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncomingRecord {
+    /// RFC 3339 text or Unix milliseconds (alias `ts`); default: arrival.
     #[serde(default, alias = "ts")]
+    #[schema(value_type = Option<String>)]
     pub timestamp: Option<Value>,
     #[serde(default)]
     pub service: Option<String>,
@@ -188,8 +203,11 @@ pub struct IncomingRecord {
     pub level: Option<String>,
     #[serde(default, alias = "msg")]
     pub message: Option<String>,
+    /// An object.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub fields: Option<Value>,
+    /// Makes a retry idempotent.
     #[serde(default)]
     pub id: Option<String>,
 }

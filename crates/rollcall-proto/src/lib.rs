@@ -16,6 +16,7 @@ pub mod patch;
 pub mod paths;
 pub mod prom;
 pub mod registration;
+pub mod schema;
 pub mod time;
 pub mod units;
 

@@ -13,7 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::names::{ServiceName, ServiceUrl};
 
 /// One provider: a service name and an instance URL.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct PatchEntry {
     #[serde(rename = "Name", alias = "name")]
     pub name: ServiceName,
@@ -28,7 +30,7 @@ impl PatchEntry {
 }
 
 /// A change to a receiver's providers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Patch {
     #[serde(
         rename = "Added",

@@ -2,6 +2,7 @@
 //! rollcall's additions (§2). Handlers parse, call one operation on
 //! [`Registry`], and map the result; no rules live here.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::Router;
@@ -9,10 +10,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use rollcall_http::{QueryParams, RawBody};
-use rollcall_proto::{Registration, ServiceName, ServiceUrl, Timestamp, prom};
+use rollcall_proto::{ErrorBody, Registration, ServiceName, ServiceUrl, Timestamp, prom};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::catalog::health::Shown;
 use crate::catalog::{Event, Instance};
@@ -23,26 +26,47 @@ use crate::{dashboard, metrics, watch};
 /// Largest accepted request body. A registration is a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The OpenAPI description of this API.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+/// The document's front matter; every path comes from the handlers' own
+/// `#[utoipa::path]` attributes through [`api`].
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "rollcall registry",
+    description = "Service registry compatible with the classic protocol (PROTOCOL.md section 1), \
+plus rollcall's additions under /v1. Every error is JSON: {\"error\": {\"code\", \"message\"}}."
+))]
+struct Doc;
+
+/// Every route with its documentation: the router and the OpenAPI document
+/// come from this one list, so neither can miss what the other has.
+pub fn api() -> OpenApiRouter<Registry> {
+    OpenApiRouter::with_openapi(Doc::openapi())
+        .routes(routes!(list_services, register, deregister))
+        .routes(routes!(dashboard::page))
+        .routes(routes!(dashboard::live))
+        .routes(routes!(dashboard::pages::service_page))
+        .routes(routes!(dashboard::pages::instance_page))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics_text))
+        .routes(routes!(openapi))
+        .routes(routes!(recent_events))
+        .routes(routes!(maintenance))
+        .routes(routes!(watch::watch))
+}
+
+/// The OpenAPI document, generated from [`api`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    openapi_document()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+});
 
 /// Builds the router.
 pub fn router(registry: Registry) -> Router {
-    let api = Router::new()
-        .route(
-            "/services",
-            get(list_services).post(register).delete(deregister),
-        )
-        .route("/", get(dashboard::page))
-        .route("/dashboard/live", get(dashboard::live))
-        .route("/dashboard/service/{name}", get(dashboard::service_page))
-        .route("/dashboard/instance", get(dashboard::instance_page))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
-        .route("/v1/events", get(recent_events))
-        .route("/v1/maintenance", axum::routing::put(maintenance))
-        .route("/v1/watch", get(watch::watch));
+    let (api, _) = api().split_for_parts();
     rollcall_http::with_fallbacks(api)
         .layer(middleware::from_fn_with_state(
             registry.clone(),
@@ -59,7 +83,21 @@ async fn count_rejections(State(registry): State<Registry>, req: Request, next: 
     response
 }
 
-/// `POST /services`: register (classic).
+/// Register an instance (classic)
+///
+/// Field names match case-insensitively; `ServiceUpdatedURL` is an alias of
+/// `ServiceUpdateURL`; unknown fields are ignored; any Content-Type is
+/// accepted. Registering a known `ServiceURL` replaces it. Before answering,
+/// the registry delivers the registrant's initial patch (bounded by the
+/// delivery timeout).
+#[utoipa::path(post, path = "/services", tag = "classic",
+    request_body(content = Registration, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Registered (empty body)"),
+        (status = 400, description = "Not a valid registration", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The store cannot take it; try again", body = ErrorBody),
+    ))]
 async fn register(
     State(registry): State<Registry>,
     RawBody(body): RawBody<MAX_BODY>,
@@ -69,10 +107,21 @@ async fn register(
     Ok(StatusCode::OK)
 }
 
-/// `DELETE /services`: deregister (classic). The body is the URL as text.
-/// The answer (classic clients only look at the 200) says whether the
-/// instance still holds a watch stream: a running SDK service, which will
-/// register again within seconds — maintenance is what takes it out.
+/// Deregister an instance (classic)
+///
+/// The body is the instance's `ServiceURL` as text. The answer (classic
+/// clients only look at the 200) says whether the instance still holds a
+/// watch stream: a running SDK service, which will register again within
+/// seconds — maintenance is what takes it out.
+#[utoipa::path(delete, path = "/services", tag = "classic",
+    request_body(content = String, content_type = "text/plain",
+        description = "The instance's ServiceURL; surrounding white space is trimmed"),
+    responses(
+        (status = 200, description = "Removed. `live` says the instance holds a watch stream; a `note` then points at maintenance", body = Deregistered),
+        (status = 400, description = "Not a valid URL", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 503, description = "The store cannot take it; try again", body = ErrorBody),
+    ))]
 async fn deregister(
     State(registry): State<Registry>,
     RawBody(body): RawBody<MAX_BODY>,
@@ -92,8 +141,17 @@ async fn deregister(
     Ok(axum::Json(answer).into_response())
 }
 
+/// What `DELETE /services` answers.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documentation only: the handler writes it as JSON
+struct Deregistered {
+    deregistered: ServiceUrl,
+    live: bool,
+    note: Option<String>,
+}
+
 /// The body of `PUT /v1/maintenance`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MaintenanceRequest {
     #[serde(rename = "ServiceURL")]
@@ -102,9 +160,20 @@ struct MaintenanceRequest {
     enable: bool,
 }
 
-/// `PUT /v1/maintenance`: `{"ServiceURL": URL, "Enable": true|false}` takes a
-/// live instance out of discovery (dependents get `Removed`) without removing
-/// it, or puts it back. It survives re-registration and restarts.
+/// Maintenance on or off
+///
+/// `{"ServiceURL": URL, "Enable": true|false}`. On: the instance leaves
+/// discovery (dependents get `Removed`) but stays registered and checked,
+/// across re-registrations and restarts. Off: back in discovery while it
+/// passes. Done also when it already was so.
+#[utoipa::path(put, path = "/v1/maintenance", tag = "rollcall",
+    request_body(content = MaintenanceRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Done: `{ServiceURL, Maintenance}`"),
+        (status = 400, description = "Not a valid request", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 503, description = "The store cannot take it; try again", body = ErrorBody),
+    ))]
 async fn maintenance(
     State(registry): State<Registry>,
     RawBody(body): RawBody<MAX_BODY>,
@@ -121,16 +190,20 @@ async fn maintenance(
     .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only instances of this service.
     service: Option<String>,
+    /// Only instances shown so.
+    #[param(value_type = Option<Shown>)]
     status: Option<String>,
 }
 
 /// One instance as `GET /services` shows it: the classic fields (Go casing)
 /// plus its health.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InstanceView {
     #[serde(rename = "ServiceName")]
     pub name: ServiceName,
@@ -171,7 +244,7 @@ pub struct InstanceView {
 }
 
 /// A receiver's delivery state.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
     #[serde(rename = "Delivered")]
     pub delivered: u64,
@@ -219,9 +292,17 @@ impl InstanceView {
     }
 }
 
-/// `GET /services`: the catalog, sorted by name then URL. `?service=` and
-/// `?status=passing|critical|unchecked|maintenance` filter it. The `X-Rollcall-Revision` header
-/// carries the catalog revision.
+/// The catalog
+///
+/// Instances sorted by name then URL; `?service=` and `?status=` filter it.
+/// The `X-Rollcall-Revision` header carries the catalog revision. Unknown
+/// query parameters are a 400 that lists the known ones.
+#[utoipa::path(get, path = "/services", tag = "classic", params(ListQuery),
+    responses(
+        (status = 200, description = "The instances", body = Vec<InstanceView>,
+            headers(("X-Rollcall-Revision" = u64, description = "The catalog revision"))),
+        (status = 400, description = "A bad filter", body = ErrorBody),
+    ))]
 async fn list_services(
     State(registry): State<Registry>,
     QueryParams(query): QueryParams<ListQuery>,
@@ -271,14 +352,22 @@ async fn list_services(
     Ok(response)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// How many (default 100).
     limit: Option<usize>,
 }
 
-/// `GET /v1/events?limit=N`: the most recent catalog events, oldest first
-/// (at most 1000 are kept).
+/// Recent catalog events, oldest first
+///
+/// At most 1000 are kept.
+#[utoipa::path(get, path = "/v1/events", tag = "rollcall", params(EventsQuery),
+    responses(
+        (status = 200, description = "The events", body = Vec<Event>),
+        (status = 400, description = "A bad parameter", body = ErrorBody),
+    ))]
 async fn recent_events(
     State(registry): State<Registry>,
     QueryParams(query): QueryParams<EventsQuery>,
@@ -286,6 +375,9 @@ async fn recent_events(
     axum::Json(registry.recent_events(query.limit.unwrap_or(100)))
 }
 
+/// Readiness
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = r#"{"status": "ok", "instances": N, "store": "..."}"#)))]
 async fn healthz(State(registry): State<Registry>) -> Response {
     let instances = registry.read(|c| c.len());
     axum::Json(serde_json::json!({
@@ -296,6 +388,9 @@ async fn healthz(State(registry): State<Registry>) -> Response {
     .into_response()
 }
 
+/// Prometheus metrics
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 async fn metrics_text(State(registry): State<Registry>) -> Response {
     (
         [(header::CONTENT_TYPE, prom::CONTENT_TYPE)],
@@ -308,8 +403,15 @@ async fn metrics_text(State(registry): State<Registry>) -> Response {
         .into_response()
 }
 
+/// This document
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1, generated from the routes", content_type = "application/json")))]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.as_str(),
+    )
+        .into_response()
 }
 
 /// How long a stopping registry waits for in-flight requests.

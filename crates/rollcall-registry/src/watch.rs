@@ -37,11 +37,15 @@ use crate::shell::Registry;
 /// Interval of keep-alive comments.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WatchQuery {
+    /// Only changes of this service.
     pub service: Option<String>,
+    /// Comma-separated names: also stream patches for them.
     pub requires: Option<String>,
+    /// Bind the stream to this registered instance (a URL).
     pub instance: Option<String>,
 }
 
@@ -251,7 +255,19 @@ pub fn open(
     })
 }
 
-/// `GET /v1/watch`.
+/// Server-Sent Events stream of catalog changes
+///
+/// Events: `hello` {revision}; `change` (an Event); `patch` (a Patch: the
+/// first is complete, `Resync` true, then differences) when `requires` is
+/// given; `lagged` {missed}; `removed` when the bound instance was taken out.
+/// A comment every 15 s keeps the connection alive. With `instance`, the
+/// stream is that instance's liveness session: if it closes while the
+/// instance is registered, the instance is checked at once.
+#[utoipa::path(get, path = "/v1/watch", tag = "rollcall", params(WatchQuery),
+    responses(
+        (status = 200, description = "The stream", content_type = "text/event-stream"),
+        (status = 400, description = "A bad parameter", body = rollcall_proto::ErrorBody),
+    ))]
 pub async fn watch(
     State(registry): State<Registry>,
     QueryParams(query): QueryParams<WatchQuery>,

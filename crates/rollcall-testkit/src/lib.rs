@@ -12,6 +12,7 @@
 
 pub mod child;
 pub mod fake;
+pub mod openapi;
 pub mod router;
 pub mod signal;
 

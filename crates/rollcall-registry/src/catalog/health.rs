@@ -44,7 +44,7 @@ impl Health {
 
 /// What people are shown: the health as dependents see it, told apart from
 /// "never checked yet" and "taken out by an operator".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Shown {
     /// Checked and in discovery.

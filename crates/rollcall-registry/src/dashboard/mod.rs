@@ -343,14 +343,21 @@ fn render(template: &impl Template) -> Response {
 }
 
 /// `?q=`: the search.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Search {
+    /// A substring of a service name or instance URL, ignoring case.
     #[serde(default)]
     q: String,
 }
 
-/// `GET /`: the dashboard.
+/// The dashboard (HTML)
+///
+/// Instances grouped by service, the dependency graph (SVG), recent events,
+/// the latest logs from the log service; updates live over `/v1/watch`.
+#[utoipa::path(get, path = "/", tag = "dashboard", params(Search),
+    responses((status = 200, description = "The page", content_type = "text/html")))]
 pub async fn page(
     State(registry): State<Registry>,
     QueryParams(search): QueryParams<Search>,
@@ -369,7 +376,9 @@ pub async fn page(
     })
 }
 
-/// `GET /dashboard/live`: the part of the page that changes.
+/// The live part of the dashboard (an HTML fragment)
+#[utoipa::path(get, path = "/dashboard/live", tag = "dashboard", params(Search),
+    responses((status = 200, description = "The fragment", content_type = "text/html")))]
 pub async fn live(
     State(registry): State<Registry>,
     QueryParams(search): QueryParams<Search>,
@@ -377,7 +386,7 @@ pub async fn live(
     render(&live_part(&registry, &search.q).await)
 }
 
-mod pages;
+pub mod pages;
 
 pub use pages::{InstanceQuery, instance_page, service_page};
 

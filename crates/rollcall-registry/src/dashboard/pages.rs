@@ -32,7 +32,13 @@ struct ServicePage {
     events: Vec<EventRow>,
 }
 
-/// `GET /dashboard/service/{name}`.
+/// Dashboard: one service (instances, who requires it, events)
+#[utoipa::path(get, path = "/dashboard/service/{name}", tag = "dashboard",
+    params(("name" = String, Path, description = "The service name")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html"),
+        (status = 404, description = "No such service (HTML)", content_type = "text/html"),
+    ))]
 pub async fn service_page(State(registry): State<Registry>, Path(name): Path<String>) -> Response {
     let Ok(name) = ServiceName::parse(&name) else {
         return not_found("There is no such service: the name is not valid.");
@@ -96,13 +102,20 @@ struct InstancePage {
     events: Vec<EventRow>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InstanceQuery {
+    /// The instance's URL.
     url: String,
 }
 
-/// `GET /dashboard/instance?url=`.
+/// Dashboard: one instance (check history, last error, delivery, events)
+#[utoipa::path(get, path = "/dashboard/instance", tag = "dashboard", params(InstanceQuery),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html"),
+        (status = 404, description = "No such instance (HTML)", content_type = "text/html"),
+    ))]
 pub async fn instance_page(
     State(registry): State<Registry>,
     QueryParams(query): QueryParams<InstanceQuery>,

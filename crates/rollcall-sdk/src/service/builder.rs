@@ -4,7 +4,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::{get, post};
 use rollcall_proto::{ServiceName, ServiceUrl};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -12,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::registration::registration_loop;
-use super::routes::{healthz, heartbeat, metrics, receive_patch};
 use super::*;
 use crate::error::SdkError;
 use crate::providers::Providers;
@@ -226,11 +224,9 @@ impl ServiceBuilder {
             classic_silence: self.classic_silence,
             last_heard: Mutex::new(Instant::now()),
         });
-        let sdk_routes = Router::new()
-            .route("/heartbeat", get(heartbeat))
-            .route("/services", post(receive_patch))
-            .route("/healthz", get(healthz))
-            .route("/metrics", get(metrics))
+        let sdk_routes = super::routes::api()
+            .split_for_parts()
+            .0
             .with_state(inner.clone());
         let handle = Service {
             inner: inner.clone(),

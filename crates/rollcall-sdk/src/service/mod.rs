@@ -42,6 +42,7 @@ mod routes;
 use crate::providers::{FAILURE_COOL_DOWN, Providers};
 pub use builder::ServiceBuilder;
 use registration::deregister;
+pub use routes::openapi;
 
 /// How long one registration request may take (the registry answers after
 /// delivering our initial patch, bounded by its delivery timeout).

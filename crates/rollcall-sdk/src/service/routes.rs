@@ -9,14 +9,49 @@ use axum::response::{IntoResponse, Response};
 use rollcall_http::RawBody;
 use rollcall_proto::Patch;
 use rollcall_proto::prom::{self, Registry};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::*;
 
+/// The SDK's routes with their documentation.
+pub(super) fn api() -> OpenApiRouter<Arc<Inner>> {
+    OpenApiRouter::new()
+        .routes(routes!(heartbeat))
+        .routes(routes!(receive_patch))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+}
+
+/// The OpenAPI description of the routes the SDK serves next to a service's
+/// own (`/heartbeat`, `/services`, `/healthz`, `/metrics`): a service merges
+/// it into its own document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+/// Heartbeat for the registry
+///
+/// Also tells the SDK the registry is alive (a classic registry has no other
+/// sign).
+#[utoipa::path(get, path = "/heartbeat", tag = "sdk",
+    responses((status = 200, description = "Alive (empty body)")))]
 pub(super) async fn heartbeat(State(inner): State<Arc<Inner>>) -> StatusCode {
     inner.heard_from_registry();
     StatusCode::OK
 }
 
+/// Patches from the registry
+///
+/// Providers of the required names that came or went; applied to the
+/// service's providers table.
+#[utoipa::path(post, path = "/services", tag = "sdk",
+    request_body(content = Patch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied"),
+        (status = 400, description = "Not a patch", body = rollcall_proto::ErrorBody),
+        (status = 413, description = "Body too large", body = rollcall_proto::ErrorBody),
+    ))]
 pub(super) async fn receive_patch(
     State(inner): State<Arc<Inner>>,
     RawBody(body): RawBody<MAX_PATCH_BODY>,
@@ -42,6 +77,9 @@ pub(super) async fn receive_patch(
     }
 }
 
+/// Readiness
+#[utoipa::path(get, path = "/healthz", tag = "sdk",
+    responses((status = 200, description = r#"{"status": "ok", "service", "url", "registered"}"#)))]
 pub(super) async fn healthz(State(inner): State<Arc<Inner>>) -> Response {
     axum::Json(serde_json::json!({
         "status": "ok",
@@ -52,6 +90,11 @@ pub(super) async fn healthz(State(inner): State<Arc<Inner>>) -> Response {
     .into_response()
 }
 
+/// Prometheus metrics
+///
+/// The SDK's figures and the service's own.
+#[utoipa::path(get, path = "/metrics", tag = "sdk",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub(super) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
     let m = &inner.metrics;
     let mut r = Registry::default();
@@ -113,4 +156,14 @@ pub(super) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
         prom::encode(&r),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sdk_document_covers_every_sdk_route() {
+        let (router, doc) = super::api().split_for_parts();
+        rollcall_testkit::openapi::assert_documents_exactly(&router, &doc);
+        assert!(super::openapi() == doc);
+    }
 }
