@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use rollcall_http::RawBody;
 use rollcall_proto::prom::{Counter, Registry};
 use serde_json::Value;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,7 +30,6 @@ use crate::model::{NewGrade, NewStudent};
 use crate::store::GradeStore;
 use rollcall_grading_model::wire::{GradeBody, StudentBody};
 use rollcall_grading_model::{Grade, Student};
-use rollcall_proto::ErrorBody;
 
 /// Largest request body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -71,25 +70,16 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(one, rename_student, delete_student))
         .routes(routes!(add_grade))
         .routes(routes!(update_grade, delete_grade))
-        .routes(routes!(openapi))
+        .routes(routes!(rollcall_http::openapi::document))
 }
 
 /// The whole document the service serves: its own routes and the SDK's.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api()
-        .into_openapi()
-        .merge_from(rollcall_sdk::service::openapi())
+    rollcall_http::openapi::whole(api(), Some(rollcall_sdk::service::openapi()))
 }
 
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    openapi_document()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-});
-
 pub fn router(state: AppState) -> Router {
-    let (api, _) = api().split_for_parts();
-    rollcall_http::with_fallbacks(api)
+    rollcall_http::openapi::router(api(), Some(rollcall_sdk::service::openapi()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }
@@ -173,8 +163,8 @@ struct PageQuery {
 #[utoipa::path(get, path = "/students/{id}", tag = "classic", params(("id" = i64, Path, description = "The student's ID"), PageQuery),
     responses(
         (status = 200, description = "The student", body = Student),
-        (status = 400, description = "A bad parameter", body = ErrorBody),
-        (status = 404, description = "No such student", body = ErrorBody),
+        rollcall_http::openapi::BadQuery,
+        rollcall_http::openapi::NotFound,
     ))]
 async fn one(
     State(state): State<AppState>,
@@ -202,8 +192,8 @@ async fn one(
     request_body(content = StudentBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Renamed", body = Student),
-        (status = 400, description = "A bad field", body = ErrorBody),
-        (status = 404, description = "No such student", body = ErrorBody),
+        rollcall_http::openapi::WriteRefused,
+        rollcall_http::openapi::NotFound,
     ))]
 async fn rename_student(
     State(state): State<AppState>,
@@ -221,7 +211,7 @@ async fn rename_student(
 #[utoipa::path(delete, path = "/students/{id}", tag = "rollcall", params(("id" = i64, Path, description = "The student's ID")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 404, description = "No such student", body = ErrorBody),
+        rollcall_http::openapi::NotFound,
     ))]
 async fn delete_student(
     State(state): State<AppState>,
@@ -238,7 +228,7 @@ async fn delete_student(
     request_body(content = StudentBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Added (Location: /students/{id})", body = Student),
-        (status = 400, description = "A bad field", body = ErrorBody),
+        rollcall_http::openapi::WriteRefused,
     ))]
 async fn add_student(
     State(state): State<AppState>,
@@ -261,9 +251,8 @@ async fn add_student(
     request_body(content = GradeBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Stored (Location: /students/{id}/grades/{grade})", body = Grade),
-        (status = 400, description = "A bad field", body = ErrorBody),
-        (status = 404, description = "No such student", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        rollcall_http::openapi::WriteRefused,
+        rollcall_http::openapi::NotFound,
     ))]
 async fn add_grade(
     State(state): State<AppState>,
@@ -289,8 +278,8 @@ async fn add_grade(
     request_body(content = GradeBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Stored", body = Grade),
-        (status = 400, description = "A bad field", body = ErrorBody),
-        (status = 404, description = "No such student or grade", body = ErrorBody),
+        rollcall_http::openapi::WriteRefused,
+        rollcall_http::openapi::NotFound,
     ))]
 async fn update_grade(
     State(state): State<AppState>,
@@ -310,7 +299,7 @@ async fn update_grade(
 #[utoipa::path(delete, path = "/students/{id}/grades/{grade}", tag = "rollcall", params(("id" = i64, Path, description = "The student's ID"), ("grade" = i64, Path, description = "The grade's ID")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such student or grade", body = ErrorBody),
+        rollcall_http::openapi::NotFound,
     ))]
 async fn delete_grade(
     State(state): State<AppState>,
@@ -322,17 +311,6 @@ async fn delete_grade(
     state.metrics.grades_deleted.inc();
     tracing::info!(student = id, grade, "grade deleted");
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// This document
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3.1, generated from the routes", content_type = "application/json")))]
-async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
-    )
-        .into_response()
 }
 
 /// Registers the grading service's figures in a `/metrics` answer.

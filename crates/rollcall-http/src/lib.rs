@@ -10,6 +10,8 @@
 //! - [`serve`]: runs a router on an already-bound listener until a
 //!   `CancellationToken` fires, then drains in-flight requests up to a deadline.
 
+pub mod openapi;
+
 use std::time::Duration;
 
 use axum::Router;

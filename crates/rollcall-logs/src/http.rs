@@ -13,18 +13,18 @@
 //! `/healthz` and `/metrics` come from the SDK.
 
 use std::convert::Infallible;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use rollcall_http::{QueryParams as Q, RawBody};
+use rollcall_proto::Timestamp;
 use rollcall_proto::prom::{self, Counter, Registry};
-use rollcall_proto::{ErrorBody, Timestamp};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
@@ -80,25 +80,16 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(classic))
         .routes(routes!(ingest, query))
         .routes(routes!(tail))
-        .routes(routes!(openapi))
+        .routes(routes!(rollcall_http::openapi::document))
 }
 
 /// The whole document the service serves: its own routes and the SDK's.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api()
-        .into_openapi()
-        .merge_from(rollcall_sdk::service::openapi())
+    rollcall_http::openapi::whole(api(), Some(rollcall_sdk::service::openapi()))
 }
 
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    openapi_document()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-});
-
 pub fn router(state: AppState) -> Router {
-    let (api, _) = api().split_for_parts();
-    rollcall_http::with_fallbacks(api).with_state(state)
+    rollcall_http::openapi::router(api(), Some(rollcall_sdk::service::openapi())).with_state(state)
 }
 
 fn now() -> Timestamp {
@@ -114,9 +105,7 @@ fn now() -> Timestamp {
     request_body(content = String, content_type = "text/plain", description = "At most 64 KiB"),
     responses(
         (status = 200, description = "Stored (empty body)"),
-        (status = 400, description = "Empty or not text", body = ErrorBody),
-        (status = 413, description = "Over 64 KiB", body = ErrorBody),
-        (status = 503, description = "The store cannot take it; try again", body = ErrorBody),
+        rollcall_http::openapi::WriteRefused,
     ))]
 async fn classic(
     State(state): State<AppState>,
@@ -194,8 +183,8 @@ struct Accepted {
 /// Store a batch of records
 ///
 /// A JSON array of records, or NDJSON (one record per line). All or nothing:
-/// if any record is invalid nothing is stored and `rejected` lists each one
-/// with its reason. Records with an `id` already stored recently are
+/// if any record is invalid nothing is stored, and the 400's body lists each
+/// one with its reason under `rejected`. Records with an `id` already stored recently are
 /// acknowledged but not stored again (idempotent retries).
 #[utoipa::path(post, path = "/v1/logs", tag = "rollcall",
     request_body(content(
@@ -204,9 +193,7 @@ struct Accepted {
     )),
     responses(
         (status = 200, description = "Stored", body = Accepted),
-        (status = 400, description = "Invalid body or records; nothing stored", body = Accepted),
-        (status = 413, description = "Batch or a record too large; nothing stored", body = ErrorBody),
-        (status = 503, description = "The store cannot take it; try again", body = ErrorBody),
+        rollcall_http::openapi::WriteRefused,
     ))]
 async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response, LogError> {
     let limit = usize::try_from(state.config.max_batch_bytes).unwrap_or(usize::MAX);
@@ -280,7 +267,7 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
 #[utoipa::path(get, path = "/v1/logs", tag = "rollcall", params(QueryParams),
     responses(
         (status = 200, description = "One page", body = Page),
-        (status = 400, description = "A bad parameter", body = ErrorBody),
+        rollcall_http::openapi::BadQuery,
     ))]
 async fn query(
     State(state): State<AppState>,
@@ -317,7 +304,7 @@ fn record_event(record: &LogRecord) -> Event {
 #[utoipa::path(get, path = "/v1/logs/tail", tag = "rollcall", params(QueryParams),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream"),
-        (status = 400, description = "A bad parameter", body = ErrorBody),
+        rollcall_http::openapi::BadQuery,
     ))]
 async fn tail(
     State(state): State<AppState>,
@@ -404,17 +391,6 @@ impl TailState {
             }
         }
     }
-}
-
-/// This document
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3.1, generated from the routes", content_type = "application/json")))]
-async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
-    )
-        .into_response()
 }
 
 /// The log service's figures (appended to the SDK's `/metrics`).

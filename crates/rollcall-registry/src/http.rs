@@ -2,7 +2,6 @@
 //! rollcall's additions (§2). Handlers parse, call one operation on
 //! [`Registry`], and map the result; no rules live here.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rollcall_http::{QueryParams, RawBody};
-use rollcall_proto::{ErrorBody, Registration, ServiceName, ServiceUrl, Timestamp, prom};
+use rollcall_proto::{Registration, ServiceName, ServiceUrl, Timestamp, prom};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -47,7 +46,7 @@ pub fn api() -> OpenApiRouter<Registry> {
         .routes(routes!(dashboard::pages::instance_page))
         .routes(routes!(healthz))
         .routes(routes!(metrics_text))
-        .routes(routes!(openapi))
+        .routes(routes!(rollcall_http::openapi::document))
         .routes(routes!(recent_events))
         .routes(routes!(maintenance))
         .routes(routes!(watch::watch))
@@ -55,19 +54,12 @@ pub fn api() -> OpenApiRouter<Registry> {
 
 /// The OpenAPI document, generated from [`api`].
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    rollcall_http::openapi::whole(api(), None)
 }
-
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    openapi_document()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-});
 
 /// Builds the router.
 pub fn router(registry: Registry) -> Router {
-    let (api, _) = api().split_for_parts();
-    rollcall_http::with_fallbacks(api)
+    rollcall_http::openapi::router(api(), None)
         .layer(middleware::from_fn_with_state(
             registry.clone(),
             count_rejections,
@@ -94,9 +86,7 @@ async fn count_rejections(State(registry): State<Registry>, req: Request, next: 
     request_body(content = Registration, content_type = "application/json"),
     responses(
         (status = 200, description = "Registered (empty body)"),
-        (status = 400, description = "Not a valid registration", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 503, description = "The store cannot take it; try again", body = ErrorBody),
+        rollcall_http::openapi::WriteRefused,
     ))]
 async fn register(
     State(registry): State<Registry>,
@@ -118,9 +108,8 @@ async fn register(
         description = "The instance's ServiceURL; surrounding white space is trimmed"),
     responses(
         (status = 200, description = "Removed. `live` says the instance holds a watch stream; a `note` then points at maintenance", body = Deregistered),
-        (status = 400, description = "Not a valid URL", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
-        (status = 503, description = "The store cannot take it; try again", body = ErrorBody),
+        rollcall_http::openapi::WriteRefused,
+        rollcall_http::openapi::NotFound,
     ))]
 async fn deregister(
     State(registry): State<Registry>,
@@ -170,9 +159,8 @@ struct MaintenanceRequest {
     request_body(content = MaintenanceRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Done: `{ServiceURL, Maintenance}`"),
-        (status = 400, description = "Not a valid request", body = ErrorBody),
-        (status = 404, description = "No such instance", body = ErrorBody),
-        (status = 503, description = "The store cannot take it; try again", body = ErrorBody),
+        rollcall_http::openapi::WriteRefused,
+        rollcall_http::openapi::NotFound,
     ))]
 async fn maintenance(
     State(registry): State<Registry>,
@@ -301,7 +289,7 @@ impl InstanceView {
     responses(
         (status = 200, description = "The instances", body = Vec<InstanceView>,
             headers(("X-Rollcall-Revision" = u64, description = "The catalog revision"))),
-        (status = 400, description = "A bad filter", body = ErrorBody),
+        rollcall_http::openapi::BadQuery,
     ))]
 async fn list_services(
     State(registry): State<Registry>,
@@ -366,7 +354,7 @@ struct EventsQuery {
 #[utoipa::path(get, path = "/v1/events", tag = "rollcall", params(EventsQuery),
     responses(
         (status = 200, description = "The events", body = Vec<Event>),
-        (status = 400, description = "A bad parameter", body = ErrorBody),
+        rollcall_http::openapi::BadQuery,
     ))]
 async fn recent_events(
     State(registry): State<Registry>,
@@ -399,17 +387,6 @@ async fn metrics_text(State(registry): State<Registry>) -> Response {
             registry.read(metrics::CatalogFigures::of),
             registry.store_writer(),
         ),
-    )
-        .into_response()
-}
-
-/// This document
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3.1, generated from the routes", content_type = "application/json")))]
-async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        DOCUMENT.as_str(),
     )
         .into_response()
 }

@@ -266,7 +266,7 @@ pub fn open(
 #[utoipa::path(get, path = "/v1/watch", tag = "rollcall", params(WatchQuery),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream"),
-        (status = 400, description = "A bad parameter", body = rollcall_proto::ErrorBody),
+        rollcall_http::openapi::BadQuery,
     ))]
 pub async fn watch(
     State(registry): State<Registry>,
