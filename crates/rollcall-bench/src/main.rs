@@ -314,13 +314,7 @@ impl Bench {
              connection count as everything below: what this machine can do over loopback at all.",
         );
         let trivial = Proc::start(&self.bins.bench, &["--serve-trivial", "127.0.0.1:0"]).await?;
-        let addr = trivial.addr();
-        let r = self
-            .measure(
-                addr,
-                Arc::new(move |_| load::request("GET", addr, "/", Bytes::new())),
-            )
-            .await;
+        let r = self.load_trivial(&trivial).await;
         self.ceiling = r.rate();
         s.row(Row::new("requests/s", r.rate(), "req/s"))
             .row(Row::new(
@@ -350,18 +344,48 @@ impl Bench {
         load::run(addr, self.plan.connections, self.plan.measure, None, make).await
     }
 
+    /// Measures the ceiling again, then loads `addr` like [`Bench::measure`]:
+    /// request `i` is `method` on the path and body `target(i)` gives.
+    async fn load(
+        &mut self,
+        addr: SocketAddr,
+        method: &'static str,
+        target: impl Fn(u64) -> (String, Bytes) + Send + Sync + 'static,
+    ) -> load::LoadResult {
+        self.ceiling_now().await;
+        self.measure(
+            addr,
+            Arc::new(move |i| {
+                let (path, body) = target(i);
+                load::request(method, addr, &path, body)
+            }),
+        )
+        .await
+    }
+
+    /// Starts `rollcall SUBCOMMAND --addr 127.0.0.1:0 ARGS…`.
+    async fn start_rollcall(&self, subcommand: &str, args: &[&str]) -> anyhow::Result<Proc> {
+        let mut all = vec![subcommand, "--addr", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Proc::start(&self.bins.rollcall, &all).await
+    }
+
+    /// Loads the trivial server.
+    async fn load_trivial(&self, trivial: &Proc) -> load::LoadResult {
+        let addr = trivial.addr();
+        self.measure(
+            addr,
+            Arc::new(move |_| load::request("GET", addr, "/", Bytes::new())),
+        )
+        .await
+    }
+
     /// Measures the ceiling again, right now (for the next figure's ratio).
     async fn ceiling_now(&mut self) -> f64 {
         let Some(trivial) = &self.trivial else {
             return self.ceiling;
         };
-        let addr = trivial.addr();
-        let r = self
-            .measure(
-                addr,
-                Arc::new(move |_| load::request("GET", addr, "/", Bytes::new())),
-            )
-            .await;
+        let r = self.load_trivial(trivial).await;
         if r.ok > 0 {
             self.ceiling = r.rate();
         }

@@ -9,13 +9,8 @@ pub struct GradesConfig {
     #[arg(long, env = "ROLLCALL_GRADES_ADDR", default_value = "127.0.0.1:6100")]
     pub addr: SocketAddr,
 
-    /// The registry to register with (empty: run standalone).
-    #[arg(
-        long,
-        env = "ROLLCALL_REGISTRY",
-        default_value = "http://127.0.0.1:3000"
-    )]
-    pub registry: String,
+    #[command(flatten)]
+    pub membership: rollcall_sdk::args::Membership,
 
     /// The service name to register under.
     #[arg(long, env = "ROLLCALL_GRADES_NAME", default_value = rollcall_proto::names::well_known::GRADING_SERVICE)]
@@ -40,7 +35,7 @@ impl GradesConfig {
     pub fn for_tests(data_dir: PathBuf) -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            registry: String::new(),
+            membership: rollcall_sdk::args::Membership::standalone(),
             name: rollcall_proto::ServiceName::well_known(
                 rollcall_proto::names::well_known::GRADING_SERVICE,
             ),

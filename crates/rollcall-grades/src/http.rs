@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rollcall_http::RawBody;
-use rollcall_proto::prom::{Counter, Registry};
+use rollcall_proto::prom::{self, Counter, Registry};
 use serde_json::Value;
 use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi};
@@ -316,34 +316,39 @@ async fn delete_grade(
 /// Registers the grading service's figures in a `/metrics` answer.
 pub fn register_metrics(state: &AppState, r: &mut Registry) {
     let m = &state.metrics;
-    r.register(
-        "rollcall_grades_requests",
-        "API requests answered",
-        m.requests.clone(),
-    );
-    r.register(
-        "rollcall_grades_students_added",
-        "Students added",
-        m.students_added.clone(),
-    );
-    r.register(
-        "rollcall_grades_grades_added",
-        "Grades added",
-        m.grades_added.clone(),
-    );
-    r.register(
-        "rollcall_grades_grades_updated",
-        "Grades corrected",
-        m.grades_updated.clone(),
-    );
-    r.register(
-        "rollcall_grades_grades_deleted",
-        "Grades deleted",
-        m.grades_deleted.clone(),
-    );
-    r.register(
-        "rollcall_grades_rejected",
-        "Requests refused for invalid input",
-        m.rejected.clone(),
+    prom::counters(
+        r,
+        &[
+            (
+                "rollcall_grades_requests",
+                "API requests answered",
+                &m.requests,
+            ),
+            (
+                "rollcall_grades_students_added",
+                "Students added",
+                &m.students_added,
+            ),
+            (
+                "rollcall_grades_grades_added",
+                "Grades added",
+                &m.grades_added,
+            ),
+            (
+                "rollcall_grades_grades_updated",
+                "Grades corrected",
+                &m.grades_updated,
+            ),
+            (
+                "rollcall_grades_grades_deleted",
+                "Grades deleted",
+                &m.grades_deleted,
+            ),
+            (
+                "rollcall_grades_rejected",
+                "Requests refused for invalid input",
+                &m.rejected,
+            ),
+        ],
     );
 }

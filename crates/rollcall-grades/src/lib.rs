@@ -54,9 +54,9 @@ pub async fn run(
         .handle_signals(false)
         .shutdown_on(shutdown)
         .metrics(move |r| http::register_metrics(&metrics_state, r));
-    if !config.registry.trim().is_empty() {
+    if let Some(registry) = config.membership.url() {
         builder = builder
-            .registry(&config.registry)
+            .registry(registry.as_str())
             .requires([config.log_service.as_str()]);
     }
     let service = builder.start().await?;

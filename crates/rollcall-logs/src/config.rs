@@ -14,13 +14,8 @@ pub struct LogConfig {
     #[arg(long, env = "ROLLCALL_LOG_ADDR", default_value = "127.0.0.1:4000")]
     pub addr: SocketAddr,
 
-    /// The registry to register with (empty: run standalone).
-    #[arg(
-        long,
-        env = "ROLLCALL_REGISTRY",
-        default_value = "http://127.0.0.1:3000"
-    )]
-    pub registry: String,
+    #[command(flatten)]
+    pub membership: rollcall_sdk::args::Membership,
 
     /// The service name to register under.
     #[arg(long, env = "ROLLCALL_LOG_NAME", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
@@ -69,7 +64,7 @@ impl LogConfig {
     pub fn for_tests(data_dir: PathBuf) -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            registry: String::new(),
+            membership: rollcall_sdk::args::Membership::standalone(),
             name: rollcall_proto::ServiceName::well_known(
                 rollcall_proto::names::well_known::LOG_SERVICE,
             ),

@@ -398,49 +398,50 @@ pub fn register_metrics(state: &AppState, r: &mut Registry) {
     let m = &state.metrics;
     let s = state.store.metrics();
     let (segments, bytes) = state.store.usage();
-    r.register(
-        "rollcall_logs_records_stored",
-        "Records stored",
-        s.records.clone(),
+    prom::counters(
+        r,
+        &[
+            ("rollcall_logs_records_stored", "Records stored", &s.records),
+            (
+                "rollcall_logs_bytes_written",
+                "Bytes appended to segments",
+                &s.bytes,
+            ),
+            (
+                "rollcall_logs_appends",
+                "Append requests written",
+                &s.appends,
+            ),
+            (
+                "rollcall_logs_write_groups",
+                "Writes (one per group of appends)",
+                &s.groups,
+            ),
+            (
+                "rollcall_logs_duplicates",
+                "Records dropped because their id was already stored",
+                &s.duplicates,
+            ),
+            ("rollcall_logs_fsyncs", "fsync calls", &s.fsyncs),
+            (
+                "rollcall_logs_write_errors",
+                "Failed writes or fsyncs",
+                &s.write_errors,
+            ),
+            (
+                "rollcall_logs_segments_deleted",
+                "Segments deleted by retention",
+                &s.segments_deleted,
+            ),
+            (
+                "rollcall_logs_truncated_bytes",
+                "Bytes of torn records cut off at start",
+                &s.truncated_bytes,
+            ),
+        ],
     );
-    r.register(
-        "rollcall_logs_bytes_written",
-        "Bytes appended to segments",
-        s.bytes.clone(),
-    );
-    r.register(
-        "rollcall_logs_appends",
-        "Append requests written",
-        s.appends.clone(),
-    );
-    r.register(
-        "rollcall_logs_write_groups",
-        "Writes (one per group of appends)",
-        s.groups.clone(),
-    );
-    r.register(
-        "rollcall_logs_duplicates",
-        "Records dropped because their id was already stored",
-        s.duplicates.clone(),
-    );
-    r.register("rollcall_logs_fsyncs", "fsync calls", s.fsyncs.clone());
     s.fsync_seconds
         .register(r, "rollcall_logs_fsync_seconds", "fsync latency");
-    r.register(
-        "rollcall_logs_write_errors",
-        "Failed writes or fsyncs",
-        s.write_errors.clone(),
-    );
-    r.register(
-        "rollcall_logs_segments_deleted",
-        "Segments deleted by retention",
-        s.segments_deleted.clone(),
-    );
-    r.register(
-        "rollcall_logs_truncated_bytes",
-        "Bytes of torn records cut off at start",
-        s.truncated_bytes.clone(),
-    );
     prom::gauge_now(
         r,
         "rollcall_logs_segments",
@@ -458,35 +459,36 @@ pub fn register_metrics(state: &AppState, r: &mut Registry) {
         "Open live tails",
         s.tail_subscribers.clone(),
     );
-    r.register(
-        "rollcall_logs_tail_lagged",
-        "Records slow tails missed",
-        s.tail_lagged.clone(),
-    );
-    r.register(
-        "rollcall_logs_classic_messages",
-        "Classic POST /log messages stored",
-        m.classic_messages.clone(),
-    );
-    r.register(
-        "rollcall_logs_batches_accepted",
-        "Batches stored",
-        m.batches_accepted.clone(),
-    );
-    r.register(
-        "rollcall_logs_batches_rejected",
-        "Batches refused (nothing stored)",
-        m.batches_rejected.clone(),
-    );
-    r.register(
-        "rollcall_logs_records_rejected",
-        "Invalid records in refused batches",
-        m.records_rejected.clone(),
-    );
-    r.register(
-        "rollcall_logs_queries",
-        "Queries answered",
-        m.queries.clone(),
+    prom::counters(
+        r,
+        &[
+            (
+                "rollcall_logs_tail_lagged",
+                "Records slow tails missed",
+                &s.tail_lagged,
+            ),
+            (
+                "rollcall_logs_classic_messages",
+                "Classic POST /log messages stored",
+                &m.classic_messages,
+            ),
+            (
+                "rollcall_logs_batches_accepted",
+                "Batches stored",
+                &m.batches_accepted,
+            ),
+            (
+                "rollcall_logs_batches_rejected",
+                "Batches refused (nothing stored)",
+                &m.batches_rejected,
+            ),
+            (
+                "rollcall_logs_records_rejected",
+                "Invalid records in refused batches",
+                &m.records_rejected,
+            ),
+            ("rollcall_logs_queries", "Queries answered", &m.queries),
+        ],
     );
 }
 

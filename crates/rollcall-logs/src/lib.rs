@@ -73,12 +73,12 @@ pub async fn run(
         .handle_signals(false)
         .shutdown_on(shutdown.clone())
         .metrics(move |r| http::register_metrics(&metrics_state, r));
-    if !config.registry.trim().is_empty() {
-        builder = builder.registry(&config.registry);
+    if let Some(registry) = config.membership.url() {
+        builder = builder.registry(registry.as_str());
     }
     let service = builder.start().await?;
     if let Some(forwarder) = forwarder
-        && !config.registry.trim().is_empty()
+        && config.membership.url().is_some()
     {
         let myself = service.name().clone();
         let providers = std::sync::Arc::new(rollcall_sdk::Providers::new(vec![myself.clone()]));

@@ -8,13 +8,8 @@ pub struct PortalConfig {
     #[arg(long, env = "ROLLCALL_PORTAL_ADDR", default_value = "127.0.0.1:5000")]
     pub addr: SocketAddr,
 
-    /// The registry to register with and find the grading service through.
-    #[arg(
-        long,
-        env = "ROLLCALL_REGISTRY",
-        default_value = "http://127.0.0.1:3000"
-    )]
-    pub registry: String,
+    #[command(flatten)]
+    pub membership: rollcall_sdk::args::Membership,
 
     /// The service name to register under.
     #[arg(long, env = "ROLLCALL_PORTAL_NAME", default_value = rollcall_proto::names::well_known::PORTAL)]

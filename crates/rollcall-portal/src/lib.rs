@@ -43,9 +43,9 @@ pub async fn run(
         })
         .handle_signals(false)
         .shutdown_on(shutdown);
-    if !config.registry.trim().is_empty() {
+    if let Some(registry) = config.membership.url() {
         builder = builder
-            .registry(&config.registry)
+            .registry(registry.as_str())
             .requires([config.grading_service.as_str(), config.log_service.as_str()]);
     }
     let service = builder.start().await?;
@@ -55,20 +55,25 @@ pub async fn run(
             return;
         };
         let m = grading.metrics();
-        r.register(
-            "rollcall_portal_grading_calls",
-            "Calls to the grading service",
-            m.calls.clone(),
-        );
-        r.register(
-            "rollcall_portal_grading_failovers",
-            "Calls retried on another grading instance",
-            m.failovers.clone(),
-        );
-        r.register(
-            "rollcall_portal_grading_unavailable",
-            "Calls that found no working grading instance",
-            m.unavailable.clone(),
+        rollcall_proto::prom::counters(
+            r,
+            &[
+                (
+                    "rollcall_portal_grading_calls",
+                    "Calls to the grading service",
+                    &m.calls,
+                ),
+                (
+                    "rollcall_portal_grading_failovers",
+                    "Calls retried on another grading instance",
+                    &m.failovers,
+                ),
+                (
+                    "rollcall_portal_grading_unavailable",
+                    "Calls that found no working grading instance",
+                    &m.unavailable,
+                ),
+            ],
         );
     });
     if let Some(forwarder) = forwarder {

@@ -32,7 +32,7 @@ async fn grades(registry: &str, dir: &std::path::Path) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let config = GradesConfig {
-        registry: registry.to_owned(),
+        membership: rollcall_sdk::args::Membership::at(registry).unwrap(),
         ..GradesConfig::for_tests(dir.to_owned())
     };
     let stop = CancellationToken::new();
@@ -50,7 +50,7 @@ async fn portal(registry: &str) -> Running {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let config = PortalConfig {
         addr: listener.local_addr().unwrap(),
-        registry: registry.to_owned(),
+        membership: rollcall_sdk::args::Membership::at(registry).unwrap(),
         name: "Portal".parse().unwrap(),
         grading_service: "GradingService".parse().unwrap(),
         log_service: "LogService".parse().unwrap(),

@@ -58,6 +58,14 @@ pub fn gauge_now(registry: &mut Registry, name: &str, help: &str, value: i64) {
     registry.register(name, help, gauge);
 }
 
+/// Registers counters, each `(name, help, counter)`: the counters keep
+/// counting where they live; the registry shows them.
+pub fn counters(registry: &mut Registry, list: &[(&str, &str, &Counter)]) {
+    for (name, help, counter) in list {
+        registry.register(*name, *help, (*counter).clone());
+    }
+}
+
 /// Registers a gauge family with one label, one sample per `(label value,
 /// value)`, computed now.
 pub fn labelled_now(

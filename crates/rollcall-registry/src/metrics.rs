@@ -119,20 +119,25 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
         "Catalog revision: grows with every change of membership or health",
         as_i64(revision),
     );
-    r.register(
-        "rollcall_registry_registrations",
-        "Registrations accepted",
-        m.registrations.clone(),
-    );
-    r.register(
-        "rollcall_registry_deregistrations",
-        "Deregistrations accepted",
-        m.deregistrations.clone(),
-    );
-    r.register(
-        "rollcall_registry_rejected_requests",
-        "Requests answered with a 4xx",
-        m.rejected_requests.clone(),
+    prom::counters(
+        &mut r,
+        &[
+            (
+                "rollcall_registry_registrations",
+                "Registrations accepted",
+                &m.registrations,
+            ),
+            (
+                "rollcall_registry_deregistrations",
+                "Deregistrations accepted",
+                &m.deregistrations,
+            ),
+            (
+                "rollcall_registry_rejected_requests",
+                "Requests answered with a 4xx",
+                &m.rejected_requests,
+            ),
+        ],
     );
     prom::labelled_counts_now(
         &mut r,
@@ -159,30 +164,35 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
         "rollcall_registry_check_lag_seconds",
         "How late checks started relative to when they were due",
     );
-    r.register(
-        "rollcall_registry_patches_queued",
-        "Patches queued for delivery",
-        m.patches_queued.clone(),
-    );
-    r.register(
-        "rollcall_registry_patches_delivered",
-        "Patches acknowledged by their receivers",
-        m.patches_delivered.clone(),
-    );
-    r.register(
-        "rollcall_registry_patches_coalesced",
-        "Queued patches merged into one because a receiver's queue was full (nothing is lost)",
-        m.patches_coalesced.clone(),
-    );
-    r.register(
-        "rollcall_registry_patches_dropped",
-        "Queued patches discarded after a failed delivery; each is covered by a resync",
-        m.patches_dropped.clone(),
-    );
-    r.register(
-        "rollcall_registry_delivery_attempt_failures",
-        "Failed patch delivery attempts (including ones retried successfully)",
-        m.delivery_attempt_failures.clone(),
+    prom::counters(
+        &mut r,
+        &[
+            (
+                "rollcall_registry_patches_queued",
+                "Patches queued for delivery",
+                &m.patches_queued,
+            ),
+            (
+                "rollcall_registry_patches_delivered",
+                "Patches acknowledged by their receivers",
+                &m.patches_delivered,
+            ),
+            (
+                "rollcall_registry_patches_coalesced",
+                "Queued patches merged into one because a receiver's queue was full (nothing is lost)",
+                &m.patches_coalesced,
+            ),
+            (
+                "rollcall_registry_patches_dropped",
+                "Queued patches discarded after a failed delivery; each is covered by a resync",
+                &m.patches_dropped,
+            ),
+            (
+                "rollcall_registry_delivery_attempt_failures",
+                "Failed patch delivery attempts (including ones retried successfully)",
+                &m.delivery_attempt_failures,
+            ),
+        ],
     );
     m.delivery_seconds.register(
         &mut r,
@@ -207,30 +217,35 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
         "Open watch streams",
         m.watch_streams.clone(),
     );
-    r.register(
-        "rollcall_registry_watch_events_lagged",
-        "Events a slow watch stream missed (it was resynced instead)",
-        m.watch_events_lagged.clone(),
-    );
-    r.register(
-        "rollcall_registry_store_commits",
-        "Store transactions committed",
-        writer.commits.clone(),
-    );
-    r.register(
-        "rollcall_registry_store_batches",
-        "Batches of records written (several share one commit under load)",
-        writer.batches.clone(),
-    );
-    r.register(
-        "rollcall_registry_store_errors",
-        "Batches the store failed to write",
-        writer.errors.clone(),
-    );
-    r.register(
-        "rollcall_registry_store_dropped",
-        "Records dropped because the store queue was full",
-        m.store_dropped.clone(),
+    prom::counters(
+        &mut r,
+        &[
+            (
+                "rollcall_registry_watch_events_lagged",
+                "Events a slow watch stream missed (it was resynced instead)",
+                &m.watch_events_lagged,
+            ),
+            (
+                "rollcall_registry_store_commits",
+                "Store transactions committed",
+                &writer.commits,
+            ),
+            (
+                "rollcall_registry_store_batches",
+                "Batches of records written (several share one commit under load)",
+                &writer.batches,
+            ),
+            (
+                "rollcall_registry_store_errors",
+                "Batches the store failed to write",
+                &writer.errors,
+            ),
+            (
+                "rollcall_registry_store_dropped",
+                "Records dropped because the store queue was full",
+                &m.store_dropped,
+            ),
+        ],
     );
     prom::gauge_now(
         &mut r,

@@ -28,6 +28,7 @@
 //!   log service found through the registry.
 //! - [`SdkError`]: every error says whether retrying may help.
 
+pub mod args;
 pub mod error;
 pub mod logs;
 pub mod providers;

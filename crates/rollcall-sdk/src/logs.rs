@@ -372,20 +372,25 @@ impl LogForwarder {
 
 fn register(shared: &Shared, r: &mut Registry) {
     let m = &shared.metrics;
-    r.register(
-        "rollcall_sdk_log_records_forwarded",
-        "Log records acknowledged by the log service",
-        m.forwarded.clone(),
-    );
-    r.register(
-        "rollcall_sdk_log_records_dropped",
-        "Log records that could not be forwarded (written to stderr instead)",
-        m.dropped.clone(),
-    );
-    r.register(
-        "rollcall_sdk_log_batches_failed",
-        "Log batches that failed and were retried",
-        m.failed_batches.clone(),
+    prom::counters(
+        r,
+        &[
+            (
+                "rollcall_sdk_log_records_forwarded",
+                "Log records acknowledged by the log service",
+                &m.forwarded,
+            ),
+            (
+                "rollcall_sdk_log_records_dropped",
+                "Log records that could not be forwarded (written to stderr instead)",
+                &m.dropped,
+            ),
+            (
+                "rollcall_sdk_log_batches_failed",
+                "Log batches that failed and were retried",
+                &m.failed_batches,
+            ),
+        ],
     );
     prom::gauge_now(
         r,

@@ -153,6 +153,35 @@ pub fn assert_documents_exactly<S>(router: &Router<S>, doc: &OpenApi) {
     );
 }
 
+/// For a service whose router is built from one documented route list:
+/// the list's router (`own`, before layers) answers exactly what `own_doc`
+/// describes; the served router has the same paths; `GET /openapi.json`
+/// serves `whole`, which describes `own_doc`'s routes and `more`'s (the
+/// SDK's). Returns the served document for further checks.
+pub async fn assert_service_documented<S>(
+    served: &Router,
+    own: &Router<S>,
+    own_doc: &OpenApi,
+    whole: &OpenApi,
+    more: Option<&OpenApi>,
+) -> serde_json::Value {
+    assert_documents_exactly(own, own_doc);
+    assert_eq!(paths_of(served), paths_of(own), "the served router's paths");
+    let answer = crate::router::call(served, "GET", "/openapi.json", "").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let json = answer.json();
+    assert_eq!(json, serde_json::to_value(whole).expect("serializes"));
+    let mut expected = documented(own_doc);
+    expected.extend(more.map(documented).unwrap_or_default());
+    assert_eq!(documented(whole), expected);
+    assert!(
+        dangling_refs(whole).is_empty(),
+        "{:?}",
+        dangling_refs(whole)
+    );
+    json
+}
+
 #[cfg(test)]
 mod tests {
     use axum::routing::{get, post};

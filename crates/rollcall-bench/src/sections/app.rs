@@ -15,43 +15,22 @@ impl Bench {
         let reg = self.registry(&[]).await?;
         let dir = tempdir()?;
         let dir_text = dir.to_string_lossy().into_owned();
-        let grades = Proc::start(
-            &self.bins.rollcall,
-            &[
-                "grades",
-                "--addr",
-                "127.0.0.1:0",
-                "--registry",
-                &reg.url,
-                "--data-dir",
-                &dir_text,
-            ],
-        )
-        .await?;
+        let grades = self
+            .start_rollcall("grades", &["--registry", &reg.url, "--data-dir", &dir_text])
+            .await?;
         self.idle_rss.push(("grades".into(), grades.rss()));
         let addr = grades.addr();
-        self.ceiling_now().await;
         let r = self
-            .measure(
-                addr,
-                Arc::new(move |i| {
-                    load::request(
-                        "GET",
-                        addr,
-                        &format!("/students/{}", 1 + i % 5),
-                        Bytes::new(),
-                    )
-                }),
-            )
+            .load(addr, "GET", move |i| {
+                (format!("/students/{}", 1 + i % 5), Bytes::new())
+            })
             .await;
         s.row(Row::new("GET /students/{id}", r.rate(), "req/s").ratio(self.ceiling));
         self.loaded_rss
             .push(("grades (reads)".into(), grades.rss()));
-        let portal = Proc::start(
-            &self.bins.rollcall,
-            &["portal", "--addr", "127.0.0.1:0", "--registry", &reg.url],
-        )
-        .await?;
+        let portal = self
+            .start_rollcall("portal", &["--registry", &reg.url])
+            .await?;
         self.idle_rss.push(("portal".into(), portal.rss()));
         let paddr = portal.addr();
         let client = self.client.clone();
@@ -93,22 +72,16 @@ impl Bench {
         );
         self.loaded_rss
             .push(("portal (pages)".into(), portal.rss()));
-        self.ceiling_now().await;
         let r = self
-            .measure(
-                addr,
-                Arc::new(move |i| {
-                    load::request(
-                        "POST",
-                        addr,
-                        &format!("/students/{}/grades", 1 + i % 5),
-                        format!(
-                            r#"{{"Title":"Bench {i}","Type":"Quiz","Score":{}}}"#,
-                            i % 101
-                        ),
-                    )
-                }),
-            )
+            .load(addr, "POST", move |i| {
+                (
+                    format!("/students/{}/grades", 1 + i % 5),
+                    Bytes::from(format!(
+                        r#"{{"Title":"Bench {i}","Type":"Quiz","Score":{}}}"#,
+                        i % 101
+                    )),
+                )
+            })
             .await;
         s.row(Row::new("POST /students/{id}/grades", r.rate(), "req/s").ratio(self.ceiling));
         let students: Vec<serde_json::Value> = self

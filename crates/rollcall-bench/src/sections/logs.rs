@@ -23,39 +23,24 @@ impl Bench {
         for (k, (label, fsync)) in kinds.iter().enumerate() {
             let dir = tempdir()?;
             let dir_text = dir.to_string_lossy().into_owned();
-            let log = Proc::start(
-                &self.bins.rollcall,
-                &[
+            let log = self
+                .start_rollcall(
                     "log",
-                    "--addr",
-                    "127.0.0.1:0",
-                    "--registry",
-                    "",
-                    "--data-dir",
-                    &dir_text,
-                    "--fsync",
-                    fsync,
-                ],
-            )
-            .await?;
+                    &["--registry", "", "--data-dir", &dir_text, "--fsync", fsync],
+                )
+                .await?;
             if k == 0 {
                 self.idle_rss.push(("log".into(), log.rss()));
             }
             let addr = log.addr();
             let (r, per_request) = if k == 0 {
-                self.ceiling_now().await;
                 let r = self
-                    .measure(
-                        addr,
-                        Arc::new(move |i| {
-                            load::request(
-                                "POST",
-                                addr,
-                                "/log",
-                                format!("[Bench] - classic message {i}"),
-                            )
-                        }),
-                    )
+                    .load(addr, "POST", move |i| {
+                        (
+                            "/log".to_owned(),
+                            Bytes::from(format!("[Bench] - classic message {i}")),
+                        )
+                    })
                     .await;
                 (r, 1u64)
             } else {

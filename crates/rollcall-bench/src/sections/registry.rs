@@ -16,19 +16,16 @@ impl Bench {
         let addr = reg.addr();
         let base = reg.url.clone();
         self.idle_rss.push(("registry".into(), reg.rss()));
-        self.ceiling_now().await;
         let r = self
-            .measure(
-                addr,
-                Arc::new(move |i| {
-                    load::request(
-                        "POST",
-                        addr,
-                        "/services",
-                        registration("Bench", &format!("http://127.0.0.1:9/bench/{i}")),
-                    )
-                }),
-            )
+            .load(addr, "POST", move |i| {
+                (
+                    "/services".to_owned(),
+                    Bytes::from(registration(
+                        "Bench",
+                        &format!("http://127.0.0.1:9/bench/{i}"),
+                    )),
+                )
+            })
             .await;
         let acked = r.ok;
         s.row(
@@ -58,20 +55,17 @@ impl Bench {
             )
             .await?;
         }
-        self.ceiling_now().await;
         let before = self.metrics(&base).await?;
         let r = self
-            .measure(
-                addr,
-                Arc::new(move |i| {
-                    load::request(
-                        "POST",
-                        addr,
-                        "/services",
-                        registration("Notified", &format!("http://127.0.0.1:9/notified/{i}")),
-                    )
-                }),
-            )
+            .load(addr, "POST", move |i| {
+                (
+                    "/services".to_owned(),
+                    Bytes::from(registration(
+                        "Notified",
+                        &format!("http://127.0.0.1:9/notified/{i}"),
+                    )),
+                )
+            })
             .await;
         let after = self.metrics(&base).await?;
         let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);

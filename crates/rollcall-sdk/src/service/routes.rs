@@ -97,30 +97,35 @@ pub(super) async fn healthz(State(inner): State<Arc<Inner>>) -> Response {
 pub(super) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
     let m = &inner.metrics;
     let mut r = Registry::default();
-    r.register(
-        "rollcall_sdk_patches_received",
-        "Patches applied to the providers table",
-        m.patches_received.clone(),
-    );
-    r.register(
-        "rollcall_sdk_patches_rejected",
-        "Patch bodies that did not parse",
-        m.patches_rejected.clone(),
-    );
-    r.register(
-        "rollcall_sdk_registrations",
-        "Successful registrations (the first and every re-registration)",
-        m.registrations.clone(),
-    );
-    r.register(
-        "rollcall_sdk_registration_failures",
-        "Failed registration attempts",
-        m.registration_failures.clone(),
-    );
-    r.register(
-        "rollcall_sdk_watch_reconnects",
-        "Times the watch stream to the registry broke",
-        m.watch_reconnects.clone(),
+    prom::counters(
+        &mut r,
+        &[
+            (
+                "rollcall_sdk_patches_received",
+                "Patches applied to the providers table",
+                &m.patches_received,
+            ),
+            (
+                "rollcall_sdk_patches_rejected",
+                "Patch bodies that did not parse",
+                &m.patches_rejected,
+            ),
+            (
+                "rollcall_sdk_registrations",
+                "Successful registrations (the first and every re-registration)",
+                &m.registrations,
+            ),
+            (
+                "rollcall_sdk_registration_failures",
+                "Failed registration attempts",
+                &m.registration_failures,
+            ),
+            (
+                "rollcall_sdk_watch_reconnects",
+                "Times the watch stream to the registry broke",
+                &m.watch_reconnects,
+            ),
+        ],
     );
     prom::gauge_now(
         &mut r,

@@ -34,12 +34,8 @@ pub struct LogsArgs {
     #[arg(long)]
     pub json: bool,
     /// The registry to find the log service through.
-    #[arg(
-        long,
-        env = "ROLLCALL_REGISTRY",
-        default_value = "http://127.0.0.1:3000"
-    )]
-    pub registry: String,
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArg,
     /// The log service's name in the registry.
     #[arg(long, default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
     pub log_service: String,
@@ -107,7 +103,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let client = client()?;
     let base = match &args.log_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => find_service(&client, &args.registry, &args.log_service)
+        None => find_service(&client, args.registry.base(), &args.log_service)
             .await
             .context(
                 "cannot find the log service (start one with `rollcall log`, or pass --log-url)",
@@ -157,7 +153,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
             let base = if attempt == 0 || args.log_url.is_some() {
                 first_base
             } else {
-                find_service(&client, &args.registry, &args.log_service).await?
+                find_service(&client, args.registry.base(), &args.log_service).await?
             };
             let mut tail_query = filters(&args);
             tail_query.push(("cursor", cursor.to_string()));

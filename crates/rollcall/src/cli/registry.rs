@@ -16,12 +16,12 @@ pub struct RegistryArg {
         env = "ROLLCALL_REGISTRY",
         default_value = "http://127.0.0.1:3000"
     )]
-    pub registry: String,
+    pub registry: rollcall_proto::ServiceUrl,
 }
 
 impl RegistryArg {
-    fn base(&self) -> &str {
-        self.registry.trim_end_matches('/')
+    pub fn base(&self) -> &str {
+        self.registry.as_str().trim_end_matches('/')
     }
 }
 
