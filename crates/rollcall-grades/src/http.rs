@@ -143,6 +143,37 @@ async fn list(State(state): State<AppState>) -> Result<Response, GradesError> {
     Ok(axum::Json(state.store.students().await?).into_response())
 }
 
+/// `{id}` in a path (documentation: handlers read it as text, so anything
+/// that is not an ID is a 404).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct StudentPath {
+    /// The student's ID.
+    id: i64,
+}
+
+/// `{id}` and `{grade}` in a path.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct GradePath {
+    /// The student's ID.
+    id: i64,
+    /// The grade's ID.
+    grade: i64,
+}
+
+/// 201 Created with a `Location` and the stored thing.
+fn created(location: String, body: impl serde::Serialize) -> Response {
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
 /// Most grades one page holds.
 pub const MAX_PAGE: usize = 1000;
 
@@ -160,7 +191,7 @@ struct PageQuery {
 ///
 /// Every grade, oldest first (classic); with `limit` (1–1000), one page
 /// newest first, older than `cursor`, with `NextCursor` when more follow.
-#[utoipa::path(get, path = "/students/{id}", tag = "classic", params(("id" = i64, Path, description = "The student's ID"), PageQuery),
+#[utoipa::path(get, path = "/students/{id}", tag = "classic", params(StudentPath, PageQuery),
     responses(
         (status = 200, description = "The student", body = Student),
         rollcall_http::openapi::BadQuery,
@@ -188,12 +219,11 @@ async fn one(
 }
 
 /// Rename a student
-#[utoipa::path(put, path = "/students/{id}", tag = "rollcall", params(("id" = i64, Path, description = "The student's ID")),
+#[utoipa::path(put, path = "/students/{id}", tag = "rollcall", params(StudentPath),
     request_body(content = StudentBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Renamed", body = Student),
-        rollcall_http::openapi::WriteRefused,
-        rollcall_http::openapi::NotFound,
+        rollcall_http::openapi::WriteRefusedOrMissing,
     ))]
 async fn rename_student(
     State(state): State<AppState>,
@@ -208,7 +238,7 @@ async fn rename_student(
 }
 
 /// Remove a student and their grades
-#[utoipa::path(delete, path = "/students/{id}", tag = "rollcall", params(("id" = i64, Path, description = "The student's ID")),
+#[utoipa::path(delete, path = "/students/{id}", tag = "rollcall", params(StudentPath),
     responses(
         (status = 204, description = "Removed"),
         rollcall_http::openapi::NotFound,
@@ -237,22 +267,15 @@ async fn add_student(
     let new = new_student(&state, &body)?;
     let student = state.store.add_student(new).await?;
     state.metrics.students_added.inc();
-    let location = format!("/students/{}", student.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        axum::Json(student),
-    )
-        .into_response())
+    Ok(created(format!("/students/{}", student.id), student))
 }
 
 /// Add a grade
-#[utoipa::path(post, path = "/students/{id}/grades", tag = "classic", params(("id" = i64, Path, description = "The student's ID")),
+#[utoipa::path(post, path = "/students/{id}/grades", tag = "classic", params(StudentPath),
     request_body(content = GradeBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Stored (Location: /students/{id}/grades/{grade})", body = Grade),
-        rollcall_http::openapi::WriteRefused,
-        rollcall_http::openapi::NotFound,
+        rollcall_http::openapi::WriteRefusedOrMissing,
     ))]
 async fn add_grade(
     State(state): State<AppState>,
@@ -264,22 +287,18 @@ async fn add_grade(
     let grade = state.store.add_grade(id, new).await?;
     state.metrics.grades_added.inc();
     tracing::info!(student = id, grade = grade.id, score = %grade.score, "grade added");
-    let location = format!("/students/{id}/grades/{}", grade.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        axum::Json(grade),
-    )
-        .into_response())
+    Ok(created(
+        format!("/students/{id}/grades/{}", grade.id),
+        grade,
+    ))
 }
 
 /// Correct a grade
-#[utoipa::path(put, path = "/students/{id}/grades/{grade}", tag = "rollcall", params(("id" = i64, Path, description = "The student's ID"), ("grade" = i64, Path, description = "The grade's ID")),
+#[utoipa::path(put, path = "/students/{id}/grades/{grade}", tag = "rollcall", params(GradePath),
     request_body(content = GradeBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Stored", body = Grade),
-        rollcall_http::openapi::WriteRefused,
-        rollcall_http::openapi::NotFound,
+        rollcall_http::openapi::WriteRefusedOrMissing,
     ))]
 async fn update_grade(
     State(state): State<AppState>,
@@ -296,7 +315,7 @@ async fn update_grade(
 }
 
 /// Delete a grade
-#[utoipa::path(delete, path = "/students/{id}/grades/{grade}", tag = "rollcall", params(("id" = i64, Path, description = "The student's ID"), ("grade" = i64, Path, description = "The grade's ID")),
+#[utoipa::path(delete, path = "/students/{id}/grades/{grade}", tag = "rollcall", params(GradePath),
     responses(
         (status = 204, description = "Deleted"),
         rollcall_http::openapi::NotFound,

@@ -79,6 +79,24 @@ pub enum WriteRefused {
     Unavailable(ErrorBody),
 }
 
+/// What a write to a named thing answers when it is refused: nothing was
+/// stored.
+#[derive(Debug, IntoResponses)]
+pub enum WriteRefusedOrMissing {
+    /// The body or a field is invalid; the error says which.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// Nothing has that name, ID or URL.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The body is over the route's limit.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The store cannot take it now (or the service is stopping); try again.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// A query parameter is invalid; the error names it and lists the known
 /// ones.
 #[derive(Debug, IntoResponses)]

@@ -108,8 +108,7 @@ async fn register(
         description = "The instance's ServiceURL; surrounding white space is trimmed"),
     responses(
         (status = 200, description = "Removed. `live` says the instance holds a watch stream; a `note` then points at maintenance", body = Deregistered),
-        rollcall_http::openapi::WriteRefused,
-        rollcall_http::openapi::NotFound,
+        rollcall_http::openapi::WriteRefusedOrMissing,
     ))]
 async fn deregister(
     State(registry): State<Registry>,
@@ -159,8 +158,7 @@ struct MaintenanceRequest {
     request_body(content = MaintenanceRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Done: `{ServiceURL, Maintenance}`"),
-        rollcall_http::openapi::WriteRefused,
-        rollcall_http::openapi::NotFound,
+        rollcall_http::openapi::WriteRefusedOrMissing,
     ))]
 async fn maintenance(
     State(registry): State<Registry>,

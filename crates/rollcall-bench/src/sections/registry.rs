@@ -20,10 +20,7 @@ impl Bench {
             .load(addr, "POST", move |i| {
                 (
                     "/services".to_owned(),
-                    Bytes::from(registration(
-                        "Bench",
-                        &format!("http://127.0.0.1:9/bench/{i}"),
-                    )),
+                    (registration("Bench", &format!("http://127.0.0.1:9/bench/{i}"))),
                 )
             })
             .await;
@@ -60,10 +57,7 @@ impl Bench {
             .load(addr, "POST", move |i| {
                 (
                     "/services".to_owned(),
-                    Bytes::from(registration(
-                        "Notified",
-                        &format!("http://127.0.0.1:9/notified/{i}"),
-                    )),
+                    (registration("Notified", &format!("http://127.0.0.1:9/notified/{i}"))),
                 )
             })
             .await;

@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SOON: Duration = Duration::from_secs(30);
 
@@ -113,39 +111,27 @@ async fn a_taken_port_is_named_with_the_flag_that_changes_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(rollcall_bin())
-        .args([
-            "up",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--registry-addr",
-            "127.0.0.1:0",
-            "--log-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let dir_text = dir.path().to_str().unwrap().to_owned();
+    let log_addr = format!("127.0.0.1:{port}");
+    let (ok, _, stderr) = run_rollcall(&[
+        "up",
+        "--data-dir",
+        &dir_text,
+        "--registry-addr",
+        "127.0.0.1:0",
+        "--log-addr",
+        &log_addr,
+    ])
+    .await;
+    assert!(!ok);
     assert!(
         stderr.contains(&format!("port {port} (log) is already in use")),
         "{stderr}"
     );
     assert!(stderr.contains("--log-addr"), "{stderr}");
     // And for a single service, its own flag.
-    let output = tokio::process::Command::new(rollcall_bin())
-        .args([
-            "registry",
-            "--in-memory",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (ok, _, stderr) = run_rollcall(&["registry", "--in-memory", "--addr", &log_addr]).await;
+    assert!(!ok);
     assert!(
         stderr.contains(&format!("port {port} is already in use")) && stderr.contains("--addr"),
         "{stderr}"

@@ -98,10 +98,10 @@ pub async fn instance(registry: &str, url: &str) -> Option<serde_json::Value> {
         .find(|i| i["ServiceURL"] == url)
 }
 
-/// `GET /services`.
-pub async fn catalog(registry: &str) -> Vec<serde_json::Value> {
+/// `GET url` as JSON (within 10 s).
+pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
     reqwest::Client::new()
-        .get(format!("{registry}/services"))
+        .get(url)
         .timeout(Duration::from_secs(10))
         .send()
         .await
@@ -109,6 +109,25 @@ pub async fn catalog(registry: &str) -> Vec<serde_json::Value> {
         .json()
         .await
         .unwrap()
+}
+
+/// `GET /services`.
+pub async fn catalog(registry: &str) -> Vec<serde_json::Value> {
+    get_json(&format!("{registry}/services")).await
+}
+
+/// Runs `rollcall ARGS…` to the end: (succeeded, stdout, stderr).
+pub async fn run_rollcall(args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(rollcall_bin())
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Waits until `fake` holds exactly `expected` for `name` (order ignored).
@@ -152,15 +171,7 @@ pub async fn log_service(
 
 /// `GET {base}/v1/logs?{query}` → the records.
 pub async fn query_logs(base: &str, query: &str) -> Vec<serde_json::Value> {
-    let page: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/v1/logs?{query}"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: serde_json::Value = get_json(&format!("{base}/v1/logs?{query}")).await;
     page["records"].as_array().cloned().unwrap_or_default()
 }
 

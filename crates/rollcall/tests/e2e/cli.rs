@@ -3,26 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SOON: Duration = Duration::from_secs(20);
-
-async fn rollcall(args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(rollcall_bin())
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
 
 /// Starts a long-running command and hands its stdout lines over a channel.
 fn stream(
@@ -86,7 +71,7 @@ async fn ls_lists_instances_with_their_health_as_a_table_or_json() {
         c.iter().all(|i| !i["LastCheck"].is_null()).then_some(())
     })
     .await;
-    let (ok, out, _) = rollcall(&["ls", "--registry", &reg.url]).await;
+    let (ok, out, _) = run_rollcall(&["ls", "--registry", &reg.url]).await;
     assert!(ok);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
@@ -109,7 +94,7 @@ async fn ls_lists_instances_with_their_health_as_a_table_or_json() {
         lines[2].starts_with("LogService") && lines[2].contains("ago") && lines[2].contains("ms")
     );
     assert!(!out.contains('\x1b'), "plain when piped");
-    let (ok, out, _) = rollcall(&[
+    let (ok, out, _) = run_rollcall(&[
         "ls",
         "--registry",
         &reg.url,
@@ -123,7 +108,7 @@ async fn ls_lists_instances_with_their_health_as_a_table_or_json() {
     assert_eq!(json.len(), 1);
     assert_eq!(json[0]["ServiceURL"], log.url.as_str());
     // A registry that is not there: a clear message, exit status 1.
-    let (ok, _, err) = rollcall(&["ls", "--registry", "http://127.0.0.1:9"]).await;
+    let (ok, _, err) = run_rollcall(&["ls", "--registry", "http://127.0.0.1:9"]).await;
     assert!(!ok);
     assert!(
         err.contains("cannot reach the registry at http://127.0.0.1:9"),
@@ -156,7 +141,7 @@ async fn watch_streams_changes_and_deregister_removes_an_instance() {
     log.set_heartbeat(Mode::Status(500));
     let line = next_with(&mut log_lines, "critical").await;
     assert!(line.contains("HTTP 500"), "{line}");
-    let (ok, out, _) = rollcall(&["deregister", "--registry", &reg.url, &log.url]).await;
+    let (ok, out, _) = run_rollcall(&["deregister", "--registry", &reg.url, &log.url]).await;
     assert!(ok);
     assert_eq!(out.trim(), format!("deregistered {}", log.url));
     next_with(&mut log_lines, "deregistered").await;
@@ -171,7 +156,7 @@ async fn watch_streams_changes_and_deregister_removes_an_instance() {
     let _ = all.kill();
     let _ = all.wait();
     // Deregistering what is not registered says so.
-    let (ok, _, err) = rollcall(&["deregister", "--registry", &reg.url, &log.url]).await;
+    let (ok, _, err) = run_rollcall(&["deregister", "--registry", &reg.url, &log.url]).await;
     assert!(!ok);
     assert!(err.contains("no instance is registered at"), "{err}");
 }
@@ -235,7 +220,7 @@ async fn deregistering_a_running_sdk_service_points_at_maintenance() {
     let reg = registry(FAST_CHECKS).await;
     let app = hello(&reg.url, "App", &[]).await;
     wait_registered(&reg.url, &app.url).await;
-    let (ok, out, err) = rollcall(&["deregister", "--registry", &reg.url, &app.url]).await;
+    let (ok, out, err) = run_rollcall(&["deregister", "--registry", &reg.url, &app.url]).await;
     assert!(ok, "{err}");
     assert_eq!(out.trim(), format!("deregistered {}", app.url));
     assert!(
@@ -244,14 +229,14 @@ async fn deregistering_a_running_sdk_service_points_at_maintenance() {
     );
     // It does come back.
     wait_registered(&reg.url, &app.url).await;
-    let (ok, out, err) = rollcall(&["maint", "--registry", &reg.url, &app.url, "on"]).await;
+    let (ok, out, err) = run_rollcall(&["maint", "--registry", &reg.url, &app.url, "on"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("maintenance on"), "{out}");
     let shown = instance(&reg.url, &app.url).await.unwrap();
     assert_eq!(shown["Status"], "maintenance");
-    let (ok, out, _) = rollcall(&["ls", "--registry", &reg.url]).await;
+    let (ok, out, _) = run_rollcall(&["ls", "--registry", &reg.url]).await;
     assert!(ok && out.contains("maintenance"), "{out}");
-    let (ok, _, _) = rollcall(&["maint", "--registry", &reg.url, &app.url, "off"]).await;
+    let (ok, _, _) = run_rollcall(&["maint", "--registry", &reg.url, &app.url, "off"]).await;
     assert!(ok);
     eventually(SOON, "back in discovery", || async {
         let shown = instance(&reg.url, &app.url).await?;
@@ -259,7 +244,7 @@ async fn deregistering_a_running_sdk_service_points_at_maintenance() {
     })
     .await;
     let (ok, _, err) =
-        rollcall(&["maint", "--registry", &reg.url, "http://127.0.0.1:9", "on"]).await;
+        run_rollcall(&["maint", "--registry", &reg.url, "http://127.0.0.1:9", "on"]).await;
     assert!(!ok && err.contains("no instance is registered"), "{err}");
 }
 

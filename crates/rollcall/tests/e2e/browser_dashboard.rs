@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::browser::Browser;
-use common::*;
+use crate::common::browser::Browser;
+use crate::common::*;
 use fantoccini::Locator;
 
 const SOON: Duration = Duration::from_secs(30);
@@ -78,12 +76,8 @@ async fn the_dashboard_shows_the_system_and_a_stopped_service_turning_critical()
         "{logs}"
     );
     // The live connection is up.
-    b.client
-        .wait()
-        .at_most(SOON)
-        .for_element(Locator::XPath("//span[@id='conn' and text()='live']"))
-        .await
-        .unwrap();
+    b.wait_for(Locator::XPath("//span[@id='conn' and text()='live']"))
+        .await;
     b.screenshot("dashboard.png").await;
 
     // Mark the page: a reload would lose the mark.
@@ -93,14 +87,10 @@ async fn the_dashboard_shows_the_system_and_a_stopped_service_turning_critical()
         .unwrap();
     let grades = up.pid("grades");
     signal_pid(grades, "STOP");
-    b.client
-        .wait()
-        .at_most(SOON)
-        .for_element(Locator::Css(
-            "g.node[data-service='GradingService'][data-health='down']",
-        ))
-        .await
-        .unwrap();
+    b.wait_for(Locator::Css(
+        "g.node[data-service='GradingService'][data-health='down']",
+    ))
+    .await;
     let badge = b
         .client
         .find(Locator::Css(&format!(

@@ -5,12 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const SOON: Duration = Duration::from_secs(20);
@@ -509,17 +507,9 @@ async fn rollcall_logs_finds_the_service_prints_plain_text_when_piped_and_follow
         {"service": "Grades", "level": "error", "message": "broken"},
     ]);
     post(&format!("{}/v1/logs", log.url), batch.to_string()).await;
-    let output = tokio::process::Command::new(rollcall_bin())
-        .args(["logs", "--registry", &reg.url, "--level", "warn"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
+    let (ok, text, stderr) =
+        run_rollcall(&["logs", "--registry", &reg.url, "--level", "warn"]).await;
+    assert!(ok, "{stderr}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(
@@ -578,19 +568,6 @@ async fn recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
         .unwrap()
 }
 
-async fn rollcall_output(args: &[&str]) -> (bool, String, String) {
-    let output = tokio::process::Command::new(rollcall_bin())
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
-
 #[tokio::test]
 async fn log_search_ignores_name_case_searches_fields_and_is_never_silent() {
     let (_dir, log) = standalone(&[]).await;
@@ -601,20 +578,20 @@ async fn log_search_ignores_name_case_searches_fields_and_is_never_silent() {
     ]);
     post(&format!("{}/v1/logs", log.url), batch.to_string()).await;
     // The name as `up` prints it, in lower case.
-    let (ok, out, err) = rollcall_output(&["logs", "--log-url", &log.url, "-s", "portal"]).await;
+    let (ok, out, err) = run_rollcall(&["logs", "--log-url", &log.url, "-s", "portal"]).await;
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("grade saved"), "{out}");
     // `contains` looks into the fields too.
-    let (ok, out, _) = rollcall_output(&["logs", "--log-url", &log.url, "-c", "zhang"]).await;
+    let (ok, out, _) = run_rollcall(&["logs", "--log-url", &log.url, "-c", "zhang"]).await;
     assert!(
         ok && out.contains("grade saved") && !out.contains("student added"),
         "{out}"
     );
-    let (_, out, _) = rollcall_output(&["logs", "--log-url", &log.url, "-c", "score=85"]).await;
+    let (_, out, _) = run_rollcall(&["logs", "--log-url", &log.url, "-c", "score=85"]).await;
     assert_eq!(out.lines().count(), 1, "{out}");
     // A service with no records: the answer says which ones have some.
-    let (ok, out, err) = rollcall_output(&["logs", "--log-url", &log.url, "-s", "Portl"]).await;
+    let (ok, out, err) = run_rollcall(&["logs", "--log-url", &log.url, "-s", "Portl"]).await;
     assert!(ok && out.is_empty(), "{out}");
     assert!(
         err.contains("no records from a service called `Portl`")

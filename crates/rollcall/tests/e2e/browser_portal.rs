@@ -3,25 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::browser::Browser;
-use common::*;
+use crate::common::browser::Browser;
+use crate::common::*;
 use fantoccini::Locator;
 
 const SOON: Duration = Duration::from_secs(20);
-
-async fn text(b: &Browser, css: &str) -> String {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
 
 async fn value(b: &Browser, css: &str) -> String {
     b.client
@@ -60,13 +48,7 @@ async fn add_grade(b: &Browser, title: &str, kind: &str, score: &str) {
         .await
         .unwrap();
     fill(b, "#score", score).await;
-    b.client
-        .find(Locator::Css("#save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Css("#save")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,63 +64,42 @@ async fn a_teacher_reads_the_class_adds_a_grade_and_sees_a_validation_error() {
     b.client.goto(&portal.url).await.unwrap();
     let url = b.client.current_url().await.unwrap();
     assert_eq!(url.path(), "/students");
-    let table = text(&b, "#students").await;
+    let table = b.text("#students").await;
     for name in ["Zhang San", "Li Si", "Wang Wu", "Zhao Liu", "Sun Qi"] {
         assert!(table.contains(name), "{table}");
     }
-    assert_eq!(text(&b, "#class-average").await, "83.3");
+    assert_eq!(b.text("#class-average").await, "83.3");
     b.screenshot("class-list.png").await;
 
     // A student's page.
-    b.client
-        .find(Locator::LinkText("Wang Wu"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.client
-        .wait()
-        .at_most(SOON)
-        .for_element(Locator::Css("#grades"))
-        .await
-        .unwrap();
-    assert_eq!(text(&b, "#student-name").await, "Wang Wu");
-    assert_eq!(text(&b, "#average").await, "73.0");
-    assert!(text(&b, "#grades").await.contains("Midterm Test"));
+    b.click(Locator::LinkText("Wang Wu")).await;
+    b.wait_for(Locator::Css("#grades")).await;
+    assert_eq!(b.text("#student-name").await, "Wang Wu");
+    assert_eq!(b.text("#average").await, "73.0");
+    assert!(b.text("#grades").await.contains("Midterm Test"));
 
     // Add a grade: it appears, with the new average.
     add_grade(&b, "Quiz 3", "Exam", "93").await;
-    b.client
-        .wait()
-        .at_most(SOON)
-        .for_element(Locator::XPath("//table[@id='grades']//td[text()='Quiz 3']"))
-        .await
-        .unwrap();
+    b.wait_for(Locator::XPath("//table[@id='grades']//td[text()='Quiz 3']"))
+        .await;
     assert_eq!(
         b.client.current_url().await.unwrap().path(),
         "/students/3",
         "redirected after POST"
     );
-    assert_eq!(text(&b, "#average").await, "78.0");
+    assert_eq!(b.text("#average").await, "78.0");
     assert_eq!(value(&b, "#title").await, "", "the form is fresh again");
     b.screenshot("student.png").await;
 
     // An invalid score: the error next to the field, what was typed kept.
     add_grade(&b, "Homework 2", "Homework", "150").await;
-    let error = b
-        .client
-        .wait()
-        .at_most(SOON)
-        .for_element(Locator::Css("#score-error"))
-        .await
-        .unwrap();
+    let error = b.wait_for(Locator::Css("#score-error")).await;
     assert_eq!(error.text().await.unwrap(), "Enter a score from 0 to 100.");
     assert_eq!(value(&b, "#title").await, "Homework 2");
     assert_eq!(value(&b, "#score").await, "150");
     assert_eq!(value(&b, "#type").await, "Homework");
-    assert_eq!(text(&b, "#average").await, "78.0", "nothing was saved");
-    assert!(!text(&b, "#grades").await.contains("Homework 2"));
+    assert_eq!(b.text("#average").await, "78.0", "nothing was saved");
+    assert!(!b.text("#grades").await.contains("Homework 2"));
     b.client
         .execute(
             "document.getElementById('score').scrollIntoView({block: 'center'})",
@@ -162,7 +123,7 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
         .goto(&format!("{}/students/2", portal.url))
         .await
         .unwrap();
-    assert_eq!(text(&b, "#student-name").await, "Li Si");
+    assert_eq!(b.text("#student-name").await, "Li Si");
 
     // A long title wraps: Edit and Delete stay on the screen.
     add_grade(
@@ -172,12 +133,8 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
         "70",
     )
     .await;
-    b.client
-        .wait()
-        .at_most(SOON)
-        .for_element(Locator::Css("#grades tbody tr:first-child button"))
-        .await
-        .unwrap();
+    b.wait_for(Locator::Css("#grades tbody tr:first-child button"))
+        .await;
     let inside: bool = b
         .client
         .execute(
@@ -193,19 +150,15 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
         inside,
         "the Delete button of a long-titled grade is on screen"
     );
-    let grades_before = text(&b, "#grade-count").await;
+    let grades_before = b.text("#grade-count").await;
 
     // The grading service dies; the portal learns it from the registry.
     grading.kill();
     portal_answers(&portal.url, 503, "the portal to notice").await;
     add_grade(&b, "Outage Quiz", "Test", "91.5").await;
     let notice = b
-        .client
-        .wait()
-        .at_most(SOON)
-        .for_element(Locator::Css("#not-saved"))
+        .wait_for(Locator::Css("#not-saved"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -228,29 +181,19 @@ async fn a_grade_typed_during_an_outage_is_shown_unsaved_and_stored_once_when_se
     // It comes back; the same form, sent again, stores the grade once.
     let _grading = grades_service(dir.path(), &reg.url, &[]).await;
     portal_answers(&portal.url, 200, "the portal to recover").await;
-    b.client
-        .find(Locator::Css("#save"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.client
-        .wait()
-        .at_most(SOON)
-        .for_element(Locator::XPath(
-            "//table[@id='grades']//td[text()='Outage Quiz']",
-        ))
-        .await
-        .unwrap();
+    b.click(Locator::Css("#save")).await;
+    b.wait_for(Locator::XPath(
+        "//table[@id='grades']//td[text()='Outage Quiz']",
+    ))
+    .await;
     assert_eq!(b.client.current_url().await.unwrap().path(), "/students/2");
-    let count: u32 = text(&b, "#grade-count").await.parse().unwrap();
+    let count: u32 = b.text("#grade-count").await.parse().unwrap();
     assert_eq!(
         count,
         grades_before.parse::<u32>().unwrap() + 1,
         "stored once"
     );
-    let rows = text(&b, "#grades").await;
+    let rows = b.text("#grades").await;
     assert_eq!(rows.matches("Outage Quiz").count(), 1);
     b.close().await;
 }

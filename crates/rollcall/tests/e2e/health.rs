@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SOON: Duration = Duration::from_secs(15);
 
@@ -31,32 +29,37 @@ async fn dependent_holding(registry: &str, provider: &str) -> FakeService {
     dependent
 }
 
+/// Starts a provider (`classic` or SDK) and a dependent holding it, kills
+/// the provider with SIGKILL, waits until the dependent is told, and returns
+/// the registry's entry for the dead provider and the dependent's last patch.
+async fn kill_a_provider(
+    reg: &ChildProcess,
+    classic: bool,
+) -> (serde_json::Value, rollcall_proto::Patch, String) {
+    let mut provider = provider(&reg.url, classic).await;
+    wait_registered(&reg.url, &provider.url).await;
+    let dependent = dependent_holding(&reg.url, &provider.url).await;
+    provider.kill();
+    wait_providers(&dependent, "Hello", &[], SOON).await;
+    let entry = instance(&reg.url, &provider.url).await.unwrap();
+    assert_eq!(entry["Status"], "critical");
+    let last = dependent.patches().last().unwrap().1.clone();
+    (entry, last, provider.url.clone())
+}
+
 #[tokio::test]
 async fn sigkill_of_an_sdk_service_is_noticed_through_its_watch_stream() {
     // Checks every 60 s: only the closed watch stream can explain a quick
     // removal.
     let reg = registry(&["--check-interval", "60s"]).await;
-    let mut provider = provider(&reg.url, false).await;
-    wait_registered(&reg.url, &provider.url).await;
-    let dependent = dependent_holding(&reg.url, &provider.url).await;
-    provider.kill();
-    wait_providers(&dependent, "Hello", &[], SOON).await;
-    let entry = instance(&reg.url, &provider.url).await.unwrap();
-    assert_eq!(entry["Status"], "critical");
-    let removed = dependent.patches().last().unwrap().1.removed.clone();
-    assert_eq!(removed[0].url.as_str(), provider.url);
+    let (_, last, url) = kill_a_provider(&reg, false).await;
+    assert_eq!(last.removed[0].url.as_str(), url);
 }
 
 #[tokio::test]
 async fn sigkill_of_a_classic_service_is_noticed_by_its_health_checks() {
     let reg = registry(FAST_CHECKS).await;
-    let mut provider = provider(&reg.url, true).await;
-    wait_registered(&reg.url, &provider.url).await;
-    let dependent = dependent_holding(&reg.url, &provider.url).await;
-    provider.kill();
-    wait_providers(&dependent, "Hello", &[], SOON).await;
-    let entry = instance(&reg.url, &provider.url).await.unwrap();
-    assert_eq!(entry["Status"], "critical");
+    let (entry, _, _) = kill_a_provider(&reg, true).await;
     assert!(
         entry["LastCheckError"]
             .as_str()

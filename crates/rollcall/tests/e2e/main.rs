@@ -1,0 +1,18 @@
+//! The end-to-end tests: the real `rollcall` binary (and the example SDK
+//! service) started as a user would start them. One test binary, one module
+//! per area, sharing `common`: linked once instead of once per file.
+
+mod common;
+
+mod browser_dashboard;
+mod browser_portal;
+mod classic_protocol;
+mod cli;
+mod dashboard;
+mod durability;
+mod failover;
+mod grading;
+mod health;
+mod logging;
+mod notification;
+mod up;
