@@ -220,7 +220,7 @@ async fn one(
 
 /// Rename a student
 #[utoipa::path(put, path = "/students/{id}", tag = "rollcall", params(StudentPath),
-    request_body(content = StudentBody, content_type = "application/json"),
+    request_body = StudentBody,
     responses(
         (status = 200, description = "Renamed", body = Student),
         rollcall_http::openapi::WriteRefusedOrMissing,
@@ -255,7 +255,7 @@ async fn delete_student(
 
 /// Add a student
 #[utoipa::path(post, path = "/students", tag = "classic",
-    request_body(content = StudentBody, content_type = "application/json"),
+    request_body = StudentBody,
     responses(
         (status = 201, description = "Added (Location: /students/{id})", body = Student),
         rollcall_http::openapi::WriteRefused,
@@ -272,7 +272,7 @@ async fn add_student(
 
 /// Add a grade
 #[utoipa::path(post, path = "/students/{id}/grades", tag = "classic", params(StudentPath),
-    request_body(content = GradeBody, content_type = "application/json"),
+    request_body = GradeBody,
     responses(
         (status = 201, description = "Stored (Location: /students/{id}/grades/{grade})", body = Grade),
         rollcall_http::openapi::WriteRefusedOrMissing,
@@ -295,7 +295,7 @@ async fn add_grade(
 
 /// Correct a grade
 #[utoipa::path(put, path = "/students/{id}/grades/{grade}", tag = "rollcall", params(GradePath),
-    request_body(content = GradeBody, content_type = "application/json"),
+    request_body = GradeBody,
     responses(
         (status = 200, description = "Stored", body = Grade),
         rollcall_http::openapi::WriteRefusedOrMissing,

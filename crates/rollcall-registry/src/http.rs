@@ -83,7 +83,7 @@ async fn count_rejections(State(registry): State<Registry>, req: Request, next: 
 /// the registry delivers the registrant's initial patch (bounded by the
 /// delivery timeout).
 #[utoipa::path(post, path = "/services", tag = "classic",
-    request_body(content = Registration, content_type = "application/json"),
+    request_body = Registration,
     responses(
         (status = 200, description = "Registered (empty body)"),
         rollcall_http::openapi::WriteRefused,
@@ -155,7 +155,7 @@ struct MaintenanceRequest {
 /// across re-registrations and restarts. Off: back in discovery while it
 /// passes. Done also when it already was so.
 #[utoipa::path(put, path = "/v1/maintenance", tag = "rollcall",
-    request_body(content = MaintenanceRequest, content_type = "application/json"),
+    request_body = MaintenanceRequest,
     responses(
         (status = 200, description = "Done: `{ServiceURL, Maintenance}`"),
         rollcall_http::openapi::WriteRefusedOrMissing,

@@ -196,11 +196,11 @@ fn id(text: &str) -> Result<i64, GradingError> {
     text.parse().map_err(|_| GradingError::NotFound)
 }
 
-/// The student ID in the path; a segment that is not a number answers the
-/// "not found" page.
-struct StudentId(i64);
+/// The `N` IDs in the path (the student's, then the grade's), in order; a
+/// segment that is not a number answers the "not found" page.
+struct Ids<const N: usize>([i64; N]);
 
-impl axum::extract::FromRequestParts<AppState> for StudentId {
+impl<const N: usize> axum::extract::FromRequestParts<AppState> for Ids<N> {
     type Rejection = Response;
 
     async fn from_request_parts(
@@ -208,33 +208,16 @@ impl axum::extract::FromRequestParts<AppState> for StudentId {
         state: &AppState,
     ) -> Result<Self, Response> {
         let not_found = || error_page(state, &GradingError::NotFound);
-        let axum::extract::Path(text) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
+        let axum::extract::Path(texts) =
+            axum::extract::Path::<Vec<String>>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| not_found())?;
-        id(&text).map(StudentId).map_err(|_| not_found())
-    }
-}
-
-/// The student and grade IDs in the path, as [`StudentId`].
-struct GradeIds(i64, i64);
-
-impl axum::extract::FromRequestParts<AppState> for GradeIds {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Response> {
-        let not_found = || error_page(state, &GradingError::NotFound);
-        let axum::extract::Path((student, grade)) =
-            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| not_found())?;
-        match (id(&student), id(&grade)) {
-            (Ok(s), Ok(g)) => Ok(GradeIds(s, g)),
-            _ => Err(not_found()),
-        }
+        let ids: Vec<i64> = texts
+            .iter()
+            .map(|t| id(t))
+            .collect::<Result<_, _>>()
+            .map_err(|_| not_found())?;
+        ids.try_into().map(Ids).map_err(|_| not_found())
     }
 }
 

@@ -44,6 +44,38 @@ pub(super) struct NotSavedPage<'a> {
 
 /// An honest page for a write that was not made: why, and the form again
 /// with what was typed. It never reloads itself.
+/// A change to a student's things (`what`) that was not made, with the way
+/// back to the student and the form, if any, to send again.
+fn student_not_saved(
+    state: &AppState,
+    student_id: i64,
+    error: &GradingError,
+    what: &str,
+    form: NotSavedForm,
+) -> Response {
+    let (status, message) = not_saved_reason(error, what);
+    not_saved(
+        state,
+        status,
+        message,
+        (
+            format!("/students/{student_id}"),
+            "Back to the student".into(),
+        ),
+        form,
+    )
+}
+
+/// A removal (`what`) that was not made.
+pub(super) fn removal_not_saved(
+    state: &AppState,
+    error: &GradingError,
+    what: &str,
+    student_id: i64,
+) -> Response {
+    student_not_saved(state, student_id, error, what, NotSavedForm::None)
+}
+
 pub(super) fn not_saved(
     state: &AppState,
     status: StatusCode,
@@ -101,15 +133,11 @@ pub(super) fn grade_not_saved(
     action: String,
     button: &'static str,
 ) -> Response {
-    let (status, message) = not_saved_reason(error, "grade");
-    not_saved(
+    student_not_saved(
         state,
-        status,
-        message,
-        (
-            format!("/students/{student_id}"),
-            "Back to the student".into(),
-        ),
+        student_id,
+        error,
+        "grade",
         NotSavedForm::Grade {
             form,
             action,

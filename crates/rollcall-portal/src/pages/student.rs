@@ -112,7 +112,7 @@ pub(super) async fn load_student(
 
 pub(super) async fn student_page(
     State(state): State<AppState>,
-    StudentId(student): StudentId,
+    Ids([student]): Ids<1>,
     query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let before = query.ok().and_then(|q| q.0.before);
@@ -167,7 +167,7 @@ where
 
 pub(super) async fn add_grade(
     State(state): State<AppState>,
-    StudentId(student_id): StudentId,
+    Ids([student_id]): Ids<1>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let form = Fields::from(form).grade();
@@ -243,7 +243,7 @@ pub(super) fn find_grade(student: &StudentView, grade: i64) -> Result<&GradeView
 
 pub(super) async fn edit_page(
     State(state): State<AppState>,
-    GradeIds(student_id, grade_id): GradeIds,
+    Ids([student_id, grade_id]): Ids<2>,
 ) -> Response {
     let result = async {
         // The grade is on the page that starts right after it.
@@ -271,7 +271,7 @@ pub(super) async fn edit_page(
 
 pub(super) async fn update_grade(
     State(state): State<AppState>,
-    GradeIds(student_id, grade_id): GradeIds,
+    Ids([student_id, grade_id]): Ids<2>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let form = Fields::from(form).grade();
@@ -299,22 +299,10 @@ pub(super) async fn update_grade(
 
 pub(super) async fn delete_grade(
     State(state): State<AppState>,
-    GradeIds(student_id, grade_id): GradeIds,
+    Ids([student_id, grade_id]): Ids<2>,
 ) -> Response {
     match state.grading.delete_grade(student_id, grade_id).await {
         Ok(()) => Redirect::to(&format!("/students/{student_id}")).into_response(),
-        Err(e) => {
-            let (status, message) = not_saved_reason(&e, "deletion");
-            not_saved(
-                &state,
-                status,
-                message,
-                (
-                    format!("/students/{student_id}"),
-                    "Back to the student".into(),
-                ),
-                NotSavedForm::None,
-            )
-        }
+        Err(e) => removal_not_saved(&state, &e, "deletion", student_id),
     }
 }

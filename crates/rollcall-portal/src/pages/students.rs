@@ -116,7 +116,7 @@ pub(super) async fn add_student(
 
 pub(super) async fn rename_student(
     State(state): State<AppState>,
-    StudentId(student_id): StudentId,
+    Ids([student_id]): Ids<1>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let sform = Fields::from(form).student();
@@ -177,7 +177,7 @@ pub(super) struct ConfirmRemove<'a> {
 
 pub(super) async fn confirm_remove(
     State(state): State<AppState>,
-    StudentId(student): StudentId,
+    Ids([student]): Ids<1>,
 ) -> Response {
     let result = load_student(&state, student, None).await;
     match result {
@@ -196,22 +196,10 @@ pub(super) async fn confirm_remove(
 
 pub(super) async fn remove_student(
     State(state): State<AppState>,
-    StudentId(student_id): StudentId,
+    Ids([student_id]): Ids<1>,
 ) -> Response {
     match state.grading.delete_student(student_id).await {
         Ok(()) => Redirect::to("/students").into_response(),
-        Err(e) => {
-            let (status, message) = not_saved_reason(&e, "removal");
-            not_saved(
-                &state,
-                status,
-                message,
-                (
-                    format!("/students/{student_id}"),
-                    "Back to the student".into(),
-                ),
-                NotSavedForm::None,
-            )
-        }
+        Err(e) => removal_not_saved(&state, &e, "removal", student_id),
     }
 }

@@ -46,7 +46,7 @@ pub(super) async fn heartbeat(State(inner): State<Arc<Inner>>) -> StatusCode {
 /// Providers of the required names that came or went; applied to the
 /// service's providers table.
 #[utoipa::path(post, path = "/services", tag = "sdk",
-    request_body(content = Patch, content_type = "application/json"),
+    request_body = Patch,
     responses(
         (status = 200, description = "Applied"),
         rollcall_http::openapi::WriteRefused,

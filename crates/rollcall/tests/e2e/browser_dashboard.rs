@@ -63,14 +63,7 @@ async fn the_dashboard_shows_the_system_and_a_stopped_service_turning_critical()
             .await
             .unwrap_or_else(|_| panic!("an edge {from} → {to}"));
     }
-    let logs = b
-        .client
-        .find(Locator::Css("#logs"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let logs = b.text("#logs").await;
     assert!(
         logs.contains("Portal") || logs.contains("GradingService"),
         "{logs}"

@@ -123,45 +123,34 @@ async fn bad_input_gets_a_clear_json_error_and_leaves_nothing_behind() {
     );
     let (status, code) = error_code(post(huge).await.unwrap()).await;
     assert_eq!((status, code.as_str()), (413, "payload_too_large"));
-    // Wrong methods: 405 with a JSON body.
-    let response = client
-        .put(format!("{}/services", reg.url))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.headers().contains_key("allow"));
-    let (status, code) = error_code(response).await;
-    assert_eq!((status, code.as_str()), (405, "method_not_allowed"));
-    let (status, code) = error_code(
-        client
-            .patch(format!("{}/services", reg.url))
+    // Wrong methods: 405 with a JSON body and an Allow header; unknown
+    // routes: 404 with a JSON body.
+    for (method, path, expected) in [
+        (
+            reqwest::Method::PUT,
+            "/services",
+            (405, "method_not_allowed"),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/services",
+            (405, "method_not_allowed"),
+        ),
+        (reqwest::Method::GET, "/nope", (404, "not_found")),
+    ] {
+        let response = client
+            .request(method, format!("{}{path}", reg.url))
             .send()
             .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!((status, code.as_str()), (405, "method_not_allowed"));
-    // Unknown routes: 404 with a JSON body.
-    let (status, code) = error_code(
-        client
-            .get(format!("{}/nope", reg.url))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!((status, code.as_str()), (404, "not_found"));
+            .unwrap();
+        assert_eq!(response.headers().contains_key("allow"), expected.0 == 405);
+        let (status, code) = error_code(response).await;
+        assert_eq!((status, code.as_str()), expected);
+    }
     // Nothing was registered by any of it, the registry still answers, and it
     // counted every rejection (10 bodies, one 413, two 405s, one 404).
     assert!(catalog(&reg.url).await.is_empty());
-    let metrics = client
-        .get(format!("{}/metrics", reg.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("{}/metrics", reg.url)).await.unwrap();
     assert!(
         metrics.contains("rollcall_registry_rejected_requests_total 14"),
         "{metrics}"
@@ -207,13 +196,7 @@ async fn deregistration_is_200_then_404_and_dependents_get_removed() {
 #[tokio::test]
 async fn a_dependent_registered_before_its_provider_is_told_when_it_arrives() {
     let reg = registry(&[]).await;
-    let grading = FakeService::start().await;
-    let log = FakeService::start().await;
-    register_raw(
-        &reg.url,
-        &grading.registration("GradingService", &["LogService"]),
-    )
-    .await;
+    let (grading, log) = dependent_first(&reg.url).await;
     // Its initial patch said: nothing yet.
     let first = grading.patches();
     assert_eq!(first.len(), 1);
@@ -247,13 +230,7 @@ async fn a_classic_client_knows_its_providers_the_moment_registration_answers() 
 #[tokio::test]
 async fn registering_one_url_twice_keeps_one_instance_and_notifies_once() {
     let reg = registry(&[]).await;
-    let grading = FakeService::start().await;
-    let log = FakeService::start().await;
-    register_raw(
-        &reg.url,
-        &grading.registration("GradingService", &["LogService"]),
-    )
-    .await;
+    let (grading, log) = dependent_first(&reg.url).await;
     assert_eq!(
         register_raw(&reg.url, &log.registration("LogService", &[]))
             .await
@@ -315,13 +292,7 @@ async fn a_rejected_registration_leaves_nothing_behind() {
 #[tokio::test]
 async fn patches_carry_the_catalog_revision_and_events_are_listed() {
     let reg = registry(&[]).await;
-    let grading = FakeService::start().await;
-    let log = FakeService::start().await;
-    register_raw(
-        &reg.url,
-        &grading.registration("GradingService", &["LogService"]),
-    )
-    .await;
+    let (grading, log) = dependent_first(&reg.url).await;
     register_raw(&reg.url, &log.registration("LogService", &[])).await;
     wait_providers(&grading, "LogService", &[&log.url], SOON).await;
     let revisions: Vec<u64> = grading

@@ -58,14 +58,7 @@ async fn next_with(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, text: 
 #[tokio::test]
 async fn ls_lists_instances_with_their_health_as_a_table_or_json() {
     let reg = registry(FAST_CHECKS).await;
-    let log = FakeService::start().await;
-    let grading = FakeService::start().await;
-    register_raw(&reg.url, &log.registration("LogService", &[])).await;
-    register_raw(
-        &reg.url,
-        &grading.registration("GradingService", &["LogService"]),
-    )
-    .await;
+    let (log, grading) = log_and_grading(&reg.url).await;
     eventually(SOON, "both to be checked", || async {
         let c = catalog(&reg.url).await;
         c.iter().all(|i| !i["LastCheck"].is_null()).then_some(())

@@ -4,11 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use crate::common::*;
-
-const SOON: Duration = Duration::from_secs(20);
 
 async fn page(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();
@@ -40,11 +36,7 @@ async fn the_dashboard_puts_trouble_first_folds_the_rest_and_searches() {
         fakes.push(fake);
     }
     fakes[3].set_heartbeat(Mode::Status(500));
-    eventually(SOON, "Delta to go critical", || async {
-        let i = instance(&reg.url, &fakes[3].url).await?;
-        (i["Status"] == "critical").then_some(())
-    })
-    .await;
+    wait_status(&reg.url, &fakes[3].url, "critical").await;
     let (status, html) = page(&format!("{}/", reg.url)).await;
     assert_eq!(status, 200);
     let shown = groups(&html);
@@ -83,17 +75,9 @@ async fn a_service_and_an_instance_have_pages_of_their_own() {
     // Flap a few times: failures, recoveries, repeated events.
     for _ in 0..3 {
         grading.set_heartbeat(Mode::Status(503));
-        eventually(SOON, "critical", || async {
-            let i = instance(&reg.url, &grading.url).await?;
-            (i["Status"] == "critical").then_some(())
-        })
-        .await;
+        wait_status(&reg.url, &grading.url, "critical").await;
         grading.set_heartbeat(Mode::Ok);
-        eventually(SOON, "passing", || async {
-            let i = instance(&reg.url, &grading.url).await?;
-            (i["Status"] == "passing").then_some(())
-        })
-        .await;
+        wait_status(&reg.url, &grading.url, "passing").await;
     }
     let (status, html) = page(&format!("{}/dashboard/service/Grading", reg.url)).await;
     assert_eq!(status, 200);

@@ -14,14 +14,7 @@ const SOON: Duration = Duration::from_secs(15);
 async fn a_killed_registry_restarts_with_its_catalog_and_keeps_notifying() {
     let dir = tempfile::tempdir().unwrap();
     let mut reg = registry_on_disk(dir.path(), "127.0.0.1:0", &[]).await;
-    let log = FakeService::start().await;
-    let grading = FakeService::start().await;
-    register_raw(&reg.url, &log.registration("LogService", &[])).await;
-    register_raw(
-        &reg.url,
-        &grading.registration("GradingService", &["LogService"]),
-    )
-    .await;
+    let (log, grading) = log_and_grading(&reg.url).await;
     assert_eq!(grading.providers("LogService"), vec![log.url.clone()]);
     let before = catalog(&reg.url).await;
 

@@ -123,11 +123,7 @@ async fn a_hung_instance_does_not_stop_the_checks_of_any_other() {
     register_raw(&reg.url, &hung.registration("A", &[])).await;
     register_raw(&reg.url, &healthy.registration("B", &[])).await;
     hung.set_heartbeat(Mode::Hang);
-    eventually(SOON, "the hung instance to go critical", || async {
-        let e = instance(&reg.url, &hung.url).await?;
-        (e["Status"] == "critical").then_some(())
-    })
-    .await;
+    wait_status(&reg.url, &hung.url, "critical").await;
     // While it hangs, the other keeps being checked...
     let before = healthy.heartbeats();
     eventually(SOON, "more checks of the healthy instance", || {
@@ -137,11 +133,7 @@ async fn a_hung_instance_does_not_stop_the_checks_of_any_other() {
     .await;
     // ...and its failure is still noticed.
     healthy.close();
-    eventually(SOON, "the closed instance to go critical", || async {
-        let e = instance(&reg.url, &healthy.url).await?;
-        (e["Status"] == "critical").then_some(())
-    })
-    .await;
+    wait_status(&reg.url, &healthy.url, "critical").await;
     assert_eq!(
         instance(&reg.url, &hung.url).await.unwrap()["Status"],
         "critical"

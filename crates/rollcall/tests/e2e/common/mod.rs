@@ -155,9 +155,20 @@ pub async fn log_service(
     registry: &str,
     extra: &[&str],
 ) -> ChildProcess {
+    stateful("log", data_dir, addr, registry, extra).await
+}
+
+/// Starts `rollcall SUBCOMMAND` with a data dir, an address and a registry.
+async fn stateful(
+    subcommand: &str,
+    data_dir: &std::path::Path,
+    addr: &str,
+    registry: &str,
+    extra: &[&str],
+) -> ChildProcess {
     let dir = data_dir.to_str().unwrap();
     let mut args = vec![
-        "log",
+        subcommand,
         "--addr",
         addr,
         "--data-dir",
@@ -167,6 +178,45 @@ pub async fn log_service(
     ];
     args.extend_from_slice(extra);
     ChildProcess::start(&rollcall_bin(), &args, &[]).await
+}
+
+/// Waits until the registry shows the instance at `url` with `status`.
+pub async fn wait_status(registry: &str, url: &str, status: &str) {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{url} to be {status}"),
+        || async {
+            let entry = instance(registry, url).await?;
+            (entry["Status"] == status).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Starts a fake `GradingService` and registers it, requiring `LogService`.
+async fn fake_grading(registry: &str) -> FakeService {
+    let grading = FakeService::start().await;
+    register_raw(
+        registry,
+        &grading.registration("GradingService", &["LogService"]),
+    )
+    .await;
+    grading
+}
+
+/// Registers a fake `GradingService` that requires `LogService`, and starts
+/// (without registering) the fake `LogService` it will be told about.
+pub async fn dependent_first(registry: &str) -> (FakeService, FakeService) {
+    let grading = fake_grading(registry).await;
+    (grading, FakeService::start().await)
+}
+
+/// Registers a fake `LogService` and then a fake `GradingService` that
+/// requires it, the way their classic counterparts do.
+pub async fn log_and_grading(registry: &str) -> (FakeService, FakeService) {
+    let log = FakeService::start().await;
+    register_raw(registry, &log.registration("LogService", &[])).await;
+    (log, fake_grading(registry).await)
 }
 
 /// `GET {base}/v1/logs?{query}` → the records.
@@ -184,12 +234,7 @@ pub async fn all_logs(base: &str, query: &str) -> Vec<serde_json::Value> {
             Some(c) => format!("{query}&limit=1000&order=asc&cursor={c}"),
             None => format!("{query}&limit=1000&order=asc"),
         };
-        let page: serde_json::Value = reqwest::get(format!("{base}/v1/logs?{q}"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: serde_json::Value = get_json(&format!("{base}/v1/logs?{q}")).await;
         out.extend(page["records"].as_array().cloned().unwrap_or_default());
         match page["next_cursor"].as_u64() {
             Some(c) => cursor = Some(c),
@@ -198,14 +243,14 @@ pub async fn all_logs(base: &str, query: &str) -> Vec<serde_json::Value> {
     }
 }
 
+/// `GET url` as text.
+pub async fn get_text(url: &str) -> Option<String> {
+    reqwest::get(url).await.ok()?.text().await.ok()
+}
+
 /// The value of a counter or gauge in a Prometheus text page.
 pub async fn metric(base: &str, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = get_text(&format!("{base}/metrics")).await?;
     text.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -223,18 +268,7 @@ pub async fn grades_service(
     registry: &str,
     extra: &[&str],
 ) -> ChildProcess {
-    let dir = data_dir.to_str().unwrap();
-    let mut args = vec![
-        "grades",
-        "--addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir,
-        "--registry",
-        registry,
-    ];
-    args.extend_from_slice(extra);
-    ChildProcess::start(&rollcall_bin(), &args, &[]).await
+    stateful("grades", data_dir, "127.0.0.1:0", registry, extra).await
 }
 
 /// Starts `rollcall portal` registering with `registry`.
