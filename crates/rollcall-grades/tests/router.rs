@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rollcall_grades::http::{AppState, router};
 use rollcall_grades::store::GradeStore;
-use rollcall_testkit::router::call;
+use rollcall_testkit::router::assert_refused;
 
 /// Method, URI, body, expected status, code, and the field the error names.
 type Case<'a> = (&'a str, &'a str, &'a str, u16, &'a str, Option<&'a str>);
@@ -92,18 +92,7 @@ async fn bad_input_names_the_field_and_changes_nothing() {
         ("PATCH", "/students", "", 405, "method_not_allowed", None),
     ];
     for (method, uri, body, status, code, field) in cases {
-        let answer = call(&router, method, uri, *body).await;
-        assert_eq!(
-            answer.status, *status,
-            "{method} {uri} {body}: {}",
-            answer.body
-        );
-        assert_eq!(
-            answer.error_code(),
-            *code,
-            "{method} {uri} {body}: {}",
-            answer.body
-        );
+        let answer = assert_refused(&router, (method, uri, body), *status, code).await;
         if let Some(field) = field {
             assert_eq!(answer.json()["error"]["field"], *field, "{}", answer.body);
         }
@@ -123,12 +112,12 @@ async fn the_served_openapi_document_covers_every_route_the_router_answers() {
         store,
         metrics: Arc::default(),
     });
-    let (own, _) = rollcall_grades::http::api().split_for_parts();
-    let own_doc = rollcall_http::openapi::whole(rollcall_grades::http::api(), None);
-    let sdk = rollcall_sdk::service::openapi();
-    let whole = rollcall_grades::http::openapi_document();
-    let served_doc = assert_service_documented(&served, &own, &own_doc, &whole, Some(&sdk)).await;
-    assert!(served_doc["paths"]["/heartbeat"]["get"].is_object());
+    let served_doc = assert_service_documented(
+        &served,
+        rollcall_grades::http::api,
+        Some(rollcall_sdk::service::openapi()),
+    )
+    .await;
     assert_eq!(
         served_doc["components"]["schemas"]["Grade"]["properties"]["Score"]["maximum"],
         serde_json::json!(100)

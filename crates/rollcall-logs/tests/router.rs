@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use rollcall_logs::LogConfig;
 use rollcall_logs::http::{AppState, router};
-use rollcall_logs::store::LogStore;
-use rollcall_testkit::router::call;
+use rollcall_logs::store::{LogStore, StoreThreads};
+use rollcall_testkit::router::assert_refused;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::test]
-async fn bad_input_is_refused_whole_with_a_json_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig::for_tests(dir.path().to_owned());
+/// The log service's router over a store in `dir`.
+fn app(dir: &std::path::Path) -> (axum::Router, LogStore, StoreThreads) {
+    let config = LogConfig::for_tests(dir.to_owned());
     let (store, threads) = LogStore::open(config.store()).unwrap();
     let router = router(AppState {
         store: store.clone(),
@@ -22,6 +21,13 @@ async fn bad_input_is_refused_whole_with_a_json_error() {
         metrics: Arc::default(),
         shutdown: CancellationToken::new(),
     });
+    (router, store, threads)
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_whole_with_a_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, store, threads) = app(dir.path());
     let cases: &[(&str, &str, &str, u16, &str)] = &[
         ("POST", "/log", "", 400, "empty_message"),
         ("GET", "/log", "", 405, "method_not_allowed"),
@@ -47,18 +53,7 @@ async fn bad_input_is_refused_whole_with_a_json_error() {
         ("GET", "/nowhere", "", 404, "not_found"),
     ];
     for (method, uri, body, status, code) in cases {
-        let answer = call(&router, method, uri, *body).await;
-        assert_eq!(
-            answer.status, *status,
-            "{method} {uri} {body}: {}",
-            answer.body
-        );
-        assert_eq!(
-            answer.error_code(),
-            *code,
-            "{method} {uri} {body}: {}",
-            answer.body
-        );
+        assert_refused(&router, (method, uri, body), *status, code).await;
     }
     assert_eq!(store.last_seq(), None, "nothing was stored");
     store.close(threads).await;
@@ -71,18 +66,11 @@ async fn bad_input_is_refused_whole_with_a_json_error() {
 async fn the_served_openapi_document_covers_every_route_the_router_answers() {
     use rollcall_testkit::openapi::assert_service_documented;
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig::for_tests(dir.path().to_owned());
-    let (store, _threads) = LogStore::open(config.store()).unwrap();
-    let served = router(AppState {
-        store,
-        config: Arc::new(config),
-        metrics: Arc::default(),
-        shutdown: CancellationToken::new(),
-    });
-    let (own, _) = rollcall_logs::http::api().split_for_parts();
-    let own_doc = rollcall_http::openapi::whole(rollcall_logs::http::api(), None);
-    let sdk = rollcall_sdk::service::openapi();
-    let whole = rollcall_logs::http::openapi_document();
-    let served_doc = assert_service_documented(&served, &own, &own_doc, &whole, Some(&sdk)).await;
-    assert!(served_doc["paths"]["/heartbeat"]["get"].is_object());
+    let (served, _store, _threads) = app(dir.path());
+    assert_service_documented(
+        &served,
+        rollcall_logs::http::api,
+        Some(rollcall_sdk::service::openapi()),
+    )
+    .await;
 }

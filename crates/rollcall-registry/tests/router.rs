@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rollcall_registry::{Registry, RegistryConfig, http};
-use rollcall_testkit::router::call;
+use rollcall_testkit::router::{assert_refused, call};
 use tokio_util::sync::CancellationToken;
 
 fn router() -> (axum::Router, Registry, CancellationToken) {
@@ -36,10 +36,7 @@ async fn bad_registrations_are_4xx_json_errors_and_store_nothing() {
         ),
     ];
     for (body, code) in cases {
-        let answer = call(&router, "POST", "/services", *body).await;
-        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
-        assert_eq!(answer.error_code(), *code, "{body}: {}", answer.body);
-        assert!(answer.content_type.starts_with("application/json"));
+        assert_refused(&router, ("POST", "/services", body), 400, code).await;
     }
     let big = format!(
         r#"{{"ServiceName":"A","ServiceURL":"http://127.0.0.1:1","X":"{}"}}"#,
@@ -92,14 +89,7 @@ async fn bad_queries_unknown_routes_and_wrong_methods_are_json_errors() {
         ),
     ];
     for (method, uri, body, status, code) in cases {
-        let answer = call(&router, method, uri, *body).await;
-        assert_eq!(answer.status, *status, "{method} {uri}: {}", answer.body);
-        assert_eq!(
-            answer.error_code(),
-            *code,
-            "{method} {uri}: {}",
-            answer.body
-        );
+        assert_refused(&router, (method, uri, body), *status, code).await;
     }
 }
 
@@ -108,10 +98,7 @@ async fn bad_queries_unknown_routes_and_wrong_methods_are_json_errors() {
 #[tokio::test]
 async fn the_served_openapi_document_covers_every_route_the_router_answers() {
     let (served, _registry, _stop) = router();
-    let (own, _) = http::api().split_for_parts();
-    let doc = http::openapi_document();
-    let json =
-        rollcall_testkit::openapi::assert_service_documented(&served, &own, &doc, &doc, None).await;
+    let json = rollcall_testkit::openapi::assert_service_documented(&served, http::api, None).await;
     assert!(json["paths"]["/services"]["post"]["requestBody"].is_object());
     assert_eq!(
         json["components"]["schemas"]["Registration"]["required"],

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Router;
 use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 /// One route: a path (axum's `{param}` syntax) and an upper-case method.
 pub type Route = (String, String);
@@ -153,31 +154,36 @@ pub fn assert_documents_exactly<S>(router: &Router<S>, doc: &OpenApi) {
     );
 }
 
-/// For a service whose router is built from one documented route list:
-/// the list's router (`own`, before layers) answers exactly what `own_doc`
-/// describes; the served router has the same paths; `GET /openapi.json`
-/// serves `whole`, which describes `own_doc`'s routes and `more`'s (the
-/// SDK's). Returns the served document for further checks.
-pub async fn assert_service_documented<S>(
+/// For a service whose router is built from one documented route list
+/// (`api`): the list's router answers exactly what its document describes;
+/// the served router has the same paths; `GET /openapi.json` serves the
+/// list's document with `more` (the SDK's) merged in, and nothing else.
+/// Returns the served document for further checks.
+pub async fn assert_service_documented<S: Clone + Send + Sync + 'static>(
     served: &Router,
-    own: &Router<S>,
-    own_doc: &OpenApi,
-    whole: &OpenApi,
-    more: Option<&OpenApi>,
+    api: impl Fn() -> OpenApiRouter<S>,
+    more: Option<OpenApi>,
 ) -> serde_json::Value {
-    assert_documents_exactly(own, own_doc);
-    assert_eq!(paths_of(served), paths_of(own), "the served router's paths");
+    let (own, _) = api().split_for_parts();
+    let own_doc = rollcall_http::openapi::whole(api(), None);
+    let whole = rollcall_http::openapi::whole(api(), more.clone());
+    assert_documents_exactly(&own, &own_doc);
+    assert_eq!(
+        paths_of(served),
+        paths_of(&own),
+        "the served router's paths"
+    );
     let answer = crate::router::call(served, "GET", "/openapi.json", "").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let json = answer.json();
-    assert_eq!(json, serde_json::to_value(whole).expect("serializes"));
-    let mut expected = documented(own_doc);
-    expected.extend(more.map(documented).unwrap_or_default());
-    assert_eq!(documented(whole), expected);
+    assert_eq!(json, serde_json::to_value(&whole).expect("serializes"));
+    let mut expected = documented(&own_doc);
+    expected.extend(more.as_ref().map(documented).unwrap_or_default());
+    assert_eq!(documented(&whole), expected);
     assert!(
-        dangling_refs(whole).is_empty(),
+        dangling_refs(&whole).is_empty(),
         "{:?}",
-        dangling_refs(whole)
+        dangling_refs(&whole)
     );
     json
 }

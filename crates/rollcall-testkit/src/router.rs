@@ -57,3 +57,22 @@ pub async fn call(router: &Router, method: &str, uri: &str, body: impl Into<Body
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
+
+/// Sends one request and checks that it was refused with `status` and a
+/// JSON error whose code is `code`; returns the answer for more checks.
+pub async fn assert_refused(
+    router: &Router,
+    (method, uri, body): (&str, &str, &str),
+    status: u16,
+    code: &str,
+) -> Answer {
+    let answer = call(router, method, uri, body.to_owned()).await;
+    let what = format!("{method} {uri} {body}: {}", answer.body);
+    assert_eq!(answer.status, status, "{what}");
+    assert_eq!(answer.error_code(), code, "{what}");
+    assert!(
+        answer.content_type.starts_with("application/json"),
+        "{what}"
+    );
+    answer
+}

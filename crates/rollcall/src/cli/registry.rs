@@ -128,16 +128,25 @@ pub fn table(
     out
 }
 
+/// `GET /services`, of one service if named.
+async fn get_catalog(
+    client: &reqwest::Client,
+    registry: &RegistryArg,
+    service: Option<&str>,
+) -> anyhow::Result<reqwest::Response> {
+    let mut request = client
+        .get(format!("{}/services", registry.base()))
+        .timeout(REQUEST_TIMEOUT);
+    if let Some(service) = service {
+        request = request.query(&[("service", service)]);
+    }
+    send(request, &registry.name()).await
+}
+
 /// `rollcall ls`.
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let client = client()?;
-    let mut request = client
-        .get(format!("{}/services", args.registry.base()))
-        .timeout(REQUEST_TIMEOUT);
-    if let Some(service) = &args.service {
-        request = request.query(&[("service", service)]);
-    }
-    let response = send(request, &args.registry.name()).await?;
+    let response = get_catalog(&client, &args.registry, args.service.as_deref()).await?;
     let instances: Vec<serde_json::Value> = response
         .json()
         .await
@@ -230,13 +239,7 @@ type Known = BTreeMap<String, (String, String)>;
 
 /// The catalog (optionally one service's instances) as `url → (service, status)`.
 async fn current_state(client: &reqwest::Client, args: &WatchArgs) -> anyhow::Result<(Known, u64)> {
-    let mut request = client
-        .get(format!("{}/services", args.registry.base()))
-        .timeout(REQUEST_TIMEOUT);
-    if let Some(service) = &args.service {
-        request = request.query(&[("service", service)]);
-    }
-    let response = send(request, &args.registry.name()).await?;
+    let response = get_catalog(client, &args.registry, args.service.as_deref()).await?;
     let revision = response
         .headers()
         .get("x-rollcall-revision")
