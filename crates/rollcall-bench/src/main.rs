@@ -280,15 +280,21 @@ impl Bench {
 
     async fn count(&self, registry: &str, service: &str) -> anyhow::Result<usize> {
         let list: Vec<serde_json::Value> = self
+            .get_json(&format!("{registry}/services?service={service}"))
+            .await?;
+        Ok(list.len())
+    }
+
+    /// `GET url` as JSON (within 60 s).
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
+        Ok(self
             .client
-            .get(format!("{registry}/services"))
-            .query(&[("service", service)])
+            .get(url)
             .timeout(Duration::from_secs(60))
             .send()
             .await?
             .json()
-            .await?;
-        Ok(list.len())
+            .await?)
     }
 
     async fn post(&self, url: &str, body: String) -> anyhow::Result<()> {
@@ -317,16 +323,7 @@ impl Bench {
         let r = self.load_trivial(&trivial).await;
         self.ceiling = r.rate();
         s.row(Row::new("requests/s", r.rate(), "req/s"))
-            .row(Row::new(
-                "latency p50",
-                ms(r.latencies.percentile(50.0)),
-                "ms",
-            ))
-            .row(Row::new(
-                "latency p99",
-                ms(r.latencies.percentile(99.0)),
-                "ms",
-            ));
+            .latencies("latency", &r.latencies);
         s.check(
             format!("{} requests, no errors", r.ok),
             r.errors == 0 && r.rejected == 0,

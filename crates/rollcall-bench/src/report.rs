@@ -71,6 +71,20 @@ impl Section {
         self
     }
 
+    /// Rows `{what} p50` and `{what} p99` of `samples`, in ms.
+    pub fn latencies(&mut self, what: &str, samples: &crate::stats::Samples) -> &mut Self {
+        self.row(Row::new(
+            format!("{what} p50"),
+            crate::ms(samples.percentile(50.0)),
+            "ms",
+        ))
+        .row(Row::new(
+            format!("{what} p99"),
+            crate::ms(samples.percentile(99.0)),
+            "ms",
+        ))
+    }
+
     pub fn check(&mut self, what: impl Into<String>, ok: bool) -> &mut Self {
         self.checks.push((what.into(), ok));
         self

@@ -55,17 +55,8 @@ impl Bench {
             Arc::new(move |_| load::request("GET", paddr, "/students/1", Bytes::new())),
         )
         .await;
-        s.row(Row::new(
-            "portal page p50",
-            ms(r.latencies.percentile(50.0)),
-            "ms",
-        ))
-        .row(Row::new(
-            "portal page p99",
-            ms(r.latencies.percentile(99.0)),
-            "ms",
-        ))
-        .row(Row::new("portal pages/s", r.rate(), "req/s"));
+        s.latencies("portal page", &r.latencies)
+            .row(Row::new("portal pages/s", r.rate(), "req/s"));
         s.check(
             format!("{} portal pages, none failed", r.ok),
             r.errors == 0 && r.rejected == 0,
@@ -84,13 +75,8 @@ impl Bench {
             })
             .await;
         s.row(Row::new("POST /students/{id}/grades", r.rate(), "req/s").ratio(self.ceiling));
-        let students: Vec<serde_json::Value> = self
-            .client
-            .get(format!("{}/students", grades.url))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let students: Vec<serde_json::Value> =
+            self.get_json(&format!("{}/students", grades.url)).await?;
         let stored: usize = students
             .iter()
             .map(|st| st["Grades"].as_array().map_or(0, Vec::len))

@@ -79,11 +79,7 @@ impl Bench {
             }
             s.row(row);
             let page: serde_json::Value = self
-                .client
-                .get(format!("{}/v1/logs?limit=1", log.url))
-                .send()
-                .await?
-                .json()
+                .get_json(&format!("{}/v1/logs?limit=1", log.url))
                 .await?;
             let stored = page["records"][0]["seq"].as_u64().unwrap_or(0);
             s.check(

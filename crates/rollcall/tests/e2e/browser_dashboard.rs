@@ -30,14 +30,7 @@ async fn the_dashboard_shows_the_system_and_a_stopped_service_turning_critical()
 
     let b = Browser::start(1280, 1100).await;
     b.client.goto(&format!("{registry}/")).await.unwrap();
-    let header = b
-        .client
-        .find(Locator::Css("header"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let header = b.text("header").await;
     assert!(header.contains("rollcall registry"), "{header}");
     for service in ["LogService", "GradingService", "Portal"] {
         let node = b
@@ -107,14 +100,7 @@ async fn the_dashboard_shows_the_system_and_a_stopped_service_turning_critical()
             .unwrap()
             .contains("broken")
     );
-    let events = b
-        .client
-        .find(Locator::Css("#events"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let events = b.text("#events").await;
     assert!(events.contains("critical"), "{events}");
     let mark = b
         .client

@@ -162,12 +162,7 @@ async fn deregistration_is_200_then_404_and_dependents_get_removed() {
     let reg = registry(&[]).await;
     let log = FakeService::start().await;
     let grading = FakeService::start().await;
-    assert_eq!(
-        register_raw(&reg.url, &log.registration("LogService", &[]))
-            .await
-            .status(),
-        200
-    );
+    register_ok(&reg.url, &log.registration("LogService", &[])).await;
     assert_eq!(
         register_raw(
             &reg.url,
@@ -231,18 +226,8 @@ async fn a_classic_client_knows_its_providers_the_moment_registration_answers() 
 async fn registering_one_url_twice_keeps_one_instance_and_notifies_once() {
     let reg = registry(&[]).await;
     let (grading, log) = dependent_first(&reg.url).await;
-    assert_eq!(
-        register_raw(&reg.url, &log.registration("LogService", &[]))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        register_raw(&reg.url, &log.registration("LogService", &[]))
-            .await
-            .status(),
-        200
-    );
+    register_ok(&reg.url, &log.registration("LogService", &[])).await;
+    register_ok(&reg.url, &log.registration("LogService", &[])).await;
     wait_providers(&grading, "LogService", &[&log.url], SOON).await;
     let entries: Vec<_> = catalog(&reg.url)
         .await

@@ -9,23 +9,6 @@ use crate::common::*;
 
 const SOON: Duration = Duration::from_secs(20);
 
-/// Starts a long-running command and hands its stdout lines over a channel.
-fn stream(
-    args: &[&str],
-) -> (
-    std::process::Child,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let mut child = std::process::Command::new(rollcall_bin())
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = read_lines(child.stdout.take().unwrap());
-    (child, rx)
-}
-
 /// Waits until `registry` has `n` watch streams open.
 async fn watchers(registry: &str, n: u32, what: &str) {
     let line = format!("rollcall_registry_watch_streams {n}");
@@ -112,8 +95,9 @@ async fn ls_lists_instances_with_their_health_as_a_table_or_json() {
 #[tokio::test]
 async fn watch_streams_changes_and_deregister_removes_an_instance() {
     let reg = registry(FAST_CHECKS).await;
-    let (mut all, mut all_lines) = stream(&["watch", "--registry", &reg.url]);
-    let (mut only_log, mut log_lines) = stream(&["watch", "LogService", "--registry", &reg.url]);
+    let (mut all, mut all_lines, _) = spawn_rollcall(&["watch", "--registry", &reg.url]);
+    let (mut only_log, mut log_lines, _) =
+        spawn_rollcall(&["watch", "LogService", "--registry", &reg.url]);
     // Give both streams time to connect: a change they both must see.
     let warmup = FakeService::start().await;
     watchers(&reg.url, 2, "the watchers to connect").await;
@@ -154,25 +138,6 @@ async fn watch_streams_changes_and_deregister_removes_an_instance() {
     assert!(err.contains("no instance is registered at"), "{err}");
 }
 
-/// Like [`stream`], with stderr too (reconnection messages go there).
-fn stream_all(
-    args: &[&str],
-) -> (
-    std::process::Child,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let mut child = std::process::Command::new(rollcall_bin())
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = read_lines(child.stdout.take().unwrap());
-    let err = read_lines(child.stderr.take().unwrap());
-    (child, out, err)
-}
-
 #[tokio::test]
 async fn watch_shows_the_current_state_then_survives_a_registry_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -180,7 +145,7 @@ async fn watch_shows_the_current_state_then_survives_a_registry_restart() {
     let addr = reg.url.trim_start_matches("http://").to_owned();
     let before = FakeService::start().await;
     register_raw(&reg.url, &before.registration("Before", &[])).await;
-    let (mut watch, mut out, mut err) = stream_all(&["watch", "--registry", &reg.url]);
+    let (mut watch, mut out, mut err) = spawn_rollcall(&["watch", "--registry", &reg.url]);
     // What is registered already is printed first.
     let line = next_with(&mut out, &before.url).await;
     assert!(line.contains("Before"), "{line}");

@@ -79,12 +79,7 @@ async fn an_sdk_service_started_before_the_registry_registers_once_it_is_up() {
     let registry_url = format!("http://127.0.0.1:{port}");
     let hello = hello(&registry_url, "Hello", &[]).await;
     // The service serves while it waits for the registry.
-    let answer = reqwest::get(&hello.url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let answer = get_text(&hello.url).await.unwrap();
     assert!(answer.contains("hello from Hello"), "{answer}");
     let addr = format!("127.0.0.1:{port}");
     let reg = registry_at(&addr).await;

@@ -524,21 +524,16 @@ async fn rollcall_logs_finds_the_service_prints_plain_text_when_piped_and_follow
     assert!(!text.contains('\x1b'), "no colours when piped");
 
     // -f keeps printing what arrives.
-    let mut follow = std::process::Command::new(rollcall_bin())
-        .args([
-            "logs",
-            "--registry",
-            &reg.url,
-            "-f",
-            "--service",
-            "Grades",
-            "-n",
-            "1",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut rx = read_lines(follow.stdout.take().unwrap());
+    let (mut follow, mut rx, _) = spawn_rollcall(&[
+        "logs",
+        "--registry",
+        &reg.url,
+        "-f",
+        "--service",
+        "Grades",
+        "-n",
+        "1",
+    ]);
     let first = tokio::time::timeout(SOON, rx.recv())
         .await
         .unwrap()
@@ -617,14 +612,8 @@ async fn logs_follow_resumes_from_its_cursor_across_a_log_service_restart() {
     let mut log = log_service(dir.path(), "127.0.0.1:0", "", &[]).await;
     let addr = log.url.trim_start_matches("http://").to_owned();
     post(&format!("{}/log", log.url), "[A] - one").await;
-    let mut follow = std::process::Command::new(rollcall_bin())
-        .args(["logs", "--log-url", &log.url, "-f", "-n", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = read_lines(follow.stdout.take().unwrap());
-    let mut err = read_lines(follow.stderr.take().unwrap());
+    let (mut follow, mut out, mut err) =
+        spawn_rollcall(&["logs", "--log-url", &log.url, "-f", "-n", "1"]);
     assert!(recv(&mut out).await.contains("one"));
     post(&format!("{}/log", log.url), "[A] - two").await;
     assert!(recv(&mut out).await.contains("two"));

@@ -116,6 +116,26 @@ pub async fn catalog(registry: &str) -> Vec<serde_json::Value> {
     get_json(&format!("{registry}/services")).await
 }
 
+/// Starts a long-running `rollcall ARGS…` and hands its stdout and stderr
+/// lines over channels.
+pub fn spawn_rollcall(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let mut child = std::process::Command::new(rollcall_bin())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = read_lines(child.stdout.take().unwrap());
+    let err = read_lines(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
 /// Runs `rollcall ARGS…` to the end: (succeeded, stdout, stderr).
 pub async fn run_rollcall(args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new(rollcall_bin())
@@ -146,6 +166,11 @@ pub async fn wait_providers(fake: &FakeService, name: &str, expected: &[&str], t
 
 #[allow(unused_imports)]
 pub use rollcall_testkit::{deregister_raw, register_raw};
+
+/// Registers `body` and checks the answer is 200.
+pub async fn register_ok(registry: &str, body: &serde_json::Value) {
+    assert_eq!(register_raw(registry, body).await.status(), 200, "{body}");
+}
 
 /// Starts `rollcall log` on `data_dir` at `addr`, registering with `registry`
 /// (empty: standalone), with `extra` flags.
