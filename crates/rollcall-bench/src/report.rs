@@ -18,6 +18,15 @@ pub struct Row {
 }
 
 impl Row {
+    /// `{what} p99` of `samples`, in ms.
+    pub fn p99(what: &str, samples: &crate::stats::Samples) -> Row {
+        Row::new(
+            format!("{what} p99"),
+            crate::ms(samples.percentile(99.0)),
+            "ms",
+        )
+    }
+
     pub fn new(measure: impl Into<String>, value: f64, unit: &str) -> Self {
         Self {
             measure: measure.into(),

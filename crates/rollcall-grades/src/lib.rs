@@ -13,21 +13,16 @@ pub mod store;
 
 use std::sync::Arc;
 
+use rollcall_sdk::Service;
 use rollcall_sdk::logs::LogForwarder;
-use rollcall_sdk::{SdkError, Service};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::GradesConfig;
 pub use store::{GradeStore, StoreError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Service(#[from] SdkError),
-}
+/// Why the service stopped with an error.
+pub type RunError = rollcall_sdk::RunError<StoreError>;
 
 /// Runs the grading service on `listener` until `shutdown` fires. With a
 /// `forwarder`, its logs are shipped to the log service.
@@ -41,7 +36,9 @@ pub async fn run(
     let demo = !config.no_demo_data;
     let store = tokio::task::spawn_blocking(move || GradeStore::open(&data_dir, demo))
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .and_then(|opened| opened)
+        .map_err(RunError::Store)?;
     tracing::info!(path = %store.path().display(), "grade book open");
     let state = http::AppState {
         store,

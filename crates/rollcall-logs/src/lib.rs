@@ -25,7 +25,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollcall_sdk::{SdkError, Service};
+use rollcall_sdk::Service;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -36,13 +36,8 @@ pub use store::{FsyncPolicy, LogStore, StoreError};
 /// How often retention runs (it also runs at every segment rotation).
 pub const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Service(#[from] SdkError),
-}
+/// Why the service stopped with an error.
+pub type RunError = rollcall_sdk::RunError<StoreError>;
 
 /// Runs the log service on `listener` until `shutdown` fires: deregisters,
 /// drains requests and tails, writes and syncs what is queued.
@@ -59,7 +54,9 @@ pub async fn run(
     let store_config = config.store();
     let (store, threads) = tokio::task::spawn_blocking(move || LogStore::open(store_config))
         .await
-        .map_err(|e| StoreError::WriteFailed(e.to_string()))??;
+        .map_err(|e| StoreError::WriteFailed(e.to_string()))
+        .and_then(|opened| opened)
+        .map_err(RunError::Store)?;
     let state = http::AppState {
         store: store.clone(),
         config: Arc::new(config.clone()),

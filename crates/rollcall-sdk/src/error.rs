@@ -97,3 +97,13 @@ mod tests {
         assert!(!SdkError::ShuttingDown.is_retryable());
     }
 }
+
+/// Why a service built on the SDK stopped with an error: its store (`E`)
+/// or the SDK.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Store(E),
+    #[error(transparent)]
+    Service(#[from] SdkError),
+}

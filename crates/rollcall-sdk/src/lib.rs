@@ -34,7 +34,7 @@ pub mod logs;
 pub mod providers;
 pub mod service;
 
-pub use error::SdkError;
+pub use error::{RunError, SdkError};
 pub use providers::Providers;
 pub use rollcall_proto::{ServiceName, ServiceUrl};
 pub use service::{Service, ServiceBuilder};

@@ -18,36 +18,17 @@ impl Bench {
         let reg = self.registry(&[]).await?;
         let base = reg.url.clone();
         let receivers = Receivers::start(4).await?;
-        let kinds = [
-            (
-                "SDK service, SIGKILL",
-                false,
-                "KILL",
-                Duration::from_millis(100),
-            ),
-            (
-                "classic service, SIGKILL",
-                true,
-                "KILL",
-                // The next check comes within the interval (+10 % jitter), the
-                // recheck 250 ms after the first refusal: 1.1 s + 0.25 s, plus
-                // the patch's delivery.
-                Duration::from_millis(1400),
-            ),
-            (
-                "SDK service, SIGSTOP",
-                false,
-                "STOP",
-                Duration::from_secs(3),
-            ),
-            (
-                "classic service, SIGSTOP",
-                true,
-                "STOP",
-                Duration::from_secs(3),
-            ),
+        // Targets in ms. A classic SIGKILL: the next check comes within the
+        // interval (+10 % jitter), the recheck 250 ms after the first refusal:
+        // 1.1 s + 0.25 s, plus the patch's delivery.
+        let kinds: [(&str, bool, &str, u64); 4] = [
+            ("SDK service, SIGKILL", false, "KILL", 100),
+            ("classic service, SIGKILL", true, "KILL", 1400),
+            ("SDK service, SIGSTOP", false, "STOP", 3000),
+            ("classic service, SIGSTOP", true, "STOP", 3000),
         ];
-        for (k, (label, classic, signal, target)) in kinds.iter().enumerate() {
+        for (k, (label, classic, signal, target_ms)) in kinds.iter().enumerate() {
+            let target = &Duration::from_millis(*target_ms);
             let mut victims = Vec::new();
             for t in 0..trials {
                 let name = format!("Victim{k}x{t}");

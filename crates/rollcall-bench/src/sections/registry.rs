@@ -30,11 +30,7 @@ impl Bench {
                 .ratio(self.ceiling)
                 .target("≥ 40 % of ceiling", r.rate() >= 0.4 * self.ceiling),
         )
-        .row(Row::new(
-            "registration latency p99",
-            ms(r.latencies.percentile(99.0)),
-            "ms",
-        ));
+        .row(Row::p99("registration latency", &r.latencies));
         self.loaded_rss
             .push(("registry (registering)".into(), reg.rss()));
         let listed = self.count(&base, "Bench").await? as u64;
@@ -110,11 +106,7 @@ impl Bench {
                 .ratio(self.ceiling)
                 .target("≥ 60 % of ceiling", r.rate() >= 0.6 * self.ceiling),
         )
-        .row(Row::new(
-            "catalog read latency p99",
-            ms(r.latencies.percentile(99.0)),
-            "ms",
-        ));
+        .row(Row::p99("catalog read latency", &r.latencies));
 
         // Deregistrations of the first run's instances.
         self.ceiling_now().await;
