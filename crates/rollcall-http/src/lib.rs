@@ -10,6 +10,7 @@
 //! - [`serve`]: runs a router on an already-bound listener until a
 //!   `CancellationToken` fires, then drains in-flight requests up to a deadline.
 
+pub mod access;
 pub mod openapi;
 
 use std::time::Duration;
@@ -201,9 +202,12 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     let stop = shutdown.clone();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .into_future();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .into_future();
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result,

@@ -17,6 +17,9 @@ pub struct LogConfig {
     #[command(flatten)]
     pub membership: rollcall_sdk::args::Membership,
 
+    #[command(flatten)]
+    pub access: rollcall_http::access::AccessArgs,
+
     /// The service name to register under.
     #[arg(long, env = "ROLLCALL_LOG_NAME", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
     pub name: rollcall_proto::ServiceName,
@@ -65,6 +68,7 @@ impl LogConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             membership: rollcall_sdk::args::Membership::standalone(),
+            access: rollcall_http::access::AccessArgs::default(),
             name: rollcall_proto::ServiceName::well_known(
                 rollcall_proto::names::well_known::LOG_SERVICE,
             ),

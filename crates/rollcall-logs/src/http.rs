@@ -89,7 +89,13 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 }
 
 pub fn router(state: AppState) -> Router {
-    rollcall_http::openapi::router(api(), Some(rollcall_sdk::service::openapi())).with_state(state)
+    let access = Arc::new(state.config.access.policy());
+    rollcall_http::openapi::router(api(), Some(rollcall_sdk::service::openapi()))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            rollcall_http::access::guard,
+        ))
+        .with_state(state)
 }
 
 fn now() -> Timestamp {

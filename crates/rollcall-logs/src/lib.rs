@@ -51,6 +51,9 @@ pub async fn run(
     shutdown: CancellationToken,
     forwarder: Option<rollcall_sdk::logs::LogForwarder>,
 ) -> Result<(), RunError> {
+    if let Ok(addr) = listener.local_addr() {
+        rollcall_http::access::warn_if_exposed(addr, &config.access.policy());
+    }
     let store_config = config.store();
     let (store, threads) = tokio::task::spawn_blocking(move || LogStore::open(store_config))
         .await

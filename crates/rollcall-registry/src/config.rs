@@ -20,6 +20,9 @@ pub struct RegistryConfig {
     #[arg(long, env = "ROLLCALL_REGISTRY_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
+    #[command(flatten)]
+    pub access: rollcall_http::access::AccessArgs,
+
     /// Directory for the catalog file (`registry.db`).
     #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
     pub data_dir: PathBuf,
@@ -87,6 +90,7 @@ impl RegistryConfig {
     pub fn for_tests() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            access: rollcall_http::access::AccessArgs::default(),
             data_dir: std::env::temp_dir().join("rollcall-unused"),
             in_memory: true,
             sync: Sync::Normal,

@@ -2,6 +2,7 @@
 //! rollcall's additions (§2). Handlers parse, call one operation on
 //! [`Registry`], and map the result; no rules live here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -9,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use rollcall_http::access::Access;
 use rollcall_http::{QueryParams, RawBody};
 use rollcall_proto::{Registration, ServiceName, ServiceUrl, Timestamp, prom};
 use serde::{Deserialize, Serialize};
@@ -57,9 +59,18 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     rollcall_http::openapi::whole(api(), None)
 }
 
-/// Builds the router.
+/// Builds the router, open to everyone (see [`guarded`]).
 pub fn router(registry: Registry) -> Router {
+    guarded(registry, Arc::new(Access::open()))
+}
+
+/// Builds the router behind `access` (tokens, trusted classic addresses).
+pub fn guarded(registry: Registry, access: Arc<Access>) -> Router {
     rollcall_http::openapi::router(api(), None)
+        .layer(middleware::from_fn_with_state(
+            access,
+            rollcall_http::access::guard,
+        ))
         .layer(middleware::from_fn_with_state(
             registry.clone(),
             count_rejections,

@@ -3,7 +3,33 @@
 
 use std::fmt;
 
+use rollcall_http::access::Secret;
 use rollcall_proto::ServiceUrl;
+
+/// The token from `ROLLCALL_TOKEN`, which the SDK sends to the registry and
+/// the log service (`Authorization: Bearer …`). An invalid one is ignored
+/// with a warning (it could never be accepted).
+pub fn token_from_env() -> Option<Secret> {
+    let text = std::env::var("ROLLCALL_TOKEN").ok()?;
+    match Secret::parse(&text) {
+        Ok(token) => Some(token),
+        Err(e) => {
+            tracing::warn!("ROLLCALL_TOKEN is ignored: {e}");
+            None
+        }
+    }
+}
+
+/// `request` with the token, if there is one.
+pub(crate) fn bearer(
+    request: reqwest::RequestBuilder,
+    token: Option<&Secret>,
+) -> reqwest::RequestBuilder {
+    match token {
+        Some(token) => request.bearer_auth(token.expose()),
+        None => request,
+    }
+}
 
 /// Where a service registers and finds its dependencies; flatten it into a
 /// service's clap settings.

@@ -349,6 +349,7 @@ impl LogForwarder {
             client,
             log_service,
             instance,
+            token: crate::args::token_from_env(),
             classic: Arc::default(),
         };
         let stop = tokio_util::sync::CancellationToken::new();

@@ -35,6 +35,8 @@ pub(super) struct Shipper {
     pub(super) client: reqwest::Client,
     pub(super) log_service: ServiceName,
     pub(super) instance: String,
+    /// Sent to the log service (`ROLLCALL_TOKEN`).
+    pub(super) token: Option<rollcall_http::access::Secret>,
     /// Providers that answered `/v1/logs` with 404 or 405: classic log
     /// services, which take one line per `POST /log`.
     pub(super) classic: Arc<Mutex<std::collections::HashSet<ServiceUrl>>>,
@@ -130,11 +132,8 @@ impl Shipper {
                 }
             }
             let url = provider.join("/v1/logs");
-            let sent = self
-                .client
-                .post(&url)
-                .timeout(REQUEST_TIMEOUT)
-                .json(&batch)
+            let request = self.client.post(&url).timeout(REQUEST_TIMEOUT).json(&batch);
+            let sent = crate::args::bearer(request, self.token.as_ref())
                 .send()
                 .await;
             match sent {
@@ -193,12 +192,13 @@ impl Shipper {
     ) -> Shipped {
         let url = provider.join("/log");
         for (record, local) in batch.iter().zip(locals) {
-            let sent = self
+            let request = self
                 .client
                 .post(&url)
                 .timeout(REQUEST_TIMEOUT)
                 .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .body(classic_line(record))
+                .body(classic_line(record));
+            let sent = crate::args::bearer(request, self.token.as_ref())
                 .send()
                 .await;
             match sent {

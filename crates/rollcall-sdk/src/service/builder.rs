@@ -222,6 +222,7 @@ impl ServiceBuilder {
             shutdown_deadline: self.shutdown_deadline,
             watch_stream: self.watch_stream,
             classic_silence: self.classic_silence,
+            token: crate::args::token_from_env(),
             last_heard: Mutex::new(Instant::now()),
         });
         let sdk_routes = super::routes::api()

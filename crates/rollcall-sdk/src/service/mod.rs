@@ -86,6 +86,8 @@ struct Inner {
     name: ServiceName,
     url: ServiceUrl,
     registry: Option<ServiceUrl>,
+    /// Sent to the registry (`ROLLCALL_TOKEN`).
+    token: Option<rollcall_http::access::Secret>,
     providers: Arc<Providers>,
     client: reqwest::Client,
     shutdown: CancellationToken,

@@ -31,11 +31,8 @@ fn registration(inner: &Inner) -> Result<Registration, SdkError> {
 async fn register_once(inner: &Inner, registry: &ServiceUrl) -> Result<(), SdkError> {
     let reg = registration(inner)?;
     let url = registry.join("/services");
-    let response = inner
-        .client
-        .post(&url)
-        .timeout(REGISTER_TIMEOUT)
-        .json(&reg)
+    let request = inner.client.post(&url).timeout(REGISTER_TIMEOUT).json(&reg);
+    let response = crate::args::bearer(request, inner.token.as_ref())
         .send()
         .await
         .map_err(|e| SdkError::from_reqwest(&url, e))?;
@@ -47,12 +44,13 @@ pub(super) async fn deregister(inner: &Inner) -> Result<(), SdkError> {
         return Ok(());
     };
     let url = registry.join("/services");
-    let response = inner
+    let request = inner
         .client
         .delete(&url)
         .timeout(DEREGISTER_TIMEOUT)
         .header(header::CONTENT_TYPE, "text/plain")
-        .body(inner.url.to_string())
+        .body(inner.url.to_string());
+    let response = crate::args::bearer(request, inner.token.as_ref())
         .send()
         .await
         .map_err(|e| SdkError::from_reqwest(&url, e))?;
@@ -119,14 +117,11 @@ impl RemovedScanner {
 
 async fn hold_watch(inner: &Inner, registry: &ServiceUrl) -> WatchEnd {
     let url = registry.join("/v1/watch");
-    let request = inner
-        .client
-        .get(&url)
-        .query(&[
-            ("instance", inner.url.as_str()),
-            ("service", inner.name.as_str()),
-        ])
-        .send();
+    let request = inner.client.get(&url).query(&[
+        ("instance", inner.url.as_str()),
+        ("service", inner.name.as_str()),
+    ]);
+    let request = crate::args::bearer(request, inner.token.as_ref()).send();
     let response = match tokio::time::timeout(REGISTER_TIMEOUT, request).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return WatchEnd::Closed(SdkError::from_reqwest(&url, e).to_string()),

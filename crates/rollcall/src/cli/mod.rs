@@ -16,9 +16,22 @@ use futures_util::StreamExt as _;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A client for the inspecting commands.
+/// The HTTP client every command uses: it follows no redirects, and sends
+/// the token from `ROLLCALL_TOKEN` (if set) to the registry and the log
+/// service.
 pub fn client() -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = rollcall_sdk::args::token_from_env() {
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .context("ROLLCALL_TOKEN cannot be sent in a header")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
         .build()
         .context("cannot build an HTTP client")
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod access;
 mod browser_dashboard;
 mod browser_portal;
 mod classic_protocol;
