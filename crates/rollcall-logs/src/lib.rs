@@ -17,6 +17,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod query;
 pub mod record;
 pub mod segment;

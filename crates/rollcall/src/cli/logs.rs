@@ -38,10 +38,10 @@ pub struct LogsArgs {
     pub registry: super::registry::RegistryArg,
     /// The log service's name in the registry.
     #[arg(long, default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
-    pub log_service: String,
+    pub log_service: rollcall_proto::ServiceName,
     /// Ask this log service directly instead of looking it up.
     #[arg(long, env = "ROLLCALL_LOG_URL")]
-    pub log_url: Option<String>,
+    pub log_url: Option<rollcall_proto::ServiceUrl>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,8 +102,8 @@ pub fn format_record(record: &LogRecord, style: Style, json: bool) -> String {
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let client = client()?;
     let base = match &args.log_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => find_service(&client, args.registry.base(), &args.log_service)
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => find_service(&client, args.registry.base(), args.log_service.as_str())
             .await
             .context(
                 "cannot find the log service (start one with `rollcall log`, or pass --log-url)",
@@ -153,7 +153,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
             let base = if attempt == 0 || args.log_url.is_some() {
                 first_base
             } else {
-                find_service(&client, args.registry.base(), &args.log_service).await?
+                find_service(&client, args.registry.base(), args.log_service.as_str()).await?
             };
             let mut tail_query = filters(&args);
             tail_query.push(("cursor", cursor.to_string()));
