@@ -11,6 +11,7 @@
 //!   `CancellationToken` fires, then drains in-flight requests up to a deadline.
 
 pub mod access;
+pub mod browser;
 pub mod openapi;
 
 use std::time::Duration;

@@ -72,6 +72,7 @@ pub async fn run(
         .listener(listener)
         .router(http::router(state))
         .handle_signals(false)
+        .browsers(config.membership.hosts.policy())
         .shutdown_on(shutdown.clone())
         .metrics(move |r| http::register_metrics(&metrics_state, r));
     if let Some(registry) = config.membership.url() {

@@ -42,6 +42,7 @@ pub async fn run(
             })
         })
         .handle_signals(false)
+        .browsers(config.membership.hosts.policy())
         .shutdown_on(shutdown);
     if let Some(registry) = config.membership.url() {
         builder = builder

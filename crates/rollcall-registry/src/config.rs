@@ -23,6 +23,9 @@ pub struct RegistryConfig {
     #[command(flatten)]
     pub access: rollcall_http::access::AccessArgs,
 
+    #[command(flatten)]
+    pub hosts: rollcall_http::browser::HostArgs,
+
     /// Directory for the catalog file (`registry.db`).
     #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
     pub data_dir: PathBuf,
@@ -91,6 +94,7 @@ impl RegistryConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             access: rollcall_http::access::AccessArgs::default(),
+            hosts: rollcall_http::browser::HostArgs::default(),
             data_dir: std::env::temp_dir().join("rollcall-unused"),
             in_memory: true,
             sync: Sync::Normal,

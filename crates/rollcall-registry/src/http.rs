@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rollcall_http::access::Access;
+use rollcall_http::browser::Browsers;
 use rollcall_http::{QueryParams, RawBody};
 use rollcall_proto::{Registration, ServiceName, ServiceUrl, Timestamp, prom};
 use serde::{Deserialize, Serialize};
@@ -59,17 +60,27 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     rollcall_http::openapi::whole(api(), None)
 }
 
-/// Builds the router, open to everyone (see [`guarded`]).
+/// Builds the router without a token (see [`guarded`]); browsers are kept
+/// out all the same.
 pub fn router(registry: Registry) -> Router {
-    guarded(registry, Arc::new(Access::open()))
+    guarded(
+        registry,
+        Arc::new(Access::open()),
+        Arc::new(Browsers::default()),
+    )
 }
 
-/// Builds the router behind `access` (tokens, trusted classic addresses).
-pub fn guarded(registry: Registry, access: Arc<Access>) -> Router {
+/// Builds the router behind `access` (tokens, trusted classic addresses)
+/// and `browsers` (origin and host checks).
+pub fn guarded(registry: Registry, access: Arc<Access>, browsers: Arc<Browsers>) -> Router {
     rollcall_http::openapi::router(api(), None)
         .layer(middleware::from_fn_with_state(
             access,
             rollcall_http::access::guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            browsers,
+            rollcall_http::browser::guard,
         ))
         .layer(middleware::from_fn_with_state(
             registry.clone(),

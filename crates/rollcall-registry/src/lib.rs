@@ -91,12 +91,13 @@ pub async fn run(
         .local_addr()
         .map_or_else(|_| "registry".to_owned(), |a| format!("http://{a}"));
     let access = std::sync::Arc::new(config.access.policy());
+    let browsers = config.hosts.policy();
     if let Ok(addr) = listener.local_addr() {
         rollcall_http::access::warn_if_exposed(addr, &access);
     }
     let (registry, background) = start(config, shutdown.clone())?;
     let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
-    let router = http::guarded(registry.clone(), access);
+    let router = http::guarded(registry.clone(), access, browsers);
     let served = rollcall_http::serve(listener, router, shutdown.clone(), http::DRAIN).await;
     // Whatever ended the server ends the rest too.
     shutdown.cancel();

@@ -44,6 +44,9 @@ pub struct Membership {
         value_parser = RegistryUrl::parse
     )]
     pub registry: RegistryUrl,
+
+    #[command(flatten)]
+    pub hosts: rollcall_http::browser::HostArgs,
 }
 
 impl Membership {
@@ -51,12 +54,16 @@ impl Membership {
     pub fn standalone() -> Self {
         Self {
             registry: RegistryUrl(None),
+            hosts: rollcall_http::browser::HostArgs::default(),
         }
     }
 
     /// The registry at `url` (empty: standalone).
     pub fn at(url: &str) -> Result<Self, String> {
-        RegistryUrl::parse(url).map(|registry| Self { registry })
+        RegistryUrl::parse(url).map(|registry| Self {
+            registry,
+            hosts: rollcall_http::browser::HostArgs::default(),
+        })
     }
 
     /// The registry's URL, unless standalone.

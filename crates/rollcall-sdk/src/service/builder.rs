@@ -26,6 +26,7 @@ pub struct ServiceBuilder {
     router: Router,
     router_fn: Option<RouterFn>,
     handle_signals: bool,
+    browsers: Arc<rollcall_http::browser::Browsers>,
     watch_stream: bool,
     classic_silence: Duration,
     shutdown_deadline: Duration,
@@ -56,6 +57,7 @@ impl ServiceBuilder {
             router: Router::new(),
             router_fn: None,
             handle_signals: true,
+            browsers: Arc::default(),
             watch_stream: true,
             classic_silence: CLASSIC_SILENCE,
             shutdown_deadline: Duration::from_secs(10),
@@ -115,6 +117,14 @@ impl ServiceBuilder {
 
     /// Whether Ctrl-C and SIGTERM start the shutdown (default yes; tests turn
     /// it off and call [`Service::shutdown`]).
+    /// The host names the service answers for besides IP addresses and
+    /// `localhost` (`--allowed-hosts`); cross-site writes are refused either
+    /// way.
+    pub fn browsers(mut self, rules: Arc<rollcall_http::browser::Browsers>) -> Self {
+        self.browsers = rules;
+        self
+    }
+
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
         self
@@ -236,7 +246,12 @@ impl ServiceBuilder {
             Some(build) => build(&handle),
             None => self.router,
         };
-        let router = user_router.merge(sdk_routes);
+        let router = user_router
+            .merge(sdk_routes)
+            .layer(axum::middleware::from_fn_with_state(
+                self.browsers.clone(),
+                rollcall_http::browser::guard,
+            ));
         let http_stop = CancellationToken::new();
         let server = tokio::spawn(rollcall_http::serve(
             listener,

@@ -7,6 +7,7 @@ mod common;
 mod access;
 mod browser_dashboard;
 mod browser_portal;
+mod browsers;
 mod classic_protocol;
 mod cli;
 mod dashboard;
