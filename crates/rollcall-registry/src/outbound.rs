@@ -22,6 +22,9 @@ pub fn client(config: &RegistryConfig) -> reqwest::Result<reqwest::Client> {
         .pool_max_idle_per_host(4)
         .tcp_nodelay(true)
         .user_agent(concat!("rollcall-registry/", env!("CARGO_PKG_VERSION")))
+        // A redirect is an answer, not an address to call next: an
+        // instance cannot send the registry's calls somewhere else.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
 }
 

@@ -25,6 +25,8 @@ pub enum Mode {
     Hang,
     /// Answer after this delay.
     Delay(Duration),
+    /// Answer 307 with `Location` at the same path on this address.
+    Redirect(std::net::SocketAddr),
 }
 
 #[derive(Debug)]
@@ -44,9 +46,22 @@ pub struct FakeService {
     stop: CancellationToken,
 }
 
-async fn answer(mode: Mode) -> StatusCode {
+async fn answer(mode: Mode, path: &str) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if let Mode::Redirect(to) = mode {
+        let location = format!("http://{to}{path}");
+        return (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response();
+    }
+    status_of(mode).await.into_response()
+}
+
+async fn status_of(mode: Mode) -> StatusCode {
     match mode {
-        Mode::Ok => StatusCode::OK,
+        Mode::Ok | Mode::Redirect(_) => StatusCode::OK,
         Mode::Status(s) => StatusCode::from_u16(s).unwrap(),
         Mode::Hang => {
             std::future::pending::<()>().await;
@@ -59,21 +74,25 @@ async fn answer(mode: Mode) -> StatusCode {
     }
 }
 
-async fn heartbeat(State(inner): State<Arc<Mutex<Inner>>>) -> StatusCode {
+async fn heartbeat(State(inner): State<Arc<Mutex<Inner>>>) -> axum::response::Response {
     let mode = {
         let mut i = inner.lock().unwrap();
         i.heartbeats += 1;
         i.heartbeat
     };
-    answer(mode).await
+    answer(mode, "/heartbeat").await
 }
 
-async fn patch(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> StatusCode {
+async fn patch(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let mode = inner.lock().unwrap().patch;
-    let status = answer(mode).await;
+    if matches!(mode, Mode::Redirect(_)) {
+        return answer(mode, "/services").await;
+    }
+    let status = status_of(mode).await;
     if status == StatusCode::OK {
         let Ok(p) = serde_json::from_slice::<Patch>(&body) else {
-            return StatusCode::BAD_REQUEST;
+            return StatusCode::BAD_REQUEST.into_response();
         };
         let mut i = inner.lock().unwrap();
         for e in &p.added {
@@ -89,7 +108,7 @@ async fn patch(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> StatusCod
         }
         i.patches.push((Instant::now(), p));
     }
-    status
+    status.into_response()
 }
 
 impl FakeService {

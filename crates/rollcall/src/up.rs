@@ -195,7 +195,10 @@ async fn start(
             START_TIMEOUT.as_secs()
         );
     };
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let healthy = client

@@ -212,6 +212,9 @@ impl ServiceBuilder {
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .user_agent(concat!("rollcall-sdk/", env!("CARGO_PKG_VERSION")))
+            // A redirect is an answer, not an address to call next: an
+            // instance cannot send the registry's calls somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SdkError::Config(format!("HTTP client: {e}")))?;
         let (registered, _) = watch::channel(false);

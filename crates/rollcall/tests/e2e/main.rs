@@ -8,6 +8,7 @@ mod access;
 mod browser_dashboard;
 mod browser_portal;
 mod browsers;
+mod callbacks;
 mod classic_protocol;
 mod cli;
 mod dashboard;
