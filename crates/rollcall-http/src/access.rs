@@ -208,9 +208,40 @@ pub fn warn_if_exposed(addr: SocketAddr, access: &Access) {
     }
 }
 
+/// Set on a request that carried the right token (for handlers that let a
+/// tokened caller do more, such as register any address).
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated;
+
+/// The address a request came from (none when the router is called in
+/// process, without a connection).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: Option<IpAddr>,
+    /// The request carried the right token.
+    pub authenticated: bool,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer {
+            addr: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+            authenticated: parts.extensions.get::<Authenticated>().is_some(),
+        })
+    }
+}
+
 /// Middleware: applies `access` to every request (the peer address comes
 /// from the connection, see [`crate::serve`]).
-pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) -> Response {
+pub async fn guard(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -219,8 +250,18 @@ pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) 
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
+    let authenticated = access.token.as_ref().is_some_and(|token| {
+        authorization
+            .and_then(|value| value.strip_prefix(b"Bearer "))
+            .is_some_and(|presented| token.matches(presented))
+    });
     match access.allows(req.method(), authorization, peer) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            if authenticated {
+                req.extensions_mut().insert(Authenticated);
+            }
+            next.run(req).await
+        }
         Err(why) => {
             let mut response = error_response(StatusCode::UNAUTHORIZED, "unauthorized", why);
             response.headers_mut().insert(

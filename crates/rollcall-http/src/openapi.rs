@@ -68,6 +68,16 @@ pub fn router<S: Clone + Send + Sync + 'static>(
 /// What a write answers when it is refused: nothing was stored.
 #[derive(Debug, IntoResponses)]
 pub enum WriteRefused {
+    /// The service runs with a token and the request has none, or a wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A browser sent it from another site, or (registry) it names an address
+    /// that is not the caller's.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The `Host` names a host this service does not answer for.
+    #[response(status = 421)]
+    UnknownHost(ErrorBody),
     /// The body or a field is invalid; the error says which.
     #[response(status = 400)]
     Invalid(ErrorBody),
@@ -83,6 +93,16 @@ pub enum WriteRefused {
 /// stored.
 #[derive(Debug, IntoResponses)]
 pub enum WriteRefusedOrMissing {
+    /// The service runs with a token and the request has none, or a wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A browser sent it from another site, or (registry) it names an address
+    /// that is not the caller's.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The `Host` names a host this service does not answer for.
+    #[response(status = 421)]
+    UnknownHost(ErrorBody),
     /// The body or a field is invalid; the error says which.
     #[response(status = 400)]
     Invalid(ErrorBody),

@@ -26,6 +26,13 @@ pub struct RegistryConfig {
     #[command(flatten)]
     pub hosts: rollcall_http::browser::HostArgs,
 
+    /// Addresses (CIDR list) a registration may name besides its own, or
+    /// `any`: by default every URL in a registration must point at the
+    /// address it comes from (`localhost` counts from loopback); a request
+    /// with the token may name anything.
+    #[arg(long, env = "ROLLCALL_ALLOW_CALLBACKS", value_delimiter = ',', value_parser = crate::callbacks::CallbackRange::parse)]
+    pub allow_callbacks: Vec<crate::callbacks::CallbackRange>,
+
     /// Directory for the catalog file (`registry.db`).
     #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
     pub data_dir: PathBuf,
@@ -95,6 +102,7 @@ impl RegistryConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             access: rollcall_http::access::AccessArgs::default(),
             hosts: rollcall_http::browser::HostArgs::default(),
+            allow_callbacks: Vec::new(),
             data_dir: std::env::temp_dir().join("rollcall-unused"),
             in_memory: true,
             sync: Sync::Normal,

@@ -25,6 +25,8 @@ pub enum ApiError {
     InvalidQuery { param: &'static str, reason: String },
     #[error("the body is invalid: {0}")]
     InvalidBody(String),
+    #[error(transparent)]
+    Callback(#[from] crate::callbacks::Refused),
     #[error("no instance is registered at {0}")]
     NotRegistered(String),
     #[error("the catalog could not be written to the store; nothing was changed")]
@@ -47,6 +49,7 @@ impl ApiError {
             | ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Body(e) => e.status(),
             ApiError::NotRegistered(_) => StatusCode::NOT_FOUND,
+            ApiError::Callback(_) => StatusCode::FORBIDDEN,
             ApiError::StoreUnavailable | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -62,6 +65,7 @@ impl ApiError {
             ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::NotRegistered(_) => "not_registered",
+            ApiError::Callback(_) => "callback_refused",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Internal => "internal",

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use rollcall_http::access::Access;
+use rollcall_http::access::{Access, Peer};
 use rollcall_http::browser::Browsers;
 use rollcall_http::{QueryParams, RawBody};
 use rollcall_proto::{Registration, ServiceName, ServiceUrl, Timestamp, prom};
@@ -23,7 +23,7 @@ use crate::catalog::health::Shown;
 use crate::catalog::{Event, Instance};
 use crate::error::ApiError;
 use crate::shell::Registry;
-use crate::{dashboard, metrics, watch};
+use crate::{callbacks, dashboard, metrics, watch};
 
 /// Largest accepted request body. A registration is a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -112,9 +112,11 @@ async fn count_rejections(State(registry): State<Registry>, req: Request, next: 
     ))]
 async fn register(
     State(registry): State<Registry>,
+    peer: Peer,
     RawBody(body): RawBody<MAX_BODY>,
 ) -> Result<StatusCode, ApiError> {
     let registration = Registration::from_json(&body)?;
+    callbacks::check_registration(&registration, peer, &registry.config().allow_callbacks)?;
     registry.register(registration).await?;
     Ok(StatusCode::OK)
 }
@@ -134,10 +136,12 @@ async fn register(
     ))]
 async fn deregister(
     State(registry): State<Registry>,
+    peer: Peer,
     RawBody(body): RawBody<MAX_BODY>,
 ) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::NotText)?;
     let url = ServiceUrl::parse(text).map_err(ApiError::InvalidUrl)?;
+    callbacks::check_url("ServiceURL", &url, peer, &registry.config().allow_callbacks)?;
     // Asked first: the removal ends the instance's stream.
     let live = registry.holds_stream(&url);
     registry.deregister(&url).await?;

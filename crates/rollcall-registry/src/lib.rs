@@ -18,6 +18,7 @@
 //! [`run`] serves it all on an already-bound listener until a
 //! `CancellationToken` fires.
 
+pub mod callbacks;
 pub mod catalog;
 pub mod checker;
 pub mod config;

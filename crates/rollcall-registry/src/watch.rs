@@ -270,8 +270,19 @@ pub fn open(
     ))]
 pub async fn watch(
     State(registry): State<Registry>,
+    peer: rollcall_http::access::Peer,
     QueryParams(query): QueryParams<WatchQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let filter = WatchFilter::try_from(query)?;
+    // Binding a stream to an instance is its liveness session: only the
+    // instance's own address may hold it (the callback guard).
+    if let Some(instance) = &filter.instance {
+        crate::callbacks::check_url(
+            "instance",
+            instance,
+            peer,
+            &registry.config().allow_callbacks,
+        )?;
+    }
     Ok(Sse::new(open(registry, filter)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }

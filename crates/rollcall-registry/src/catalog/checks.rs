@@ -146,11 +146,18 @@ impl Catalog {
             return effects;
         }
         instance.suspect_since = Some(now);
-        if !instance.check_in_flight {
-            if let Some(at) = instance.next_check.replace(now) {
+        // At once — but no sooner than `fast_recheck` after the last time a
+        // closed stream did this: opening and closing streams bound to an
+        // instance must not turn the registry into a hammer against it.
+        let earliest = instance
+            .pulled_forward_at
+            .map_or(now, |at| at.plus(self.config.health.fast_recheck).max(now));
+        if !instance.check_in_flight && instance.next_check.is_none_or(|at| at > earliest) {
+            instance.pulled_forward_at = Some(earliest);
+            if let Some(at) = instance.next_check.replace(earliest) {
                 self.schedule.remove(&(at, url.clone()));
             }
-            self.schedule.insert((now, url.clone()));
+            self.schedule.insert((earliest, url.clone()));
             effects.schedule_changed = true;
         }
         effects

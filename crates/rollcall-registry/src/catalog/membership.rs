@@ -232,6 +232,7 @@ impl Catalog {
                 next_check,
                 check_in_flight: false,
                 suspect_since: None,
+                pulled_forward_at: None,
                 maintenance,
                 receiver,
             },

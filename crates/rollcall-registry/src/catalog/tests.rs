@@ -272,11 +272,29 @@ fn maintenance_takes_an_instance_out_of_discovery_and_outlives_reregistration() 
 fn a_closed_watch_stream_triggers_an_immediate_check_that_needs_one_failure() {
     let mut c = Catalog::new(CatalogConfig::default());
     c.register(reg("Log", 4000, &[]), T0);
+    run_checks(&mut c, T0, &[]);
     let fx = c.watch_closed(&url(4000), at(5));
     assert!(fx.schedule_changed);
     assert_eq!(c.next_check_due(), Some(at(5)));
     let fx = run_checks(&mut c, at(5), &[4000]);
     assert_eq!(fx.events[0].kind, EventKind::Critical);
+}
+
+#[test]
+fn closing_streams_over_and_over_pulls_checks_forward_at_most_once_per_fast_recheck() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    let gap = CatalogConfig::default().health.fast_recheck;
+    c.register(reg("Log", 4000, &[]), T0);
+    run_checks(&mut c, T0, &[]);
+    c.watch_closed(&url(4000), at(10));
+    assert_eq!(c.next_check_due(), Some(at(10)), "the first one at once");
+    run_checks(&mut c, at(10), &[]);
+    // Streams bound to it open and close again and again (someone hammering
+    // it through the registry): the next check waits for the gap.
+    for ms in [20, 30, 40] {
+        c.watch_closed(&url(4000), at(ms));
+        assert_eq!(c.next_check_due(), Some(at(10).plus(gap)), "at {ms} ms");
+    }
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub struct Instance {
     pub(super) check_in_flight: bool,
     /// Set when the instance's watch stream closed without a deregistration.
     pub(super) suspect_since: Option<Timestamp>,
+    /// When a closed watch stream last pulled a check forward (at most one
+    /// per `fast_recheck`).
+    pub(super) pulled_forward_at: Option<Timestamp>,
     /// Since when an operator has held it out of discovery.
     pub(super) maintenance: Option<Timestamp>,
     pub(super) receiver: Option<Receiver>,

@@ -48,3 +48,46 @@ async fn a_redirecting_update_url_gets_no_patch_through_to_the_target() {
     .await;
     assert!(victim.patches().is_empty(), "the redirect was not followed");
 }
+
+#[tokio::test]
+async fn a_registration_naming_another_address_is_refused_with_the_url_named() {
+    let reg = registry(&[]).await;
+    let fake = FakeService::start().await;
+    let mut body = fake.registration("A", &[]);
+    body["HeartbeatURL"] = serde_json::json!("http://10.255.0.1:9/heartbeat");
+    let answer = register_raw(&reg.url, &body).await;
+    assert_eq!(answer.status(), 403);
+    let error: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "callback_refused");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("HeartbeatURL") && message.contains("10.255.0.1"),
+        "{message}"
+    );
+    assert!(instance(&reg.url, &fake.url).await.is_none());
+    // Another host's instance cannot be deregistered from here either.
+    let answer = deregister_raw(&reg.url, "http://10.255.0.1:9").await;
+    assert_eq!(answer.status(), 403);
+
+    // --allow-callbacks widens the rule; a token lifts it.
+    let widened = registry(&["--allow-callbacks", "10.0.0.0/8"]).await;
+    assert_eq!(register_raw(&widened.url, &body).await.status(), 200);
+    let tokened = registry(&["--token", "t0ken"]).await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/services", tokened.url))
+        .bearer_auth("t0ken")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test]
+async fn only_an_instance_itself_may_bind_a_watch_stream_to_it() {
+    let reg = registry(&[]).await;
+    let answer = reqwest::get(format!("{}/v1/watch?instance=http://10.255.0.1:9", reg.url))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+}
