@@ -33,6 +33,12 @@ pub struct RegistryConfig {
     #[arg(long, env = "ROLLCALL_ALLOW_CALLBACKS", value_delimiter = ',', value_parser = crate::callbacks::CallbackRange::parse)]
     pub allow_callbacks: Vec<crate::callbacks::CallbackRange>,
 
+    /// Sign every patch and heartbeat request (HMAC-SHA256 over a timestamp
+    /// and the body); SDK services holding the same key refuse unsigned,
+    /// forged, stale or replayed ones. At least 16 characters.
+    #[arg(long, env = "ROLLCALL_SIGNING_KEY", hide_env_values = true, value_parser = rollcall_http::signing::SigningKey::parse)]
+    pub signing_key: Option<rollcall_http::signing::SigningKey>,
+
     /// Directory for the catalog file (`registry.db`).
     #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
     pub data_dir: PathBuf,
@@ -103,6 +109,7 @@ impl RegistryConfig {
             access: rollcall_http::access::AccessArgs::default(),
             hosts: rollcall_http::browser::HostArgs::default(),
             allow_callbacks: Vec::new(),
+            signing_key: None,
             data_dir: std::env::temp_dir().join("rollcall-unused"),
             in_memory: true,
             sync: Sync::Normal,

@@ -52,15 +52,19 @@ pub fn start(
     let (registry, background, starts) = Registry::start(config, shutdown)?;
     let client = registry.client().clone();
     let timeout = registry.config().check_timeout;
+    let key = registry.config().signing_key.clone();
     let probe_client = client.clone();
+    let probe_key = key.clone();
     let probe = move |request: catalog::CheckRequest| {
         let client = probe_client.clone();
-        async move { outbound::probe(&client, &request.heartbeat_url, timeout).await }
+        let key = probe_key.clone();
+        async move { outbound::probe(&client, &request.heartbeat_url, timeout, key.as_ref()).await }
     };
     let delivery_timeout = registry.config().delivery_timeout;
     let post = move |url: rollcall_proto::ServiceUrl, body: Vec<u8>| {
         let client = client.clone();
-        async move { outbound::post_patch(&client, &url, body, delivery_timeout).await }
+        let key = key.clone();
+        async move { outbound::post_patch(&client, &url, body, delivery_timeout, key.as_ref()).await }
     };
     registry.spawn(checker::run_checker(registry.clone(), probe));
     registry.spawn(checker::run_ticker(registry.clone()));

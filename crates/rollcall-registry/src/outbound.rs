@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use rollcall_http::signing::SigningKey;
 use rollcall_proto::ServiceUrl;
 
 use crate::catalog::health::CheckOutcome;
@@ -28,11 +29,35 @@ pub fn client(config: &RegistryConfig) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// `request` signed with `key` (if the registry has one) over `body`.
+fn signed(
+    request: reqwest::RequestBuilder,
+    key: Option<&SigningKey>,
+    method: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    match key {
+        Some(key) => key
+            .sign(method, body, rollcall_http::signing::now_ms())
+            .into_iter()
+            .fold(request, |r, (name, value)| r.header(name, value)),
+        None => request,
+    }
+}
+
 /// `GET`s a heartbeat URL: any 2xx within `timeout` passes.
-pub async fn probe(client: &reqwest::Client, url: &ServiceUrl, timeout: Duration) -> CheckOutcome {
+pub async fn probe(
+    client: &reqwest::Client,
+    url: &ServiceUrl,
+    timeout: Duration,
+    key: Option<&SigningKey>,
+) -> CheckOutcome {
     let started = Instant::now();
     let attempt = async {
-        let response = client.get(url.as_str()).send().await.map_err(describe)?;
+        let response = signed(client.get(url.as_str()), key, "GET", b"")
+            .send()
+            .await
+            .map_err(describe)?;
         let status = response.status();
         drain(response).await;
         if status.is_success() {
@@ -61,12 +86,12 @@ pub async fn post_patch(
     url: &ServiceUrl,
     body: Vec<u8>,
     timeout: Duration,
+    key: Option<&SigningKey>,
 ) -> Result<(), String> {
     let request = client
         .post(url.as_str())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send();
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    let request = signed(request, key, "POST", &body).body(body).send();
     match tokio::time::timeout(timeout, request).await {
         Ok(Ok(response)) if response.status().is_success() => {
             drain(response).await;

@@ -5,11 +5,11 @@
 //! providers, skipping ones a caller recently reported as failing (unless they
 //! are all failing: then the one that failed longest ago is tried).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use rollcall_proto::{Patch, ServiceName, ServiceUrl};
+use rollcall_proto::{Patch, PatchEntry, ServiceName, ServiceUrl};
 use tokio::sync::watch;
 
 /// How long a provider reported as failing is skipped by default.
@@ -64,37 +64,56 @@ impl Providers {
 
     /// Applies a patch from the registry. A `Resync` patch replaces the table
     /// for every required name; otherwise entries are removed then added
-    /// (adding a known provider is a no-op).
+    /// (adding a known provider is a no-op). Entries for names this service
+    /// does not require are ignored. Linear in the patch's size.
     pub fn apply(&self, patch: &Patch) {
+        let required: HashSet<&ServiceName> = self.required.iter().collect();
+        let wanted = |e: &&PatchEntry| required.contains(&e.name);
         {
             let mut table = self.write();
             if patch.resync {
                 let keep: HashMap<ServiceName, Vec<Provider>> = std::mem::take(&mut table.by_name);
+                let failed: HashMap<(&ServiceName, &ServiceUrl), Option<Instant>> = keep
+                    .iter()
+                    .flat_map(|(name, list)| {
+                        list.iter().map(move |p| ((name, &p.url), p.failed_until))
+                    })
+                    .collect();
                 for name in &self.required {
                     table.by_name.insert(name.clone(), Vec::new());
                 }
-                for entry in &patch.added {
-                    let failed_until = keep
-                        .get(&entry.name)
-                        .and_then(|v| v.iter().find(|p| p.url == entry.url))
-                        .and_then(|p| p.failed_until);
-                    let list = table.by_name.entry(entry.name.clone()).or_default();
-                    if !list.iter().any(|p| p.url == entry.url) {
-                        list.push(Provider {
+                let mut seen = HashSet::new();
+                for entry in patch.added.iter().filter(wanted) {
+                    if !seen.insert((&entry.name, &entry.url)) {
+                        continue;
+                    }
+                    let failed_until = failed.get(&(&entry.name, &entry.url)).copied().flatten();
+                    table
+                        .by_name
+                        .entry(entry.name.clone())
+                        .or_default()
+                        .push(Provider {
                             url: entry.url.clone(),
                             failed_until,
                         });
-                    }
                 }
             } else {
-                for entry in &patch.removed {
-                    if let Some(list) = table.by_name.get_mut(&entry.name) {
-                        list.retain(|p| p.url != entry.url);
+                let mut removed: HashMap<&ServiceName, HashSet<&ServiceUrl>> = HashMap::new();
+                for entry in patch.removed.iter().filter(wanted) {
+                    removed.entry(&entry.name).or_default().insert(&entry.url);
+                }
+                for (name, urls) in removed {
+                    if let Some(list) = table.by_name.get_mut(name) {
+                        list.retain(|p| !urls.contains(&p.url));
                     }
                 }
-                for entry in &patch.added {
+                let mut known: HashMap<&ServiceName, HashSet<ServiceUrl>> = HashMap::new();
+                for entry in patch.added.iter().filter(wanted) {
                     let list = table.by_name.entry(entry.name.clone()).or_default();
-                    if !list.iter().any(|p| p.url == entry.url) {
+                    let urls = known
+                        .entry(&entry.name)
+                        .or_insert_with(|| list.iter().map(|p| p.url.clone()).collect());
+                    if urls.insert(entry.url.clone()) {
                         list.push(Provider {
                             url: entry.url.clone(),
                             failed_until: None,
@@ -189,6 +208,32 @@ impl Providers {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn entries_for_names_not_required_are_ignored_and_duplicates_kept_once() {
+        let p = Providers::new(vec!["Log".parse().unwrap()]);
+        let entry = |name: &str, port: u16| {
+            PatchEntry::new(
+                name.parse().unwrap(),
+                ServiceUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            )
+        };
+        let mut added: Vec<PatchEntry> = (0..50_000)
+            .map(|i| entry("Log", 1 + (i % 3) as u16))
+            .collect();
+        added.push(entry("Other", 9));
+        p.apply(&Patch {
+            added,
+            removed: Vec::new(),
+            revision: None,
+            resync: true,
+        });
+        assert_eq!(p.all(&"Log".parse().unwrap()).len(), 3);
+        assert!(
+            p.all(&"Other".parse().unwrap()).is_empty(),
+            "not required: ignored"
+        );
+    }
+
     use super::*;
     use rollcall_proto::PatchEntry;
 

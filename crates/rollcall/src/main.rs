@@ -59,7 +59,7 @@ enum Command {
     Up(up::UpArgs),
     /// Run the registry: services register here, are health-checked, and are
     /// told where their dependencies are.
-    Registry(RegistryConfig),
+    Registry(Box<RegistryConfig>),
     /// Run the log service: collects every service's logs, answers queries
     /// and live tails. Registers as LogService.
     Log(LogConfig),
@@ -152,7 +152,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(args).await,
-            Command::Registry(config) => serve::registry(config, forwarder).await,
+            Command::Registry(config) => serve::registry(*config, forwarder).await,
             Command::Log(config) => serve::log(config, forwarder).await,
             Command::Logs(args) => cli::logs::run(args).await,
             Command::Ls(args) => cli::registry::ls(args).await,

@@ -236,6 +236,8 @@ impl ServiceBuilder {
             watch_stream: self.watch_stream,
             classic_silence: self.classic_silence,
             token: crate::args::token_from_env(),
+            signing: rollcall_http::signing::SigningKey::from_env(),
+            seen: rollcall_http::signing::SeenSignatures::new(10_000),
             last_heard: Mutex::new(Instant::now()),
         });
         let sdk_routes = super::routes::api()

@@ -86,6 +86,10 @@ struct Inner {
     name: ServiceName,
     url: ServiceUrl,
     registry: Option<ServiceUrl>,
+    /// Verifies what the registry sends (`ROLLCALL_SIGNING_KEY`).
+    signing: Option<rollcall_http::signing::SigningKey>,
+    /// Signed patches already applied (replays are refused).
+    seen: rollcall_http::signing::SeenSignatures,
     /// Sent to the registry (`ROLLCALL_TOKEN`).
     token: Option<rollcall_http::access::Secret>,
     providers: Arc<Providers>,
@@ -127,6 +131,7 @@ struct SdkMetrics {
     registrations: Counter,
     registration_failures: Counter,
     watch_reconnects: Counter,
+    signatures_rejected: Counter,
 }
 
 impl Service {

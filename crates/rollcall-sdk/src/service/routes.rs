@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rollcall_http::RawBody;
 use rollcall_proto::Patch;
@@ -35,10 +35,43 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Also tells the SDK the registry is alive (a classic registry has no other
 /// sign).
 #[utoipa::path(get, path = "/heartbeat", tag = "sdk",
-    responses((status = 200, description = "Alive (empty body)")))]
-pub(super) async fn heartbeat(State(inner): State<Arc<Inner>>) -> StatusCode {
+    responses(
+        (status = 200, description = "Alive (empty body)"),
+        (status = 401, description = "With a signing key: not signed by the registry", body = rollcall_proto::ErrorBody),
+    ))]
+pub(super) async fn heartbeat(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = check_signature(&inner, "GET", b"", &headers, false) {
+        return refused;
+    }
     inner.heard_from_registry();
-    StatusCode::OK
+    StatusCode::OK.into_response()
+}
+
+/// With a signing key, the refusal (401, counted) of what the registry did
+/// not sign, a forgery, a stale signature, and — for patches — a replay.
+fn check_signature(
+    inner: &Inner,
+    method: &str,
+    body: &[u8],
+    headers: &HeaderMap,
+    once: bool,
+) -> Option<Response> {
+    let key = inner.signing.as_ref()?;
+    let now = rollcall_http::signing::now_ms();
+    let checked = key
+        .verify(method, body, headers, now)
+        .and_then(|(ts, tag)| {
+            if once && !inner.seen.first_time(ts, tag, now) {
+                Err(rollcall_http::signing::SignatureError::Replayed)
+            } else {
+                Ok(())
+            }
+        });
+    checked.err().map(|e| {
+        inner.metrics.signatures_rejected.inc();
+        tracing::warn!(error = %e, "refused a request that claims to come from the registry");
+        rollcall_http::error_response(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())
+    })
 }
 
 /// Patches from the registry
@@ -53,8 +86,12 @@ pub(super) async fn heartbeat(State(inner): State<Arc<Inner>>) -> StatusCode {
     ))]
 pub(super) async fn receive_patch(
     State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
     RawBody(body): RawBody<MAX_PATCH_BODY>,
 ) -> Response {
+    if let Some(refused) = check_signature(&inner, "POST", &body, &headers, true) {
+        return refused;
+    }
     match serde_json::from_slice::<Patch>(&body) {
         Ok(patch) => {
             inner.heard_from_registry();
@@ -124,6 +161,11 @@ pub(super) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
                 "rollcall_sdk_watch_reconnects",
                 "Times the watch stream to the registry broke",
                 &m.watch_reconnects,
+            ),
+            (
+                "rollcall_sdk_signatures_rejected",
+                "Patches and heartbeats refused for a missing, forged, stale or replayed signature",
+                &m.signatures_rejected,
             ),
         ],
     );

@@ -18,4 +18,5 @@ mod grading;
 mod health;
 mod logging;
 mod notification;
+mod signing;
 mod up;
