@@ -50,6 +50,7 @@ pub async fn run(
         .router(http::router(state))
         .handle_signals(false)
         .browsers(config.membership.hosts.policy())
+        .limits(config.membership.limits)
         .shutdown_on(shutdown)
         .metrics(move |r| http::register_metrics(&metrics_state, r));
     if let Some(registry) = config.membership.url() {

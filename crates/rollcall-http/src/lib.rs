@@ -13,6 +13,7 @@
 pub mod access;
 pub mod browser;
 pub mod openapi;
+pub mod server;
 pub mod signing;
 
 use std::time::Duration;
@@ -196,31 +197,15 @@ pub fn with_fallbacks<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Ro
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then waits up to
-/// `drain` for in-flight requests (streams included) before returning.
+/// `drain` for in-flight requests (streams included) before returning; with
+/// the default [`server::Limits`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let stop = shutdown.clone();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await })
-    .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => result,
-        () = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(drain).await;
-        } => {
-            tracing::warn!(?drain, "in-flight requests did not finish before the shutdown deadline");
-            Ok(())
-        }
-    }
+    server::serve_with(listener, router, shutdown, drain, server::Limits::default()).await
 }
 
 /// A `CancellationToken` that fires on Ctrl-C or SIGTERM.

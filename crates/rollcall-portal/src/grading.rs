@@ -22,6 +22,8 @@ use serde::de::DeserializeOwned;
 
 pub use rollcall_grading_model::wire::{GradeBody, GradeView, StudentView};
 
+/// Most bytes of one answer from the grading service.
+pub const MAX_ANSWER: usize = 8 * 1024 * 1024;
 /// Timeout of one call to the grading service.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Most providers one request is tried on.
@@ -140,11 +142,12 @@ impl Grading {
                         last_error = GradingError::Unavailable;
                         continue;
                     }
-                    let bytes = response
-                        .bytes()
+                    // A student with every grade is well under this; an
+                    // endless answer is an error, not a bigger buffer.
+                    let bytes = rollcall_sdk::bounded::read(response, MAX_ANSWER)
                         .await
-                        .map_err(|e| GradingError::Bad(e.to_string()))?;
-                    return Ok((status, bytes.to_vec()));
+                        .map_err(GradingError::Bad)?;
+                    return Ok((status, bytes));
                 }
                 Err(e) => {
                     tracing::warn!(%provider, error = %e, "grading service unreachable; trying another");

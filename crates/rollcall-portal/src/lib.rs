@@ -43,6 +43,7 @@ pub async fn run(
         })
         .handle_signals(false)
         .browsers(config.membership.hosts.policy())
+        .limits(config.membership.limits)
         .shutdown_on(shutdown);
     if let Some(registry) = config.membership.url() {
         builder = builder

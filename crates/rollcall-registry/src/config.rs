@@ -26,6 +26,9 @@ pub struct RegistryConfig {
     #[command(flatten)]
     pub hosts: rollcall_http::browser::HostArgs,
 
+    #[command(flatten)]
+    pub limits: rollcall_http::server::Limits,
+
     /// Addresses (CIDR list) a registration may name besides its own, or
     /// `any`: by default every URL in a registration must point at the
     /// address it comes from (`localhost` counts from loopback); a request
@@ -108,6 +111,7 @@ impl RegistryConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             access: rollcall_http::access::AccessArgs::default(),
             hosts: rollcall_http::browser::HostArgs::default(),
+            limits: rollcall_http::server::Limits::default(),
             allow_callbacks: Vec::new(),
             signing_key: None,
             data_dir: std::env::temp_dir().join("rollcall-unused"),

@@ -97,13 +97,16 @@ pub async fn run(
         .map_or_else(|_| "registry".to_owned(), |a| format!("http://{a}"));
     let access = std::sync::Arc::new(config.access.policy());
     let browsers = config.hosts.policy();
+    let limits = config.limits;
     if let Ok(addr) = listener.local_addr() {
         rollcall_http::access::warn_if_exposed(addr, &access);
     }
     let (registry, background) = start(config, shutdown.clone())?;
     let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::guarded(registry.clone(), access, browsers);
-    let served = rollcall_http::serve(listener, router, shutdown.clone(), http::DRAIN).await;
+    let served =
+        rollcall_http::server::serve_with(listener, router, shutdown.clone(), http::DRAIN, limits)
+            .await;
     // Whatever ended the server ends the rest too.
     shutdown.cancel();
     if let Some(shipping) = shipping {

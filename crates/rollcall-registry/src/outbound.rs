@@ -116,18 +116,11 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     max_bytes: usize,
 ) -> Result<T, String> {
     let exchange = async {
-        let mut response = client.get(url).send().await.map_err(describe)?;
+        let response = client.get(url).send().await.map_err(describe)?;
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status().as_u16()));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(describe)? {
-            if body.len() + chunk.len() > max_bytes {
-                return Err(format!("the answer is larger than {max_bytes} bytes"));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
+        rollcall_sdk::bounded::json(response, max_bytes).await
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,

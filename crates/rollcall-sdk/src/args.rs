@@ -47,6 +47,9 @@ pub struct Membership {
 
     #[command(flatten)]
     pub hosts: rollcall_http::browser::HostArgs,
+
+    #[command(flatten)]
+    pub limits: rollcall_http::server::Limits,
 }
 
 impl Membership {
@@ -55,6 +58,7 @@ impl Membership {
         Self {
             registry: RegistryUrl(None),
             hosts: rollcall_http::browser::HostArgs::default(),
+            limits: rollcall_http::server::Limits::default(),
         }
     }
 
@@ -63,6 +67,7 @@ impl Membership {
         RegistryUrl::parse(url).map(|registry| Self {
             registry,
             hosts: rollcall_http::browser::HostArgs::default(),
+            limits: rollcall_http::server::Limits::default(),
         })
     }
 

@@ -29,6 +29,7 @@
 //! - [`SdkError`]: every error says whether retrying may help.
 
 pub mod args;
+pub mod bounded;
 pub mod error;
 pub mod logs;
 pub mod providers;

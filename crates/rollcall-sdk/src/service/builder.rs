@@ -27,6 +27,7 @@ pub struct ServiceBuilder {
     router_fn: Option<RouterFn>,
     handle_signals: bool,
     browsers: Arc<rollcall_http::browser::Browsers>,
+    limits: rollcall_http::server::Limits,
     watch_stream: bool,
     classic_silence: Duration,
     shutdown_deadline: Duration,
@@ -58,6 +59,7 @@ impl ServiceBuilder {
             router_fn: None,
             handle_signals: true,
             browsers: Arc::default(),
+            limits: rollcall_http::server::Limits::default(),
             watch_stream: true,
             classic_silence: CLASSIC_SILENCE,
             shutdown_deadline: Duration::from_secs(10),
@@ -122,6 +124,12 @@ impl ServiceBuilder {
     /// way.
     pub fn browsers(mut self, rules: Arc<rollcall_http::browser::Browsers>) -> Self {
         self.browsers = rules;
+        self
+    }
+
+    /// Connection limits (`--max-connections`, per client, header timeout).
+    pub fn limits(mut self, limits: rollcall_http::server::Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -258,11 +266,12 @@ impl ServiceBuilder {
                 rollcall_http::browser::guard,
             ));
         let http_stop = CancellationToken::new();
-        let server = tokio::spawn(rollcall_http::serve(
+        let server = tokio::spawn(rollcall_http::server::serve_with(
             listener,
             router,
             http_stop.clone(),
             self.shutdown_deadline,
+            self.limits,
         ));
         tracing::info!(service = %inner.name, url = %inner.url, "listening");
         let registration_stop = CancellationToken::new();

@@ -66,7 +66,7 @@ pub(crate) async fn expect_success(url: &str, response: reqwest::Response) -> Re
     if status.is_success() {
         return Ok(());
     }
-    let body = response.text().await.unwrap_or_default();
+    let body = crate::bounded::start_of(response, 4096).await;
     Err(SdkError::Rejected {
         url: url.to_owned(),
         status: status.as_u16(),

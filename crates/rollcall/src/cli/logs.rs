@@ -117,9 +117,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         .get(format!("{base}/v1/logs"))
         .query(&query)
         .timeout(REQUEST_TIMEOUT);
-    let page: Page = send(request, &log_service)
-        .await?
-        .json()
+    let page: Page = super::read_json(send(request, &log_service).await?)
         .await
         .context("the log service sent a bad page")?;
     if let Some(note) = &page.note {
@@ -138,7 +136,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
             .get(format!("{base}/v1/logs"))
             .query(&[("limit", "1")])
             .timeout(REQUEST_TIMEOUT);
-        let newest: Page = send(request, &log_service).await?.json().await?;
+        let newest: Page = super::read_json(send(request, &log_service).await?).await?;
         last_seq = Some(newest.records.first().map_or(0, |r| r.seq));
     }
     // Every record seen moves the cursor, so a reconnection (the log service

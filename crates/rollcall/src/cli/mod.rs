@@ -43,7 +43,7 @@ pub async fn find_service(
     service: &str,
 ) -> anyhow::Result<String> {
     let url = format!("{}/services", registry.trim_end_matches('/'));
-    let instances: Vec<serde_json::Value> = client
+    let response = client
         .get(&url)
         .query(&[("service", service)])
         .timeout(REQUEST_TIMEOUT)
@@ -51,8 +51,8 @@ pub async fn find_service(
         .await
         .with_context(|| format!("cannot reach the registry at {registry}"))?
         .error_for_status()
-        .with_context(|| format!("the registry at {registry} refused the request"))?
-        .json()
+        .with_context(|| format!("the registry at {registry} refused the request"))?;
+    let instances: Vec<serde_json::Value> = read_json(response)
         .await
         .context("the registry sent something that is not a catalog")?;
     // In discovery: passing, or not checked yet (a newcomer); a registry
@@ -68,10 +68,25 @@ pub async fn find_service(
     }
 }
 
+/// Most bytes of one answer the CLI reads (a catalog of tens of thousands of
+/// instances, a page of a thousand large records).
+pub const MAX_ANSWER: usize = 64 * 1024 * 1024;
+
+/// An answer's body as JSON, at most [`MAX_ANSWER`] bytes.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> anyhow::Result<T> {
+    rollcall_sdk::bounded::json(response, MAX_ANSWER)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
 /// The message of a JSON error answer (or the status if there is none).
 pub async fn error_text(response: reqwest::Response) -> String {
     let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let body: serde_json::Value = rollcall_sdk::bounded::json(response, 64 * 1024)
+        .await
+        .unwrap_or_default();
     match body["error"]["message"].as_str() {
         Some(m) if !m.is_empty() => m.to_owned(),
         _ => format!("HTTP {}", status.as_u16()),

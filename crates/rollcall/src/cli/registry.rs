@@ -147,8 +147,7 @@ async fn get_catalog(
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let client = client()?;
     let response = get_catalog(&client, &args.registry, args.service.as_deref()).await?;
-    let instances: Vec<serde_json::Value> = response
-        .json()
+    let instances: Vec<serde_json::Value> = super::read_json(response)
         .await
         .context("the registry sent a bad catalog")?;
     if args.json {
@@ -246,8 +245,7 @@ async fn current_state(client: &reqwest::Client, args: &WatchArgs) -> anyhow::Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let instances: Vec<serde_json::Value> = response
-        .json()
+    let instances: Vec<serde_json::Value> = super::read_json(response)
         .await
         .context("the registry sent a bad catalog")?;
     let known = instances
@@ -397,7 +395,7 @@ pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<()> {
     if !response.status().is_success() {
         bail!("{}", error_text(response).await);
     }
-    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    let answer: serde_json::Value = super::read_json(response).await.unwrap_or_default();
     println!("deregistered {}", clean(args.url.trim()));
     if answer["live"] == true {
         eprintln!(

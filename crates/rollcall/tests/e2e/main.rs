@@ -16,6 +16,7 @@ mod durability;
 mod failover;
 mod grading;
 mod health;
+mod limits;
 mod logging;
 mod notification;
 mod signing;

@@ -1,0 +1,162 @@
+//! Nobody holds a service by its sockets: thousands of idle connections from
+//! one address (more than the service may open at all) leave a registration
+//! from elsewhere answering, and a client that never finishes its headers
+//! (slowloris) is cut off.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::common::*;
+
+/// The registry, allowed only 1,024 file descriptors (a real limit, set by
+/// the shell before it runs the binary).
+async fn registry_with_few_descriptors(extra: &str) -> ChildProcess {
+    let command = format!(
+        "ulimit -n 1024 && exec '{}' registry --addr 127.0.0.1:0 --in-memory {extra}",
+        rollcall_bin().display()
+    );
+    ChildProcess::start(std::path::Path::new("/bin/sh"), &["-c", &command], &[]).await
+}
+
+async fn connect_from(source: &str, to: std::net::SocketAddr) -> Option<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(format!("{source}:0").parse().ok()?).ok()?;
+    socket.connect(to).await.ok()
+}
+
+#[tokio::test]
+async fn thousands_of_idle_connections_from_one_address_leave_a_registration_answering() {
+    let reg = registry_with_few_descriptors("").await;
+    let addr: std::net::SocketAddr = reg.url.trim_start_matches("http://").parse().unwrap();
+    // 3,000 idle connections from 127.0.0.2: three times what the registry
+    // could hold open at all.
+    let mut idle = Vec::new();
+    for _ in 0..3000 {
+        if let Some(stream) = connect_from("127.0.0.2", addr).await {
+            idle.push(stream);
+        }
+    }
+    assert!(
+        idle.len() > 2000,
+        "the connections were made ({})",
+        idle.len()
+    );
+    // A client elsewhere (127.0.0.1) still registers, within a second.
+    let fake = FakeService::start().await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/services", reg.url))
+        .timeout(Duration::from_secs(1))
+        .json(&fake.registration("A", &[]))
+        .send()
+        .await
+        .expect("an answer within a second");
+    assert_eq!(answer.status(), 200);
+    drop(idle);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let reg = registry(&["--header-timeout", "500ms"]).await;
+    let addr: std::net::SocketAddr = reg.url.trim_start_matches("http://").parse().unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /services HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    // The registry closes it (after perhaps a 408): the read ends within a
+    // few seconds instead of waiting forever.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match slow.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the half-sent request was cut off");
+    // An idle keep-alive connection is closed as well.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buffer)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+}
+
+/// Resident memory of a process, in MB (from `/proc`).
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+/// A fake provider whose every answer is an endless body, registered under
+/// `name` (it passes its checks: `/heartbeat` answers 200).
+async fn endless_provider(registry: &str, name: &str) -> String {
+    use axum::routing::get;
+    let endless = || async {
+        let chunk = axum::body::Bytes::from(vec![b'['; 64 * 1024]);
+        let stream = futures_util::stream::repeat_with(move || {
+            Ok::<_, std::convert::Infallible>(chunk.clone())
+        });
+        axum::body::Body::from_stream(stream)
+    };
+    let app = axum::Router::new()
+        .route("/heartbeat", get(|| async { "ok" }))
+        .fallback(endless);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let registration = serde_json::json!({
+        "ServiceName": name,
+        "ServiceURL": url,
+        "HeartbeatURL": format!("{url}/heartbeat"),
+    });
+    register_ok(registry, &registration).await;
+    url
+}
+
+#[tokio::test]
+async fn an_endless_answer_from_a_provider_does_not_grow_the_registry_or_the_portal() {
+    let reg = registry(&[]).await;
+    let _log = endless_provider(&reg.url, "LogService").await;
+    let _grading = endless_provider(&reg.url, "GradingService").await;
+    let portal = portal_service(&reg.url).await;
+    let client = reqwest::Client::new();
+    // The dashboard reads the log service; the portal's pages read grading.
+    for _ in 0..4 {
+        let _ = client
+            .get(format!("{}/", reg.url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let page = client
+            .get(format!("{}/students", portal.url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            !page.status().is_success(),
+            "the endless answer is an error page"
+        );
+    }
+    assert!(
+        rss_mb(reg.pid()) < 100.0,
+        "registry: {} MB",
+        rss_mb(reg.pid())
+    );
+    assert!(
+        rss_mb(portal.pid()) < 100.0,
+        "portal: {} MB",
+        rss_mb(portal.pid())
+    );
+}
