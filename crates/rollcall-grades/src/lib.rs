@@ -32,6 +32,18 @@ pub async fn run(
     shutdown: CancellationToken,
     forwarder: Option<LogForwarder>,
 ) -> Result<(), RunError> {
+    run_then(config, listener, shutdown, forwarder, || {}).await
+}
+
+/// [`run`], calling `ready` once the store is open and just before the
+/// service starts (one that cannot open its store never calls it).
+pub async fn run_then(
+    config: GradesConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    forwarder: Option<LogForwarder>,
+    ready: impl FnOnce(),
+) -> Result<(), RunError> {
     let data_dir = config.data_dir.clone();
     let demo = !config.no_demo_data;
     let store = tokio::task::spawn_blocking(move || GradeStore::open(&data_dir, demo))
@@ -39,6 +51,7 @@ pub async fn run(
         .map_err(|e| StoreError::Unavailable(e.to_string()))
         .and_then(|opened| opened)
         .map_err(RunError::Store)?;
+    ready();
     tracing::info!(path = %store.path().display(), "grade book open");
     let state = http::AppState {
         store,

@@ -52,6 +52,18 @@ pub async fn run(
     shutdown: CancellationToken,
     forwarder: Option<rollcall_sdk::logs::LogForwarder>,
 ) -> Result<(), RunError> {
+    run_then(config, listener, shutdown, forwarder, || {}).await
+}
+
+/// [`run`], calling `ready` once the store is open and just before the
+/// service starts (one that cannot open its store never calls it).
+pub async fn run_then(
+    config: LogConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    forwarder: Option<rollcall_sdk::logs::LogForwarder>,
+    ready: impl FnOnce(),
+) -> Result<(), RunError> {
     if let Ok(addr) = listener.local_addr() {
         rollcall_http::access::warn_if_exposed(addr, &config.access.policy());
     }
@@ -61,6 +73,7 @@ pub async fn run(
         .map_err(|e| StoreError::WriteFailed(e.to_string()))
         .and_then(|opened| opened)
         .map_err(RunError::Store)?;
+    ready();
     let state = http::AppState {
         store: store.clone(),
         config: Arc::new(config.clone()),

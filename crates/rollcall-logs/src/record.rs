@@ -225,7 +225,7 @@ pub enum RecordError {
     MissingMessage,
     #[error("`level` `{0}` is not one of trace, debug, info, warn, error")]
     UnknownLevel(String),
-    #[error("`timestamp` is neither RFC 3339 text nor Unix milliseconds")]
+    #[error("`timestamp` is neither RFC 3339 text nor Unix milliseconds in the years 0 to 9999")]
     InvalidTimestamp,
     #[error("`fields` must be an object")]
     FieldsNotObject,
@@ -271,6 +271,11 @@ impl IncomingRecord {
                 .ok_or(RecordError::InvalidTimestamp)?,
             Some(_) => return Err(RecordError::InvalidTimestamp),
         };
+        // Years 0–9999 only: what RFC 3339 can write back (a later one
+        // would be stored and then unreadable).
+        if ts > Timestamp::MAX_RFC3339 {
+            return Err(RecordError::InvalidTimestamp);
+        }
         let fields = match self.fields {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map,
@@ -342,6 +347,26 @@ mod tests {
         assert_eq!(r.message, "[] - empty name");
         assert!(NewRecord::classic("\n", Timestamp(5)).is_none());
         assert!(NewRecord::classic("", Timestamp(5)).is_none());
+    }
+
+    #[test]
+    fn timestamps_past_the_year_9999_are_refused() {
+        let last =
+            incoming(r#"{"service":"S","message":"m","timestamp":"9999-12-31T23:59:59.999Z"}"#)
+                .validate(Timestamp(9), 1 << 16);
+        assert!(last.is_ok());
+        for late in [
+            r#"{"service":"S","message":"m","timestamp":253402300800000}"#,
+            r#"{"service":"S","message":"m","ts":18446744073709551615}"#,
+        ] {
+            assert!(
+                matches!(
+                    incoming(late).validate(Timestamp(9), 1 << 16),
+                    Err(RecordError::InvalidTimestamp)
+                ),
+                "{late}"
+            );
+        }
     }
 
     #[test]

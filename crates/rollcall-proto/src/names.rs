@@ -91,6 +91,8 @@ pub enum InvalidUrl {
     Scheme(String),
     #[error("the URL has no host")]
     NoHost,
+    #[error("the URL contains a control character (U+{0:04X})")]
+    ControlCharacter(u32),
 }
 
 /// An absolute `http`/`https` URL, kept exactly as sent (surrounding white space
@@ -107,6 +109,11 @@ impl ServiceUrl {
         }
         if url.len() > MAX_URL_LEN {
             return Err(InvalidUrl::TooLong);
+        }
+        // The URL parser would quietly drop a tab or a newline; a URL kept as
+        // sent must not carry one into a log line, a table or a terminal.
+        if let Some(c) = url.chars().find(|c| c.is_control()) {
+            return Err(InvalidUrl::ControlCharacter(u32::from(c)));
         }
         let parsed = url::Url::parse(url).map_err(|e| InvalidUrl::Unparsable(e.to_string()))?;
         match parsed.scheme() {
@@ -309,6 +316,14 @@ mod tests {
         ));
         assert_eq!(ServiceUrl::parse(""), Err(InvalidUrl::Empty));
         assert_eq!(ServiceUrl::parse_optional("  "), Ok(None));
+        // The URL parser would drop these and accept; a URL kept as sent must
+        // not carry them into a log line or a terminal.
+        for bad in ["http://a\n.b/", "http://a/x\ty", "http://a/\u{1b}[2J"] {
+            assert!(
+                matches!(ServiceUrl::parse(bad), Err(InvalidUrl::ControlCharacter(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

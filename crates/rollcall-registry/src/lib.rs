@@ -92,6 +92,18 @@ pub async fn run(
     shutdown: CancellationToken,
     forwarder: Option<rollcall_sdk::logs::LogForwarder>,
 ) -> Result<(), RunError> {
+    run_then(config, listener, shutdown, forwarder, || {}).await
+}
+
+/// [`run`], calling `ready` once the store is open and just before requests
+/// are served (a registry that cannot open its store never calls it).
+pub async fn run_then(
+    config: RegistryConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    forwarder: Option<rollcall_sdk::logs::LogForwarder>,
+    ready: impl FnOnce(),
+) -> Result<(), RunError> {
     let own_url = listener
         .local_addr()
         .map_or_else(|_| "registry".to_owned(), |a| format!("http://{a}"));
@@ -104,6 +116,7 @@ pub async fn run(
     let (registry, background) = start(config, shutdown.clone())?;
     let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::guarded(registry.clone(), access, browsers);
+    ready();
     let served =
         rollcall_http::server::serve_with(listener, router, shutdown.clone(), http::DRAIN, limits)
             .await;

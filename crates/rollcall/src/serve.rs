@@ -55,36 +55,43 @@ pub fn announce(listener: &TcpListener) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// What prints that line once the service is really ready (its store open):
+/// a service that cannot start never claims to be listening.
+fn announcer(listener: &TcpListener) -> anyhow::Result<impl FnOnce() + use<>> {
+    let addr = listener.local_addr().context("no local address")?;
+    Ok(move || println!("listening on http://{addr}"))
+}
+
 /// `rollcall registry`.
 pub async fn registry(
     config: RegistryConfig,
     forwarder: Option<LogForwarder>,
 ) -> anyhow::Result<()> {
     let listener = bind(config.addr, "--addr", "ROLLCALL_REGISTRY_ADDR").await?;
-    announce(&listener)?;
+    let ready = announcer(&listener)?;
     if config.in_memory {
         tracing::info!("in memory: the catalog is not kept on disk");
     }
     let shutdown = shutdown_token();
-    rollcall_registry::run(config, listener, shutdown, forwarder).await?;
+    rollcall_registry::run_then(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
 }
 
 /// `rollcall log`.
 pub async fn log(config: LogConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
     let listener = bind(config.addr, "--addr", "ROLLCALL_LOG_ADDR").await?;
-    announce(&listener)?;
+    let ready = announcer(&listener)?;
     let shutdown = shutdown_token();
-    rollcall_logs::run(config, listener, shutdown, forwarder).await?;
+    rollcall_logs::run_then(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
 }
 
 /// `rollcall grades`.
 pub async fn grades(config: GradesConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
     let listener = bind(config.addr, "--addr", "ROLLCALL_GRADES_ADDR").await?;
-    announce(&listener)?;
+    let ready = announcer(&listener)?;
     let shutdown = shutdown_token();
-    rollcall_grades::run(config, listener, shutdown, forwarder).await?;
+    rollcall_grades::run_then(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
 }
 

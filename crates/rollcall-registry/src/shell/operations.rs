@@ -47,24 +47,36 @@ impl Registry {
 
     /// Deregisters an instance.
     pub async fn deregister(&self, url: &ServiceUrl) -> Result<(), ApiError> {
-        self.change_instance(url, |catalog, now| catalog.deregister(url, now))
-            .await?;
+        let saved = self.read(|c| c.get(url).map(|i| i.registration.clone()));
+        self.change_instance(
+            url,
+            |catalog, now| catalog.deregister(url, now),
+            |catalog, now| saved.map(|registration| catalog.register(registration, now).effects),
+        )
+        .await?;
         self.inner.metrics.deregistrations.inc();
         Ok(())
     }
 
     /// Switches an instance's maintenance on or off.
     pub async fn set_maintenance(&self, url: &ServiceUrl, on: bool) -> Result<(), ApiError> {
-        self.change_instance(url, |catalog, now| catalog.set_maintenance(url, on, now))
-            .await
+        self.change_instance(
+            url,
+            |catalog, now| catalog.set_maintenance(url, on, now),
+            |catalog, now| catalog.set_maintenance(url, !on, now),
+        )
+        .await
     }
 
     /// Runs a command about one registered instance (`None`: it is not) and
-    /// waits until what it changed is committed.
+    /// waits until what it changed is committed. If the store cannot commit
+    /// it, `undo` puts the live catalog back as it was, so that "nothing was
+    /// changed" is true.
     async fn change_instance(
         &self,
         url: &ServiceUrl,
         command: impl FnOnce(&mut Catalog, Timestamp) -> Option<Effects>,
+        undo: impl FnOnce(&mut Catalog, Timestamp) -> Option<Effects>,
     ) -> Result<(), ApiError> {
         let (found, committed) = self
             .run(true, |core, now| match command(&mut core.catalog, now) {
@@ -79,6 +91,11 @@ impl Registry {
         if let Some(committed) = committed
             && !matches!(committed.await, Ok(Ok(())))
         {
+            let _ = self
+                .run(false, |core, now| {
+                    ((), undo(&mut core.catalog, now).unwrap_or_default())
+                })
+                .await;
             return Err(ApiError::StoreUnavailable);
         }
         Ok(())

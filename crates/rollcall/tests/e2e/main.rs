@@ -14,6 +14,7 @@ mod cli;
 mod dashboard;
 mod durability;
 mod failover;
+mod full_disk;
 mod grading;
 mod health;
 mod limits;

@@ -137,3 +137,29 @@ async fn a_taken_port_is_named_with_the_flag_that_changes_it() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_service_that_cannot_open_its_store_says_so_and_never_claims_to_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    // A data directory under a regular file cannot be created.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let data_dir = file.join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    for args in [
+        &["registry"][..],
+        &["log", "--registry", ""][..],
+        &["grades", "--registry", ""][..],
+    ] {
+        let service = args[0];
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--addr", "127.0.0.1:0", "--data-dir", data_dir]);
+        let (ok, out, err) = run_rollcall(&all).await;
+        assert!(!ok, "{service} started: {out}");
+        assert!(
+            !out.contains("listening"),
+            "{service} claimed to listen: {out}"
+        );
+        assert!(err.contains("a-file"), "{service} names the path: {err}");
+    }
+}
