@@ -13,6 +13,7 @@
 pub mod access;
 pub mod browser;
 pub mod openapi;
+pub mod rate;
 pub mod server;
 pub mod signing;
 

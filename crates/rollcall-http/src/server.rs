@@ -31,7 +31,7 @@ pub struct Limits {
     #[arg(
         long,
         env = "ROLLCALL_MAX_CONNECTIONS_PER_CLIENT",
-        default_value_t = 256
+        default_value_t = 1024
     )]
     pub max_connections_per_client: usize,
     /// Time a client has to send a request's headers, and the longest a
@@ -44,7 +44,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 4096,
-            max_connections_per_client: 256,
+            max_connections_per_client: 1024,
             header_timeout: Duration::from_secs(10),
         }
     }

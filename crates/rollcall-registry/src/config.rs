@@ -29,6 +29,22 @@ pub struct RegistryConfig {
     #[command(flatten)]
     pub limits: rollcall_http::server::Limits,
 
+    /// Most instances in the catalog; a registration of a new URL past it is
+    /// refused (503 `catalog_full`), re-registrations still pass.
+    #[arg(long, env = "ROLLCALL_MAX_INSTANCES", default_value_t = 10_000)]
+    pub max_instances: usize,
+
+    /// Most watch streams open at once; more are refused (503
+    /// `too_many_streams`).
+    #[arg(long, env = "ROLLCALL_MAX_WATCH_STREAMS", default_value_t = 4_000)]
+    pub max_watch_streams: usize,
+
+    /// Writes (registrations, deregistrations, maintenance) per second from
+    /// one client address, with a burst of twice that; more are a 429 with
+    /// `Retry-After`. 0: no limit.
+    #[arg(long, env = "ROLLCALL_MAX_WRITES_PER_CLIENT", default_value_t = 1_000)]
+    pub max_writes_per_client: u32,
+
     /// Addresses (CIDR list) a registration may name besides its own, or
     /// `any`: by default every URL in a registration must point at the
     /// address it comes from (`localhost` counts from loopback); a request
@@ -112,6 +128,9 @@ impl RegistryConfig {
             access: rollcall_http::access::AccessArgs::default(),
             hosts: rollcall_http::browser::HostArgs::default(),
             limits: rollcall_http::server::Limits::default(),
+            max_instances: 10_000,
+            max_watch_streams: 4_000,
+            max_writes_per_client: 1_000,
             allow_callbacks: Vec::new(),
             signing_key: None,
             data_dir: std::env::temp_dir().join("rollcall-unused"),

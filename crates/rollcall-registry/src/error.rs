@@ -27,6 +27,10 @@ pub enum ApiError {
     InvalidBody(String),
     #[error(transparent)]
     Callback(#[from] crate::callbacks::Refused),
+    #[error("the catalog holds its most instances ({0}, --max-instances); nothing was changed")]
+    CatalogFull(usize),
+    #[error("the registry holds its most watch streams ({0}, --max-watch-streams)")]
+    TooManyStreams(usize),
     #[error("no instance is registered at {0}")]
     NotRegistered(String),
     #[error("the catalog could not be written to the store; nothing was changed")]
@@ -50,7 +54,10 @@ impl ApiError {
             ApiError::Body(e) => e.status(),
             ApiError::NotRegistered(_) => StatusCode::NOT_FOUND,
             ApiError::Callback(_) => StatusCode::FORBIDDEN,
-            ApiError::StoreUnavailable | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable
+            | ApiError::ShuttingDown
+            | ApiError::CatalogFull(_)
+            | ApiError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -67,6 +74,8 @@ impl ApiError {
             ApiError::NotRegistered(_) => "not_registered",
             ApiError::Callback(_) => "callback_refused",
             ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::CatalogFull(_) => "catalog_full",
+            ApiError::TooManyStreams(_) => "too_many_streams",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Internal => "internal",
         }

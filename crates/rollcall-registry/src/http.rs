@@ -79,6 +79,10 @@ pub fn guarded(registry: Registry, access: Arc<Access>, browsers: Arc<Browsers>)
             rollcall_http::access::guard,
         ))
         .layer(middleware::from_fn_with_state(
+            rollcall_http::rate::WriteLimit::new(registry.config().max_writes_per_client),
+            rollcall_http::rate::guard,
+        ))
+        .layer(middleware::from_fn_with_state(
             browsers,
             rollcall_http::browser::guard,
         ))

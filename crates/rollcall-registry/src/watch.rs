@@ -274,6 +274,10 @@ pub async fn watch(
     QueryParams(query): QueryParams<WatchQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let filter = WatchFilter::try_from(query)?;
+    let max = registry.config().max_watch_streams;
+    if registry.metrics().watch_streams.get() >= i64::try_from(max).unwrap_or(i64::MAX) {
+        return Err(ApiError::TooManyStreams(max));
+    }
     // Binding a stream to an instance is its liveness session: only the
     // instance's own address may hold it (the callback guard).
     if let Some(instance) = &filter.instance {

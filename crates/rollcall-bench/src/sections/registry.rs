@@ -10,7 +10,8 @@ impl Bench {
              bodies, each with a unique `ServiceURL` and no heartbeat or update URL; \"with dependents\": the \
              registered name is required by 10 receivers, so every registration queues 10 patches. Reads are \
              `GET /services?service=` of a 10-instance service. Deregistrations delete what was registered. \
-             After each run the catalog is counted.",
+             After each run the catalog is counted. The per-client write limit \
+             (1,000/s by default) is off: one load generator is one client.",
         );
         let reg = self.registry(&[]).await?;
         let addr = reg.addr();

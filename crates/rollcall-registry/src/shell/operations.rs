@@ -11,18 +11,23 @@ impl Registry {
     /// delivered or the delivery timeout passes.
     pub async fn register(&self, registration: Registration) -> Result<(), ApiError> {
         let url = registration.url.clone();
+        let max = self.inner.config.max_instances;
         let (waiter, committed) = self
             .run(true, |core, now| {
+                if core.catalog.len() >= max && core.catalog.get(&registration.url).is_none() {
+                    return (Err(ApiError::CatalogFull(max)), Effects::default());
+                }
                 let registered = core.catalog.register(registration, now);
                 let waiter = registered.initial_patch.map(|ticket| {
                     let (tx, rx) = oneshot::channel();
                     core.waiters.insert(ticket.clone(), tx);
                     (ticket, rx)
                 });
-                (waiter, registered.effects)
+                (Ok(waiter), registered.effects)
             })
             .await
             .map_err(|_| ApiError::ShuttingDown)?;
+        let waiter = waiter?;
         if let Some(committed) = committed
             && !matches!(committed.await, Ok(Ok(())))
         {

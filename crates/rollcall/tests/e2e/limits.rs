@@ -11,11 +11,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::common::*;
 
-/// The registry, allowed only 1,024 file descriptors (a real limit, set by
+/// The registry, allowed only 4,096 file descriptors (a real limit, set by
 /// the shell before it runs the binary).
 async fn registry_with_few_descriptors(extra: &str) -> ChildProcess {
     let command = format!(
-        "ulimit -n 1024 && exec '{}' registry --addr 127.0.0.1:0 --in-memory {extra}",
+        "ulimit -n 4096 && exec '{}' registry --addr 127.0.0.1:0 --in-memory {extra}",
         rollcall_bin().display()
     );
     ChildProcess::start(std::path::Path::new("/bin/sh"), &["-c", &command], &[]).await
@@ -31,10 +31,10 @@ async fn connect_from(source: &str, to: std::net::SocketAddr) -> Option<tokio::n
 async fn thousands_of_idle_connections_from_one_address_leave_a_registration_answering() {
     let reg = registry_with_few_descriptors("").await;
     let addr: std::net::SocketAddr = reg.url.trim_start_matches("http://").parse().unwrap();
-    // 3,000 idle connections from 127.0.0.2: three times what the registry
-    // could hold open at all.
+    // 6,000 idle connections from 127.0.0.2: more than the registry could
+    // hold open at all.
     let mut idle = Vec::new();
-    for _ in 0..3000 {
+    for _ in 0..6000 {
         if let Some(stream) = connect_from("127.0.0.2", addr).await {
             idle.push(stream);
         }
@@ -158,5 +158,73 @@ async fn an_endless_answer_from_a_provider_does_not_grow_the_registry_or_the_por
         rss_mb(portal.pid()) < 100.0,
         "portal: {} MB",
         rss_mb(portal.pid())
+    );
+}
+
+#[tokio::test]
+async fn the_catalog_and_the_watch_streams_have_caps() {
+    let reg = registry(&["--max-instances", "2", "--max-watch-streams", "1"]).await;
+    let fakes = [
+        FakeService::start().await,
+        FakeService::start().await,
+        FakeService::start().await,
+    ];
+    register_ok(&reg.url, &fakes[0].registration("A", &[])).await;
+    register_ok(&reg.url, &fakes[1].registration("B", &[])).await;
+    let answer = register_raw(&reg.url, &fakes[2].registration("C", &[])).await;
+    assert_eq!(answer.status(), 503);
+    let error: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "catalog_full");
+    assert!(instance(&reg.url, &fakes[2].url).await.is_none());
+    // Re-registering a known URL is not a new instance.
+    register_ok(&reg.url, &fakes[0].registration("A", &[])).await;
+
+    let first = reqwest::get(format!("{}/v1/watch", reg.url)).await.unwrap();
+    assert_eq!(first.status(), 200);
+    eventually(
+        Duration::from_secs(10),
+        "the stream to be counted",
+        || async {
+            (metric(&reg.url, "rollcall_registry_watch_streams").await? >= 1.0).then_some(())
+        },
+    )
+    .await;
+    let second = reqwest::get(format!("{}/v1/watch", reg.url)).await.unwrap();
+    assert_eq!(second.status(), 503);
+    drop(first);
+}
+
+#[tokio::test]
+async fn a_client_writing_too_fast_is_told_to_wait() {
+    let reg = registry(&["--max-writes-per-client", "5"]).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let answer = client
+            .delete(format!("{}/services", reg.url))
+            .body("http://127.0.0.1:9")
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 429 {
+            assert!(answer.headers().contains_key("retry-after"));
+        }
+        statuses.push(answer.status().as_u16());
+    }
+    assert!(
+        statuses.contains(&404),
+        "the first writes are answered: {statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429),
+        "then the client is told to wait: {statuses:?}"
+    );
+    // Reads are not writes.
+    assert_eq!(
+        reqwest::get(format!("{}/services", reg.url))
+            .await
+            .unwrap()
+            .status(),
+        200
     );
 }
