@@ -153,7 +153,7 @@ where
                     eprintln!("reconnected to {service}");
                 }
                 failures = 0;
-                let mut events = response.bytes_stream().eventsource();
+                let mut events = bounded_lines(response.bytes_stream()).eventsource();
                 loop {
                     let event = tokio::select! {
                         () = &mut stop => return Ok(()),
@@ -184,6 +184,52 @@ where
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Longest line (one event field) a stream may send before the CLI gives
+/// up on it: an endless line is an error, not an endless buffer.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// A line longer than [`MAX_LINE`], or the connection's own error.
+#[derive(Debug)]
+enum StreamError {
+    LineTooLong,
+    Http(reqwest::Error),
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamError::LineTooLong => write!(f, "a line longer than {MAX_LINE} bytes"),
+            StreamError::Http(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+/// `chunks`, failing once a run of bytes without a newline passes
+/// [`MAX_LINE`].
+fn bounded_lines(
+    chunks: impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>>,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, StreamError>> {
+    futures_util::StreamExt::scan(chunks, 0usize, |run, chunk| {
+        let item = match chunk {
+            Err(e) => Err(StreamError::Http(e)),
+            Ok(chunk) => {
+                *run = match chunk.iter().rposition(|b| *b == b'\n') {
+                    Some(at) => chunk.len() - at - 1,
+                    None => *run + chunk.len(),
+                };
+                if *run > MAX_LINE {
+                    Err(StreamError::LineTooLong)
+                } else {
+                    Ok(chunk)
+                }
+            }
+        };
+        std::future::ready(Some(item))
+    })
 }
 
 /// Text from a remote party made safe for a terminal: control characters

@@ -228,3 +228,42 @@ async fn a_client_writing_too_fast_is_told_to_wait() {
         200
     );
 }
+
+#[tokio::test]
+async fn an_endless_event_line_does_not_grow_the_cli() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/v1/logs",
+            get(|| async { axum::Json(serde_json::json!({"records": [], "scanned_bytes": 0})) }),
+        )
+        .route(
+            "/v1/logs/tail",
+            get(|| async {
+                let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+                let head = futures_util::stream::once(async {
+                    Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(b"data: "))
+                });
+                let endless = futures_util::stream::repeat_with(move || Ok(chunk.clone()));
+                (
+                    [("content-type", "text/event-stream")],
+                    axum::body::Body::from_stream(futures_util::StreamExt::chain(head, endless)),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let (mut follow, _out, mut err) = spawn_rollcall(&["logs", "--log-url", &url, "-f"]);
+    let line = tokio::time::timeout(Duration::from_secs(10), err.recv())
+        .await
+        .expect("the CLI gives up on the stream")
+        .unwrap();
+    assert!(line.contains("lost the stream"), "{line}");
+    let rss = rss_mb(follow.id());
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(rss < 100.0, "the CLI holds {rss} MB");
+}
