@@ -58,6 +58,7 @@ pub async fn run_then(
         metrics: Arc::default(),
     };
     let metrics_state = state.clone();
+    let health_store = state.store.clone();
     let mut builder = Service::builder(config.name.as_str())
         .listener(listener)
         .router(http::router(state))
@@ -65,7 +66,16 @@ pub async fn run_then(
         .browsers(config.membership.hosts.policy())
         .limits(config.membership.limits)
         .shutdown_on(shutdown)
-        .metrics(move |r| http::register_metrics(&metrics_state, r));
+        .metrics(move |r| http::register_metrics(&metrics_state, r))
+        .health(move || {
+            let store = health_store.clone();
+            async move {
+                store
+                    .check()
+                    .await
+                    .map_err(|e| format!("the grade book cannot be read: {e}"))
+            }
+        });
     if let Some(registry) = config.membership.url() {
         builder = builder
             .registry(registry.as_str())

@@ -215,6 +215,34 @@ impl GradeStore {
         &self.inner.path
     }
 
+    /// Whether the grade book can be read: a fresh connection (no cached
+    /// pages to hide a damaged file) reads the file's header and its first
+    /// rows. For the heartbeat: a grading service that cannot read its
+    /// grades is not healthy, whatever its HTTP server says.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        let path = self.inner.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM grades LIMIT 1)",
+                [],
+                |_| Ok(()),
+            )?;
+            conn.query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM students LIMIT 1)",
+                [],
+                |_| Ok(()),
+            )?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+
     /// Runs `f` with a reading connection on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,

@@ -28,6 +28,7 @@ pub struct ServiceBuilder {
     handle_signals: bool,
     browsers: Arc<rollcall_http::browser::Browsers>,
     limits: rollcall_http::server::Limits,
+    health: Option<HealthFn>,
     watch_stream: bool,
     classic_silence: Duration,
     shutdown_deadline: Duration,
@@ -60,6 +61,7 @@ impl ServiceBuilder {
             handle_signals: true,
             browsers: Arc::default(),
             limits: rollcall_http::server::Limits::default(),
+            health: None,
             watch_stream: true,
             classic_silence: CLASSIC_SILENCE,
             shutdown_deadline: Duration::from_secs(10),
@@ -124,6 +126,18 @@ impl ServiceBuilder {
     /// way.
     pub fn browsers(mut self, rules: Arc<rollcall_http::browser::Browsers>) -> Self {
         self.browsers = rules;
+        self
+    }
+
+    /// The service's own health check, asked by every heartbeat: an error
+    /// answers 503 with the reason, so the registry takes the instance out
+    /// of discovery while, say, its store cannot be read.
+    pub fn health<F, Fut>(mut self, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.health = Some(Arc::new(move || Box::pin(check())));
         self
     }
 
@@ -244,6 +258,7 @@ impl ServiceBuilder {
             watch_stream: self.watch_stream,
             classic_silence: self.classic_silence,
             token: crate::args::token_from_env(),
+            health: self.health.clone(),
             signing: rollcall_http::signing::SigningKey::from_env(),
             seen: rollcall_http::signing::SeenSignatures::new(10_000),
             last_heard: Mutex::new(Instant::now()),

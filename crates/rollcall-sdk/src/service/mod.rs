@@ -64,6 +64,12 @@ pub const CLASSIC_SILENCE: Duration = Duration::from_secs(10);
 
 type ShutdownHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 type RouterFn = Box<dyn FnOnce(&Service) -> Router + Send>;
+/// A service's own health check: `Err(why)` makes its heartbeat a 503.
+pub type HealthFn = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 /// Registers a component's metrics in a `/metrics` answer's registry.
 type MetricsFn = Arc<dyn Fn(&mut Registry) + Send + Sync>;
 
@@ -86,6 +92,8 @@ struct Inner {
     name: ServiceName,
     url: ServiceUrl,
     registry: Option<ServiceUrl>,
+    /// What the heartbeat asks before it answers 200 (`None`: nothing).
+    health: Option<HealthFn>,
     /// Verifies what the registry sends (`ROLLCALL_SIGNING_KEY`).
     signing: Option<rollcall_http::signing::SigningKey>,
     /// Signed patches already applied (replays are refused).

@@ -44,6 +44,12 @@ pub(super) async fn heartbeat(State(inner): State<Arc<Inner>>, headers: HeaderMa
         return refused;
     }
     inner.heard_from_registry();
+    if let Some(check) = &inner.health
+        && let Err(why) = check().await
+    {
+        tracing::warn!(reason = %why, "unhealthy: answering the heartbeat with 503");
+        return rollcall_http::error_response(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", why);
+    }
     StatusCode::OK.into_response()
 }
 

@@ -293,3 +293,25 @@ async fn concurrent_writes_are_all_stored() {
         .sum();
     assert_eq!(total, 16 + 100);
 }
+
+#[tokio::test]
+async fn a_grading_service_that_cannot_read_its_grade_book_leaves_discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(FAST_CHECKS).await;
+    let grading = grades_service(dir.path(), &reg.url, &[]).await;
+    wait_status(&reg.url, &grading.url, "passing").await;
+    // Damage the files under the running service: every page of the
+    // database and of its write-ahead log overwritten.
+    for name in ["grades.db", "grades.db-wal"] {
+        let file = dir.path().join(name);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            std::fs::write(&file, vec![0x5a_u8; usize::try_from(meta.len()).unwrap()]).unwrap();
+        }
+    }
+    wait_status(&reg.url, &grading.url, "critical").await;
+    let entry = instance(&reg.url, &grading.url).await.unwrap();
+    assert!(
+        entry["LastCheckError"].as_str().unwrap().contains("503"),
+        "{entry}"
+    );
+}
