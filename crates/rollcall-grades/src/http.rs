@@ -223,7 +223,7 @@ async fn one(
     request_body = StudentBody,
     responses(
         (status = 200, description = "Renamed", body = Student),
-        rollcall_http::openapi::WriteRefusedOrMissing,
+        rollcall_http::openapi::WriteRefused,
     ))]
 async fn rename_student(
     State(state): State<AppState>,
@@ -275,7 +275,7 @@ async fn add_student(
     request_body = GradeBody,
     responses(
         (status = 201, description = "Stored (Location: /students/{id}/grades/{grade})", body = Grade),
-        rollcall_http::openapi::WriteRefusedOrMissing,
+        rollcall_http::openapi::WriteRefused,
     ))]
 async fn add_grade(
     State(state): State<AppState>,
@@ -298,7 +298,7 @@ async fn add_grade(
     request_body = GradeBody,
     responses(
         (status = 200, description = "Stored", body = Grade),
-        rollcall_http::openapi::WriteRefusedOrMissing,
+        rollcall_http::openapi::WriteRefused,
     ))]
 async fn update_grade(
     State(state): State<AppState>,

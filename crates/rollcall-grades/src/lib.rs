@@ -25,19 +25,9 @@ pub use store::{GradeStore, StoreError};
 pub type RunError = rollcall_sdk::RunError<StoreError>;
 
 /// Runs the grading service on `listener` until `shutdown` fires. With a
-/// `forwarder`, its logs are shipped to the log service.
+/// `forwarder`, its logs are shipped to the log service. `ready` is called
+/// once the grade book is open (one that cannot be opened never calls it).
 pub async fn run(
-    config: GradesConfig,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-    forwarder: Option<LogForwarder>,
-) -> Result<(), RunError> {
-    run_then(config, listener, shutdown, forwarder, || {}).await
-}
-
-/// [`run`], calling `ready` once the store is open and just before the
-/// service starts (one that cannot open its store never calls it).
-pub async fn run_then(
     config: GradesConfig,
     listener: TcpListener,
     shutdown: CancellationToken,

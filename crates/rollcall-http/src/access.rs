@@ -51,6 +51,15 @@ impl AccessArgs {
     }
 }
 
+/// The value of environment variable `name` parsed by `parse`; an invalid
+/// one is ignored with a warning (it could never be used).
+pub fn from_env<T>(name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    let text = std::env::var(name).ok()?;
+    parse(&text)
+        .map_err(|e| tracing::warn!("{name} is ignored: {e}"))
+        .ok()
+}
+
 /// A token: compared in constant time, shown as `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Arc<str>);

@@ -65,50 +65,30 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     crate::with_fallbacks(router).layer(Extension(Document(text.into())))
 }
 
-/// What a write answers when it is refused: nothing was stored.
+/// What a write answers when it is refused: nothing was stored. (A 404
+/// only where the route names a thing; a 401 only with `--token`; 429 only
+/// on the registry.)
 #[derive(Debug, IntoResponses)]
 pub enum WriteRefused {
-    /// The service runs with a token and the request has none, or a wrong one.
-    #[response(status = 401)]
-    Unauthorized(ErrorBody),
-    /// A browser sent it from another site, or (registry) it names an address
-    /// that is not the caller's.
-    #[response(status = 403)]
-    Forbidden(ErrorBody),
-    /// The `Host` names a host this service does not answer for.
-    #[response(status = 421)]
-    UnknownHost(ErrorBody),
-    /// The body or a field is invalid; the error says which.
-    #[response(status = 400)]
-    Invalid(ErrorBody),
-    /// The body is over the route's limit.
-    #[response(status = 413)]
-    TooLarge(ErrorBody),
-    /// The store cannot take it now (or the service is stopping); try again.
-    #[response(status = 503)]
-    Unavailable(ErrorBody),
-}
-
-/// What a write to a named thing answers when it is refused: nothing was
-/// stored.
-#[derive(Debug, IntoResponses)]
-pub enum WriteRefusedOrMissing {
-    /// The service runs with a token and the request has none, or a wrong one.
-    #[response(status = 401)]
-    Unauthorized(ErrorBody),
-    /// A browser sent it from another site, or (registry) it names an address
-    /// that is not the caller's.
-    #[response(status = 403)]
-    Forbidden(ErrorBody),
-    /// The `Host` names a host this service does not answer for.
-    #[response(status = 421)]
-    UnknownHost(ErrorBody),
-    /// The body or a field is invalid; the error says which.
-    #[response(status = 400)]
-    Invalid(ErrorBody),
     /// Nothing has that name, ID or URL.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// Too many writes from this client; `Retry-After` says when to retry.
+    #[response(status = 429)]
+    TooManyWrites(ErrorBody),
+    /// The service runs with a token and the request has none, or a wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A browser sent it from another site, or (registry) it names an address
+    /// that is not the caller's.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The `Host` names a host this service does not answer for.
+    #[response(status = 421)]
+    UnknownHost(ErrorBody),
+    /// The body or a field is invalid; the error says which.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
     /// The body is over the route's limit.
     #[response(status = 413)]
     TooLarge(ErrorBody),

@@ -59,14 +59,7 @@ impl SigningKey {
     /// The key in `ROLLCALL_SIGNING_KEY`, if set (an invalid one is ignored
     /// with a warning: it could never verify anything).
     pub fn from_env() -> Option<Self> {
-        let text = std::env::var("ROLLCALL_SIGNING_KEY").ok()?;
-        match Self::parse(&text) {
-            Ok(key) => Some(key),
-            Err(e) => {
-                tracing::warn!("ROLLCALL_SIGNING_KEY is ignored: {e}");
-                None
-            }
-        }
+        crate::access::from_env("ROLLCALL_SIGNING_KEY", Self::parse)
     }
 
     fn message(ts: u64, method: &str, body: &[u8]) -> Vec<u8> {

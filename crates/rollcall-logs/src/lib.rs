@@ -46,18 +46,9 @@ pub type RunError = rollcall_sdk::RunError<StoreError>;
 /// the log service's own records are stored too: shipped to itself over its
 /// own ingestion route, like any service's. A standalone log service stores
 /// only what it is sent.
+/// `ready` is called once the store is open, just before requests are served
+/// (one that cannot open its store never calls it).
 pub async fn run(
-    config: LogConfig,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-    forwarder: Option<rollcall_sdk::logs::LogForwarder>,
-) -> Result<(), RunError> {
-    run_then(config, listener, shutdown, forwarder, || {}).await
-}
-
-/// [`run`], calling `ready` once the store is open and just before the
-/// service starts (one that cannot open its store never calls it).
-pub async fn run_then(
     config: LogConfig,
     listener: TcpListener,
     shutdown: CancellationToken,

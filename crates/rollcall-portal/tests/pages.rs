@@ -38,7 +38,7 @@ async fn grades(registry: &str, dir: &std::path::Path) -> Running {
     let stop = CancellationToken::new();
     let token = stop.clone();
     let done = tokio::spawn(async move {
-        rollcall_grades::run(config, listener, token, None)
+        rollcall_grades::run(config, listener, token, None, || {})
             .await
             .unwrap();
     });

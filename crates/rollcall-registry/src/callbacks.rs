@@ -122,112 +122,59 @@ fn canonical(ip: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
 
-    fn peer(ip: &str) -> Peer {
-        Peer {
-            addr: Some(ip.parse().unwrap()),
-            authenticated: false,
+    /// (URL, caller, `--allow-callbacks`, token?) → allowed?
+    const CASES: &[(&str, &str, &[&str], bool, bool)] = &[
+        // A caller may name itself; loopback may name localhost.
+        ("http://10.0.0.5:80", "10.0.0.5", &[], false, true),
+        ("http://localhost:6000", "127.0.0.1", &[], false, true),
+        (
+            "http://127.0.0.1:6000",
+            "::ffff:127.0.0.1",
+            &[],
+            false,
+            true,
+        ),
+        ("http://[::1]:6000", "127.0.0.1", &[], false, true),
+        // Another address, localhost from afar, or a name: refused...
+        ("http://10.0.0.9/x", "10.0.0.5", &[], false, false),
+        ("http://localhost:1", "10.0.0.5", &[], false, false),
+        ("http://grades.internal:1", "127.0.0.1", &[], false, false),
+        // ...unless widened, lifted, or tokened.
+        (
+            "http://10.0.0.9/x",
+            "10.0.0.5",
+            &["10.0.0.0/8"],
+            false,
+            true,
+        ),
+        (
+            "http://grades.internal:1",
+            "10.0.0.5",
+            &["any"],
+            false,
+            true,
+        ),
+        ("http://203.0.113.7", "10.0.0.5", &[], true, true),
+    ];
+
+    #[test]
+    fn a_caller_may_name_only_its_own_address_unless_widened_or_tokened() {
+        for (target, from, allowed, authenticated, ok) in CASES {
+            let allowed: Vec<CallbackRange> = allowed
+                .iter()
+                .map(|a| CallbackRange::parse(a).unwrap())
+                .collect();
+            let peer = Peer {
+                addr: Some(from.parse().unwrap()),
+                authenticated: *authenticated,
+            };
+            let url = ServiceUrl::parse(target).unwrap();
+            let result = check_url("HeartbeatURL", &url, peer, &allowed);
+            assert_eq!(result.is_ok(), *ok, "{target} from {from}: {result:?}");
+            if let Err(refused) = result {
+                assert_eq!(refused.field, "HeartbeatURL");
+                assert!(refused.to_string().contains(target), "{refused}");
+            }
         }
-    }
-
-    fn url(text: &str) -> ServiceUrl {
-        ServiceUrl::parse(text).unwrap()
-    }
-
-    #[test]
-    fn a_caller_may_name_itself_and_loopback_may_name_localhost() {
-        let none: &[CallbackRange] = &[];
-        assert!(
-            check_url(
-                "ServiceURL",
-                &url("http://10.0.0.5:80"),
-                peer("10.0.0.5"),
-                none
-            )
-            .is_ok()
-        );
-        assert!(
-            check_url(
-                "ServiceURL",
-                &url("http://localhost:6000"),
-                peer("127.0.0.1"),
-                none
-            )
-            .is_ok()
-        );
-        assert!(
-            check_url(
-                "ServiceURL",
-                &url("http://127.0.0.1:6000"),
-                peer("::ffff:127.0.0.1"),
-                none
-            )
-            .is_ok()
-        );
-        assert!(
-            check_url(
-                "ServiceURL",
-                &url("http://[::1]:6000"),
-                peer("127.0.0.1"),
-                none
-            )
-            .is_ok()
-        );
-    }
-
-    #[test]
-    fn another_address_or_a_name_is_refused_unless_widened_or_tokened() {
-        let none: &[CallbackRange] = &[];
-        let refused = check_url(
-            "HeartbeatURL",
-            &url("http://10.0.0.9/x"),
-            peer("10.0.0.5"),
-            none,
-        )
-        .unwrap_err();
-        assert_eq!(refused.field, "HeartbeatURL");
-        assert!(refused.to_string().contains("10.0.0.9"), "{refused}");
-        assert!(
-            check_url(
-                "ServiceURL",
-                &url("http://localhost:1"),
-                peer("10.0.0.5"),
-                none
-            )
-            .is_err()
-        );
-        assert!(
-            check_url(
-                "ServiceURL",
-                &url("http://grades.internal:1"),
-                peer("127.0.0.1"),
-                none
-            )
-            .is_err()
-        );
-        let wide = [CallbackRange::parse("10.0.0.0/8").unwrap()];
-        assert!(
-            check_url(
-                "ServiceURL",
-                &url("http://10.0.0.9/x"),
-                peer("10.0.0.5"),
-                &wide
-            )
-            .is_ok()
-        );
-        let any = [CallbackRange::parse("any").unwrap()];
-        assert!(
-            check_url(
-                "ServiceURL",
-                &url("http://grades.internal:1"),
-                peer("10.0.0.5"),
-                &any
-            )
-            .is_ok()
-        );
-        let tokened = Peer {
-            authenticated: true,
-            ..peer("10.0.0.5")
-        };
-        assert!(check_url("ServiceURL", &url("http://203.0.113.7"), tokened, none).is_ok());
     }
 }

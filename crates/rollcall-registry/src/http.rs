@@ -136,7 +136,7 @@ async fn register(
         description = "The instance's ServiceURL; surrounding white space is trimmed"),
     responses(
         (status = 200, description = "Removed. `live` says the instance holds a watch stream; a `note` then points at maintenance", body = Deregistered),
-        rollcall_http::openapi::WriteRefusedOrMissing,
+        rollcall_http::openapi::WriteRefused,
     ))]
 async fn deregister(
     State(registry): State<Registry>,
@@ -188,7 +188,7 @@ struct MaintenanceRequest {
     request_body = MaintenanceRequest,
     responses(
         (status = 200, description = "Done: `{ServiceURL, Maintenance}`"),
-        rollcall_http::openapi::WriteRefusedOrMissing,
+        rollcall_http::openapi::WriteRefused,
     ))]
 async fn maintenance(
     State(registry): State<Registry>,

@@ -86,18 +86,9 @@ pub enum RunError {
 
 /// Runs the registry on `listener` until `shutdown` fires; then drains
 /// requests, stops checks and deliveries, and commits what is queued.
+/// `ready` is called once the store is open, just before requests are served
+/// (one that cannot open its store never calls it).
 pub async fn run(
-    config: RegistryConfig,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-    forwarder: Option<rollcall_sdk::logs::LogForwarder>,
-) -> Result<(), RunError> {
-    run_then(config, listener, shutdown, forwarder, || {}).await
-}
-
-/// [`run`], calling `ready` once the store is open and just before requests
-/// are served (a registry that cannot open its store never calls it).
-pub async fn run_then(
     config: RegistryConfig,
     listener: TcpListener,
     shutdown: CancellationToken,

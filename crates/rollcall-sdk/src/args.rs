@@ -10,14 +10,7 @@ use rollcall_proto::ServiceUrl;
 /// the log service (`Authorization: Bearer …`). An invalid one is ignored
 /// with a warning (it could never be accepted).
 pub fn token_from_env() -> Option<Secret> {
-    let text = std::env::var("ROLLCALL_TOKEN").ok()?;
-    match Secret::parse(&text) {
-        Ok(token) => Some(token),
-        Err(e) => {
-            tracing::warn!("ROLLCALL_TOKEN is ignored: {e}");
-            None
-        }
-    }
+    rollcall_http::access::from_env("ROLLCALL_TOKEN", Secret::parse)
 }
 
 /// `request` with the token, if there is one.

@@ -73,7 +73,7 @@ pub async fn registry(
         tracing::info!("in memory: the catalog is not kept on disk");
     }
     let shutdown = shutdown_token();
-    rollcall_registry::run_then(config, listener, shutdown, forwarder, ready).await?;
+    rollcall_registry::run(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
 }
 
@@ -82,7 +82,7 @@ pub async fn log(config: LogConfig, forwarder: Option<LogForwarder>) -> anyhow::
     let listener = bind(config.addr, "--addr", "ROLLCALL_LOG_ADDR").await?;
     let ready = announcer(&listener)?;
     let shutdown = shutdown_token();
-    rollcall_logs::run_then(config, listener, shutdown, forwarder, ready).await?;
+    rollcall_logs::run(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
 }
 
@@ -91,7 +91,7 @@ pub async fn grades(config: GradesConfig, forwarder: Option<LogForwarder>) -> an
     let listener = bind(config.addr, "--addr", "ROLLCALL_GRADES_ADDR").await?;
     let ready = announcer(&listener)?;
     let shutdown = shutdown_token();
-    rollcall_grades::run_then(config, listener, shutdown, forwarder, ready).await?;
+    rollcall_grades::run(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
 }
 

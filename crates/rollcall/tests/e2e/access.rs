@@ -83,13 +83,8 @@ async fn trusted_classic_addresses_write_without_a_token_and_reads_can_be_protec
     let guarded = registry(&["--token", TOKEN, "--protect-reads"]).await;
     let url = format!("{}/services", guarded.url);
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 401);
-    let authorized = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(authorized.status(), 200);
+    let status = send_with_token(reqwest::Client::new().get(&url), TOKEN).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]

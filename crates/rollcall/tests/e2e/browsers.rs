@@ -80,29 +80,19 @@ async fn cross_site_writes_are_refused_by_every_service_and_change_nothing() {
 #[tokio::test]
 async fn a_foreign_host_name_is_refused_and_localhost_is_not() {
     let reg = registry(&[]).await;
-    let port = port_of(&reg.url).to_owned();
-    let client = reqwest::Client::new();
-    let answer = client
-        .get(format!("{}/services", reg.url))
-        .header("host", format!("rebind.evil.example:{port}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 421);
-    let answer = client
-        .get(format!("{}/services", reg.url))
-        .header("host", format!("localhost:{port}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200, "what unmodified classic clients send");
-
     let named = registry(&["--allowed-hosts", "registry.internal"]).await;
-    let answer = client
-        .get(format!("{}/services", named.url))
-        .header("host", "registry.internal:3000")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200, "a listed name");
+    let port = port_of(&reg.url).to_owned();
+    for (registry, host, status) in [
+        (&reg, format!("rebind.evil.example:{port}"), 421),
+        (&reg, format!("localhost:{port}"), 200),
+        (&named, "registry.internal:3000".to_owned(), 200),
+    ] {
+        let answer = reqwest::Client::new()
+            .get(format!("{}/services", registry.url))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "Host: {host}");
+    }
 }

@@ -10,11 +10,15 @@ fn addr_of(fake: &FakeService) -> std::net::SocketAddr {
     fake.url.trim_start_matches("http://").parse().unwrap()
 }
 
+/// A registry checking fast, a fake that will redirect, and its target.
+async fn redirect_setup() -> (ChildProcess, FakeService, FakeService) {
+    let reg = registry(FAST_CHECKS).await;
+    (reg, FakeService::start().await, FakeService::start().await)
+}
+
 #[tokio::test]
 async fn a_redirecting_heartbeat_is_a_failed_check_not_a_fetch_elsewhere() {
-    let reg = registry(FAST_CHECKS).await;
-    let victim = FakeService::start().await;
-    let redirector = FakeService::start().await;
+    let (reg, redirector, victim) = redirect_setup().await;
     redirector.set_heartbeat(Mode::Redirect(addr_of(&victim)));
     register_ok(&reg.url, &redirector.registration("A", &[])).await;
     wait_status(&reg.url, &redirector.url, "critical").await;
@@ -29,9 +33,7 @@ async fn a_redirecting_heartbeat_is_a_failed_check_not_a_fetch_elsewhere() {
 
 #[tokio::test]
 async fn a_redirecting_update_url_gets_no_patch_through_to_the_target() {
-    let reg = registry(FAST_CHECKS).await;
-    let victim = FakeService::start().await;
-    let redirector = FakeService::start().await;
+    let (reg, redirector, victim) = redirect_setup().await;
     redirector.set_patch(Mode::Redirect(addr_of(&victim)));
     let log = FakeService::start().await;
     register_ok(&reg.url, &log.registration("LogService", &[])).await;
@@ -73,14 +75,14 @@ async fn a_registration_naming_another_address_is_refused_with_the_url_named() {
     let widened = registry(&["--allow-callbacks", "10.0.0.0/8"]).await;
     assert_eq!(register_raw(&widened.url, &body).await.status(), 200);
     let tokened = registry(&["--token", "t0ken"]).await;
-    let answer = reqwest::Client::new()
-        .post(format!("{}/services", tokened.url))
-        .bearer_auth("t0ken")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    let status = send_with_token(
+        reqwest::Client::new()
+            .post(format!("{}/services", tokened.url))
+            .json(&body),
+        "t0ken",
+    )
+    .await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]

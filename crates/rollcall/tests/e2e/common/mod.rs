@@ -167,6 +167,17 @@ pub async fn wait_providers(fake: &FakeService, name: &str, expected: &[&str], t
 #[allow(unused_imports)]
 pub use rollcall_testkit::{deregister_raw, register_raw};
 
+/// Sends `request` with `Authorization: Bearer token`; its status.
+pub async fn send_with_token(request: reqwest::RequestBuilder, token: &str) -> u16 {
+    request
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// Registers `body` and checks the answer is 200.
 pub async fn register_ok(registry: &str, body: &serde_json::Value) {
     assert_eq!(register_raw(registry, body).await.status(), 200, "{body}");
