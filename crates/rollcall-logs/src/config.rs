@@ -20,6 +20,17 @@ pub struct LogConfig {
     #[command(flatten)]
     pub access: rollcall_http::access::AccessArgs,
 
+    /// Writes (`POST /log`, batches) per second from one client address,
+    /// with a burst of twice that; more are a 429 with `Retry-After`. 0: no
+    /// limit. (An SDK service sends a batch at a time; a classic one a line
+    /// per request.)
+    #[arg(
+        long,
+        env = "ROLLCALL_LOG_MAX_WRITES_PER_CLIENT",
+        default_value_t = 5_000
+    )]
+    pub max_writes_per_client: u32,
+
     /// The service name to register under.
     #[arg(long, env = "ROLLCALL_LOG_NAME", default_value = rollcall_proto::names::well_known::LOG_SERVICE)]
     pub name: rollcall_proto::ServiceName,
@@ -69,6 +80,7 @@ impl LogConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             membership: rollcall_sdk::args::Membership::standalone(),
             access: rollcall_http::access::AccessArgs::default(),
+            max_writes_per_client: 5_000,
             name: rollcall_proto::ServiceName::well_known(
                 rollcall_proto::names::well_known::LOG_SERVICE,
             ),

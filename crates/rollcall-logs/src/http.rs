@@ -86,6 +86,10 @@ pub fn router(state: AppState) -> Router {
             access,
             rollcall_http::access::guard,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            rollcall_http::rate::WriteLimit::new(state.config.max_writes_per_client),
+            rollcall_http::rate::guard,
+        ))
         .with_state(state)
 }
 

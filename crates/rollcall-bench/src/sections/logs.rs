@@ -26,7 +26,18 @@ impl Bench {
             let log = self
                 .start_rollcall(
                     "log",
-                    &["--registry", "", "--data-dir", &dir_text, "--fsync", fsync],
+                    // One load generator is one client: the per-client
+                    // write limit is off, as for the registry.
+                    &[
+                        "--registry",
+                        "",
+                        "--data-dir",
+                        &dir_text,
+                        "--fsync",
+                        fsync,
+                        "--max-writes-per-client",
+                        "0",
+                    ],
                 )
                 .await?;
             if k == 0 {

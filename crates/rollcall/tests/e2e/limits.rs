@@ -267,3 +267,36 @@ async fn an_endless_event_line_does_not_grow_the_cli() {
     let _ = follow.wait();
     assert!(rss < 100.0, "the CLI holds {rss} MB");
 }
+
+#[tokio::test]
+async fn a_client_logging_too_fast_is_told_to_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_service(
+        dir.path(),
+        "127.0.0.1:0",
+        "",
+        &["--max-writes-per-client", "5"],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let answer = client
+            .post(format!("{}/log", log.url))
+            .body(format!("[A] - line {i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(answer.status().as_u16());
+    }
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    let stored = all_logs(&log.url, "service=A").await.len();
+    assert_eq!(
+        stored,
+        statuses.iter().filter(|s| **s == 200).count(),
+        "what was refused was not stored"
+    );
+}
