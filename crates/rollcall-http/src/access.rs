@@ -138,11 +138,7 @@ impl Cidr {
     }
 
     pub fn contains(&self, addr: IpAddr) -> bool {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.network, addr) {
+        match (self.network, canonical(addr)) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(self.prefix))
@@ -158,6 +154,23 @@ impl Cidr {
             _ => false,
         }
     }
+}
+
+/// `ip` with an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) written as the
+/// IPv4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The address a request's connection came from (none when a router is
+/// called in process, without a connection).
+pub fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| canonical(c.0.ip()))
 }
 
 /// The policy a service applies to each request.
@@ -178,25 +191,27 @@ impl Access {
         self.token.is_some()
     }
 
-    /// Whether a request may go on: `Err` says why not.
+    /// Whether a request may go on — `Ok(true)` when it carried the right
+    /// token — or why not.
     pub fn allows(
         &self,
         method: &Method,
         authorization: Option<&[u8]>,
         peer: Option<IpAddr>,
-    ) -> Result<(), &'static str> {
+    ) -> Result<bool, &'static str> {
         let Some(token) = &self.token else {
-            return Ok(());
+            return Ok(false);
         };
+        let presented = authorization.and_then(|value| value.strip_prefix(b"Bearer "));
+        let authenticated = presented.is_some_and(|p| token.matches(p));
         let write = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !write && !self.protect_reads {
-            return Ok(());
+        if authenticated || (!write && !self.protect_reads) {
+            return Ok(authenticated);
         }
-        match authorization.and_then(|value| value.strip_prefix(b"Bearer ")) {
-            Some(presented) if token.matches(presented) => Ok(()),
+        match presented {
             Some(_) => Err("the token is not the one this service was given"),
             None if write && peer.is_some_and(|p| self.trusted.iter().any(|c| c.contains(p))) => {
-                Ok(())
+                Ok(false)
             }
             None => Err(
                 "this route needs `Authorization: Bearer TOKEN` (the service runs with --token)",
@@ -239,33 +254,22 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
         _: &S,
     ) -> Result<Self, Self::Rejection> {
         Ok(Peer {
-            addr: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
+            addr: client_ip(&parts.extensions),
             authenticated: parts.extensions.get::<Authenticated>().is_some(),
         })
     }
 }
 
 /// Middleware: applies `access` to every request (the peer address comes
-/// from the connection, see [`crate::serve`]).
+/// from the connection, see [`crate::server`]).
 pub async fn guard(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let peer = client_ip(req.extensions());
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    let authenticated = access.token.as_ref().is_some_and(|token| {
-        authorization
-            .and_then(|value| value.strip_prefix(b"Bearer "))
-            .is_some_and(|presented| token.matches(presented))
-    });
     match access.allows(req.method(), authorization, peer) {
-        Ok(()) => {
+        Ok(authenticated) => {
             if authenticated {
                 req.extensions_mut().insert(Authenticated);
             }

@@ -7,8 +7,9 @@
 //! - [`with_fallbacks`]: JSON answers for unknown routes (404) and wrong methods
 //!   (405), and a panic turned into a bare JSON 500 instead of a dropped
 //!   connection.
-//! - [`serve`]: runs a router on an already-bound listener until a
-//!   `CancellationToken` fires, then drains in-flight requests up to a deadline.
+//! - [`server::serve_with`]: runs a router on an already-bound listener, with
+//!   connection limits, until a `CancellationToken` fires, then drains
+//!   in-flight requests up to a deadline.
 
 pub mod access;
 pub mod browser;
@@ -25,7 +26,6 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rollcall_proto::ErrorBody;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// A JSON error response.
@@ -195,18 +195,6 @@ pub fn with_fallbacks<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Ro
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-}
-
-/// Serves `router` on `listener` until `shutdown` fires, then waits up to
-/// `drain` for in-flight requests (streams included) before returning; with
-/// the default [`server::Limits`].
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-    drain: Duration,
-) -> std::io::Result<()> {
-    server::serve_with(listener, router, shutdown, drain, server::Limits::default()).await
 }
 
 /// A `CancellationToken` that fires on Ctrl-C or SIGTERM.

@@ -3,11 +3,11 @@
 //! Reads are not limited here (they change nothing; connections bound them).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -45,9 +45,16 @@ impl WriteLimit {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&client) {
+            // Forget the clients whose buckets are full again (idle ones);
+            // if every one is busy, forget one anyway: the map stays bounded.
             buckets.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * self.per_second < burst
             });
+            if buckets.len() >= MAX_CLIENTS
+                && let Some(any) = buckets.keys().next().copied()
+            {
+                buckets.remove(&any);
+            }
         }
         let (tokens, at) = buckets.entry(client).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(burst);
@@ -64,10 +71,7 @@ impl WriteLimit {
 /// Middleware: limits state-changing requests per client address.
 pub async fn guard(State(limit): State<Arc<WriteLimit>>, req: Request, next: Next) -> Response {
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let client = crate::access::client_ip(req.extensions());
     if write
         && let Some(client) = client
         && let Err(wait) = limit.take(client, Instant::now())

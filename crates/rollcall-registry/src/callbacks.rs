@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use rollcall_http::access::{Cidr, Peer};
+use rollcall_http::access::{Cidr, Peer, canonical};
 use rollcall_proto::{Registration, ServiceUrl};
 
 /// One `--allow-callbacks` entry.
@@ -108,13 +108,6 @@ pub fn check_url(
         Ok(())
     } else {
         Err(refuse(format!("points at {target}")))
-    }
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
     }
 }
 

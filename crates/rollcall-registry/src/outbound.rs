@@ -38,7 +38,7 @@ fn signed(
 ) -> reqwest::RequestBuilder {
     match key {
         Some(key) => key
-            .sign(method, body, rollcall_http::signing::now_ms())
+            .sign(method, body, rollcall_proto::Timestamp::system_now().0)
             .into_iter()
             .fold(request, |r, (name, value)| r.header(name, value)),
         None => request,

@@ -63,7 +63,7 @@ fn check_signature(
     once: bool,
 ) -> Option<Response> {
     let key = inner.signing.as_ref()?;
-    let now = rollcall_http::signing::now_ms();
+    let now = rollcall_proto::Timestamp::system_now().0;
     let checked = key
         .verify(method, body, headers, now)
         .and_then(|(ts, tag)| {

@@ -54,7 +54,7 @@ async fn signed_patches_are_applied_and_forged_stale_or_replayed_ones_are_refuse
     let empty = r#"{"Added":[],"Removed":[],"Resync":true}"#;
     assert_eq!(send_patch(&hello.url, empty, &[]).await, 401, "unsigned");
     let other = SigningKey::parse("some-other-signing-key").unwrap();
-    let now = rollcall_http::signing::now_ms();
+    let now = rollcall_proto::Timestamp::system_now().0;
     let wrong = other.sign("POST", empty.as_bytes(), now);
     assert_eq!(
         send_patch(&hello.url, empty, &wrong).await,
@@ -67,7 +67,11 @@ async fn signed_patches_are_applied_and_forged_stale_or_replayed_ones_are_refuse
     assert!(page().await.contains(&log.url), "nothing was changed");
 
     let marker = r#"{"Added":[{"Name":"Log","URL":"http://127.0.0.1:9"}],"Removed":[]}"#;
-    let signed = key.sign("POST", marker.as_bytes(), rollcall_http::signing::now_ms());
+    let signed = key.sign(
+        "POST",
+        marker.as_bytes(),
+        rollcall_proto::Timestamp::system_now().0,
+    );
     assert_eq!(send_patch(&hello.url, marker, &signed).await, 200, "signed");
     assert_eq!(
         send_patch(&hello.url, marker, &signed).await,
