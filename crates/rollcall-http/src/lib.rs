@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod rate;
 pub mod server;
 pub mod signing;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -94,8 +94,9 @@ impl Drop for Place {
     }
 }
 
-/// Serves `router` on `listener` with `limits` until `shutdown` fires, then
-/// lets in-flight requests (streams included) finish for up to `drain`.
+/// Serves `router` on `listener` with `limits` (over TLS with `tls`) until
+/// `shutdown` fires, then lets in-flight requests (streams included) finish
+/// for up to `drain`.
 /// Handlers see the client's address as `ConnectInfo<SocketAddr>`.
 pub async fn serve_with(
     listener: TcpListener,
@@ -103,6 +104,7 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     drain: Duration,
     limits: Limits,
+    tls: Option<crate::tls::Acceptor>,
 ) -> std::io::Result<()> {
     let max = limits.effective_max();
     let open = Arc::new(Mutex::new(Open::default()));
@@ -129,37 +131,27 @@ pub async fn serve_with(
         let router = router.clone();
         let stop = shutdown.clone();
         let header_timeout = limits.header_timeout;
+        let tls = tls.clone();
         connections.spawn(async move {
             let _place = place;
-            let service = hyper::service::service_fn(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    let router = router.clone();
-                    async move {
-                        Ok::<_, Infallible>(
-                            router
-                                .oneshot(request.map(axum::body::Body::new))
-                                .await
-                                .unwrap_or_else(|e| match e {}),
-                        )
+            match tls {
+                None => serve_connection(stream, peer, router, header_timeout, stop).await,
+                Some(tls) => {
+                    // The handshake counts against the header timeout: a
+                    // client that opens and says nothing is cut off alike.
+                    match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, router, header_timeout, stop).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                },
-            );
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
                 }
             }
         });
     }
+    // New connections are refused from now on, not left in the backlog.
+    drop(listener);
     connections.close();
     if tokio::time::timeout(drain, connections.wait())
         .await
@@ -171,6 +163,45 @@ pub async fn serve_with(
         );
     }
     Ok(())
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) until it ends, or
+/// gracefully once `stop` fires.
+async fn serve_connection<IO>(
+    stream: IO,
+    peer: std::net::SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    router
+                        .oneshot(request.map(axum::body::Body::new))
+                        .await
+                        .unwrap_or_else(|e| match e {}),
+                )
+            }
+        });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }
 
 /// A place for a connection from `client`, unless a limit is reached.

@@ -78,6 +78,7 @@ pub async fn run(
         .handle_signals(false)
         .browsers(config.membership.hosts.policy())
         .limits(config.membership.limits)
+        .tls(config.membership.tls.clone())
         .shutdown_on(shutdown.clone())
         .metrics(move |r| http::register_metrics(&metrics_state, r));
     if let Some(registry) = config.membership.url() {

@@ -44,6 +44,7 @@ pub async fn run(
         .handle_signals(false)
         .browsers(config.membership.hosts.policy())
         .limits(config.membership.limits)
+        .tls(config.membership.tls.clone())
         .shutdown_on(shutdown);
     if let Some(registry) = config.membership.url() {
         builder = builder

@@ -29,6 +29,9 @@ pub struct RegistryConfig {
     #[command(flatten)]
     pub limits: rollcall_http::server::Limits,
 
+    #[command(flatten)]
+    pub tls: rollcall_http::tls::TlsArgs,
+
     /// Most instances in the catalog; a registration of a new URL past it is
     /// refused (503 `catalog_full`), re-registrations still pass.
     #[arg(long, env = "ROLLCALL_MAX_INSTANCES", default_value_t = 10_000)]
@@ -128,6 +131,7 @@ impl RegistryConfig {
             access: rollcall_http::access::AccessArgs::default(),
             hosts: rollcall_http::browser::HostArgs::default(),
             limits: rollcall_http::server::Limits::default(),
+            tls: rollcall_http::tls::TlsArgs::default(),
             max_instances: 10_000,
             max_watch_streams: 4_000,
             max_writes_per_client: 1_000,

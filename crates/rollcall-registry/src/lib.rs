@@ -95,9 +95,11 @@ pub async fn run(
     forwarder: Option<rollcall_sdk::logs::LogForwarder>,
     ready: impl FnOnce(),
 ) -> Result<(), RunError> {
-    let own_url = listener
-        .local_addr()
-        .map_or_else(|_| "registry".to_owned(), |a| format!("http://{a}"));
+    let own_url = listener.local_addr().map_or_else(
+        |_| "registry".to_owned(),
+        |a| format!("{}://{a}", config.tls.scheme()),
+    );
+    let tls = config.tls.acceptor().map_err(StartError::from)?;
     let access = std::sync::Arc::new(config.access.policy());
     let browsers = config.hosts.policy();
     let limits = config.limits;
@@ -108,9 +110,15 @@ pub async fn run(
     let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::guarded(registry.clone(), access, browsers);
     ready();
-    let served =
-        rollcall_http::server::serve_with(listener, router, shutdown.clone(), http::DRAIN, limits)
-            .await;
+    let served = rollcall_http::server::serve_with(
+        listener,
+        router,
+        shutdown.clone(),
+        http::DRAIN,
+        limits,
+        tls,
+    )
+    .await;
     // Whatever ended the server ends the rest too.
     shutdown.cancel();
     if let Some(shipping) = shipping {

@@ -15,9 +15,10 @@ use crate::config::RegistryConfig;
 /// Most bytes of an answer read (to keep the connection reusable).
 pub const MAX_ANSWER_READ: usize = 16 * 1024;
 
-/// The registry's HTTP client.
-pub fn client(config: &RegistryConfig) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The registry's HTTP client (verifying `https` services against
+/// `--ca-file` when given).
+pub fn client(config: &RegistryConfig) -> Result<reqwest::Client, crate::StartError> {
+    let builder = reqwest::Client::builder()
         .connect_timeout(config.check_timeout.max(config.delivery_timeout))
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(4)
@@ -25,8 +26,8 @@ pub fn client(config: &RegistryConfig) -> reqwest::Result<reqwest::Client> {
         .user_agent(concat!("rollcall-registry/", env!("CARGO_PKG_VERSION")))
         // A redirect is an answer, not an address to call next: an
         // instance cannot send the registry's calls somewhere else.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+        .redirect(reqwest::redirect::Policy::none());
+    Ok(config.tls.client(builder)?.build()?)
 }
 
 /// `request` signed with `key` (if the registry has one) over `body`.

@@ -43,6 +43,9 @@ pub struct Membership {
 
     #[command(flatten)]
     pub limits: rollcall_http::server::Limits,
+
+    #[command(flatten)]
+    pub tls: rollcall_http::tls::TlsArgs,
 }
 
 impl Membership {
@@ -52,6 +55,7 @@ impl Membership {
             registry: RegistryUrl(None),
             hosts: rollcall_http::browser::HostArgs::default(),
             limits: rollcall_http::server::Limits::default(),
+            tls: rollcall_http::tls::TlsArgs::default(),
         }
     }
 
@@ -61,6 +65,7 @@ impl Membership {
             registry,
             hosts: rollcall_http::browser::HostArgs::default(),
             limits: rollcall_http::server::Limits::default(),
+            tls: rollcall_http::tls::TlsArgs::default(),
         })
     }
 

@@ -114,6 +114,15 @@ async fn patch(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> axum::res
 impl FakeService {
     /// Starts one on a free port.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts one serving `https` with `tls`.
+    pub async fn start_tls(tls: rollcall_http::tls::Acceptor) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<rollcall_http::tls::Acceptor>) -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             heartbeat: Mode::Ok,
             patch: Mode::Ok,
@@ -126,14 +135,26 @@ impl FakeService {
             .route("/services", post(patch))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         let token = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
-        });
+        match tls {
+            // Over TLS, the way every rollcall service serves.
+            Some(tls) => drop(tokio::spawn(rollcall_http::server::serve_with(
+                listener,
+                app,
+                token,
+                Duration::from_secs(1),
+                rollcall_http::server::Limits::default(),
+                Some(tls),
+            ))),
+            None => drop(tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await;
+            })),
+        }
         Self { url, inner, stop }
     }
 

@@ -5,6 +5,7 @@
 //! - [`FakeService`]: a classic-style service written as raw HTTP + JSON, whose
 //!   heartbeat and patch endpoints can be told to answer, fail, hang or close.
 //! - [`router::call`]: one request to a router in process, no socket.
+//! - [`tls::TestCa`]: a CA and a server certificate made at run time.
 //! - [`ChildProcess`]: a real process (the `rollcall` binary, an example) with
 //!   its announced URL, killed or signalled for real.
 
@@ -15,6 +16,7 @@ pub mod fake;
 pub mod openapi;
 pub mod router;
 pub mod signal;
+pub mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

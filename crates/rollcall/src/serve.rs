@@ -48,18 +48,32 @@ pub fn shutdown_token() -> tokio_util::sync::CancellationToken {
     token
 }
 
-/// Prints the one line that says the service is ready.
-pub fn announce(listener: &TcpListener) -> anyhow::Result<SocketAddr> {
+/// Reads the TLS files once before anything starts: a certificate, key or
+/// CA file that cannot be used stops the service before it claims to listen.
+fn check_tls(tls: &rollcall_http::tls::TlsArgs) -> anyhow::Result<()> {
+    tls.acceptor()?;
+    tls.client(reqwest::Client::builder())?
+        .build()
+        .context("cannot build an HTTP client")?;
+    Ok(())
+}
+
+/// Prints the one line that says the service is ready (`scheme` is `http`
+/// or `https`).
+pub fn announce(listener: &TcpListener, scheme: &str) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr().context("no local address")?;
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     Ok(addr)
 }
 
 /// What prints that line once the service is really ready (its store open):
 /// a service that cannot start never claims to be listening.
-fn announcer(listener: &TcpListener) -> anyhow::Result<impl FnOnce() + use<>> {
+fn announcer(
+    listener: &TcpListener,
+    scheme: &'static str,
+) -> anyhow::Result<impl FnOnce() + use<>> {
     let addr = listener.local_addr().context("no local address")?;
-    Ok(move || println!("listening on http://{addr}"))
+    Ok(move || println!("listening on {scheme}://{addr}"))
 }
 
 /// `rollcall registry`.
@@ -67,8 +81,9 @@ pub async fn registry(
     config: RegistryConfig,
     forwarder: Option<LogForwarder>,
 ) -> anyhow::Result<()> {
+    check_tls(&config.tls)?;
     let listener = bind(config.addr, "--addr", "ROLLCALL_REGISTRY_ADDR").await?;
-    let ready = announcer(&listener)?;
+    let ready = announcer(&listener, config.tls.scheme())?;
     if config.in_memory {
         tracing::info!("in memory: the catalog is not kept on disk");
     }
@@ -79,8 +94,9 @@ pub async fn registry(
 
 /// `rollcall log`.
 pub async fn log(config: LogConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
+    check_tls(&config.membership.tls)?;
     let listener = bind(config.addr, "--addr", "ROLLCALL_LOG_ADDR").await?;
-    let ready = announcer(&listener)?;
+    let ready = announcer(&listener, config.membership.tls.scheme())?;
     let shutdown = shutdown_token();
     rollcall_logs::run(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
@@ -88,8 +104,9 @@ pub async fn log(config: LogConfig, forwarder: Option<LogForwarder>) -> anyhow::
 
 /// `rollcall grades`.
 pub async fn grades(config: GradesConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
+    check_tls(&config.membership.tls)?;
     let listener = bind(config.addr, "--addr", "ROLLCALL_GRADES_ADDR").await?;
-    let ready = announcer(&listener)?;
+    let ready = announcer(&listener, config.membership.tls.scheme())?;
     let shutdown = shutdown_token();
     rollcall_grades::run(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
@@ -97,8 +114,9 @@ pub async fn grades(config: GradesConfig, forwarder: Option<LogForwarder>) -> an
 
 /// `rollcall portal`.
 pub async fn portal(config: PortalConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
+    check_tls(&config.membership.tls)?;
     let listener = bind(config.addr, "--addr", "ROLLCALL_PORTAL_ADDR").await?;
-    announce(&listener)?;
+    announce(&listener, config.membership.tls.scheme())?;
     let shutdown = shutdown_token();
     rollcall_portal::run(config, listener, shutdown, forwarder).await?;
     Ok(())

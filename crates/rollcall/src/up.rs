@@ -56,6 +56,29 @@ pub struct UpArgs {
     /// The most stopping everything may take before the rest is killed.
     #[arg(long, env = "ROLLCALL_STOP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub stop_timeout: Duration,
+    /// Every service serves HTTPS with this certificate and key, and every
+    /// call between them verifies against --ca-file.
+    #[command(flatten)]
+    pub tls: rollcall_http::tls::TlsArgs,
+}
+
+impl UpArgs {
+    /// The TLS flags every child gets.
+    fn tls_flags(&self) -> Vec<String> {
+        let tls = &self.tls;
+        [
+            ("--tls-cert", &tls.tls_cert),
+            ("--tls-key", &tls.tls_key),
+            ("--ca-file", &tls.trust.ca_file),
+        ]
+        .into_iter()
+        .filter_map(|(flag, path)| {
+            path.as_ref()
+                .map(|p| [flag.to_owned(), p.to_string_lossy().into_owned()])
+        })
+        .flatten()
+        .collect()
+    }
 }
 
 /// One service `up` runs.
@@ -67,6 +90,8 @@ struct Spec {
     flag: &'static str,
     color: &'static str,
     extra: Vec<String>,
+    /// Asks its `/healthz` (trusting what the children trust).
+    client: reqwest::Client,
 }
 
 impl Spec {
@@ -195,13 +220,10 @@ async fn start(
             START_TIMEOUT.as_secs()
         );
     };
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default();
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        let healthy = client
+        let healthy = spec
+            .client
             .get(format!("{url}/healthz"))
             .timeout(Duration::from_secs(1))
             .send()
@@ -289,8 +311,8 @@ async fn supervise(
     // Restarts keep the port it got, so its URL (and registration) stays.
     let addr: SocketAddr = running
         .url
-        .trim_start_matches("http://")
-        .parse()
+        .split_once("://")
+        .and_then(|(_, addr)| addr.parse().ok())
         .unwrap_or(spec.addr);
     let mut failures: u32 = 0;
     loop {
@@ -352,6 +374,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.to_string_lossy().into_owned();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {data_dir}"))?;
+    let client = args
+        .tls
+        .client(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()))?
+        .build()
+        .context("cannot build an HTTP client")?;
+    let extra = args.tls_flags();
     let mut specs = vec![
         Spec {
             name: "registry",
@@ -359,7 +387,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             addr: args.registry_addr,
             flag: "--registry-addr",
             color: "36",
-            extra: vec![],
+            extra: extra.clone(),
+            client: client.clone(),
         },
         Spec {
             name: "log",
@@ -367,7 +396,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             addr: args.log_addr,
             flag: "--log-addr",
             color: "33",
-            extra: vec![],
+            extra: extra.clone(),
+            client: client.clone(),
         },
         Spec {
             name: "grades",
@@ -375,7 +405,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             addr: args.grades_addr,
             flag: "--grades-addr",
             color: "32",
-            extra: vec![],
+            extra: extra.clone(),
+            client: client.clone(),
         },
         Spec {
             name: "portal",
@@ -383,7 +414,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             addr: args.portal_addr,
             flag: "--portal-addr",
             color: "35",
-            extra: vec![],
+            extra: extra.clone(),
+            client: client.clone(),
         },
     ];
     for spec in &specs {
@@ -407,7 +439,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             Some(Ok(running)) => {
                 if spec.name == "registry" {
                     for later in specs.iter_mut().skip(1) {
-                        later.extra = vec!["--registry".into(), running.url.clone()];
+                        later
+                            .extra
+                            .extend(["--registry".into(), running.url.clone()]);
                     }
                 }
                 started.push((spec, running));

@@ -109,6 +109,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Tls(#[from] rollcall_http::tls::TlsError),
 }
 
 /// The background of a started registry, to wait for at shutdown.

@@ -28,6 +28,7 @@ pub struct ServiceBuilder {
     handle_signals: bool,
     browsers: Arc<rollcall_http::browser::Browsers>,
     limits: rollcall_http::server::Limits,
+    tls: rollcall_http::tls::TlsArgs,
     health: Option<HealthFn>,
     watch_stream: bool,
     classic_silence: Duration,
@@ -61,6 +62,7 @@ impl ServiceBuilder {
             handle_signals: true,
             browsers: Arc::default(),
             limits: rollcall_http::server::Limits::default(),
+            tls: rollcall_http::tls::TlsArgs::from_env(),
             health: None,
             watch_stream: true,
             classic_silence: CLASSIC_SILENCE,
@@ -147,6 +149,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// TLS: serve `https` with a certificate and key, and verify the
+    /// registry and providers against a CA file (default: from
+    /// `ROLLCALL_TLS_CERT`, `ROLLCALL_TLS_KEY`, `ROLLCALL_CA_FILE`).
+    pub fn tls(mut self, tls: rollcall_http::tls::TlsArgs) -> Self {
+        self.tls = tls;
+        self
+    }
+
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
         self
@@ -225,10 +235,15 @@ impl ServiceBuilder {
                 } else {
                     local.ip()
                 };
-                ServiceUrl::parse(&format!("http://{}", SocketAddr::new(ip, local.port())))
+                let scheme = self.tls.scheme();
+                ServiceUrl::parse(&format!("{scheme}://{}", SocketAddr::new(ip, local.port())))
                     .map_err(|e| SdkError::Config(e.to_string()))?
             }
         };
+        let acceptor = self
+            .tls
+            .acceptor()
+            .map_err(|e| SdkError::Config(e.to_string()))?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
@@ -236,7 +251,11 @@ impl ServiceBuilder {
             .user_agent(concat!("rollcall-sdk/", env!("CARGO_PKG_VERSION")))
             // A redirect is an answer, not an address to call next: an
             // instance cannot send the registry's calls somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        let client = self
+            .tls
+            .client(client)
+            .map_err(|e| SdkError::Config(e.to_string()))?
             .build()
             .map_err(|e| SdkError::Config(format!("HTTP client: {e}")))?;
         let (registered, _) = watch::channel(false);
@@ -287,6 +306,7 @@ impl ServiceBuilder {
             http_stop.clone(),
             self.shutdown_deadline,
             self.limits,
+            acceptor,
         ));
         tracing::info!(service = %inner.name, url = %inner.url, "listening");
         let registration_stop = CancellationToken::new();

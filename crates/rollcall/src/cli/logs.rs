@@ -100,7 +100,7 @@ pub fn format_record(record: &LogRecord, style: Style, json: bool) -> String {
 
 /// Runs `rollcall logs`.
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
-    let client = client()?;
+    let client = client(&args.registry.trust)?;
     let base = match &args.log_url {
         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
         None => find_service(&client, args.registry.base(), args.log_service.as_str())

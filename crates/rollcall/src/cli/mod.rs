@@ -15,11 +15,10 @@ use futures_util::StreamExt as _;
 /// Timeout of one request from the command line.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client for the inspecting commands.
-/// The HTTP client every command uses: it follows no redirects, and sends
-/// the token from `ROLLCALL_TOKEN` (if set) to the registry and the log
-/// service.
-pub fn client() -> anyhow::Result<reqwest::Client> {
+/// The HTTP client every command uses: it follows no redirects, verifies
+/// `https` servers against `--ca-file` when given, and sends the token from
+/// `ROLLCALL_TOKEN` (if set) to the registry and the log service.
+pub fn client(trust: &rollcall_http::tls::CaFile) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = rollcall_sdk::args::token_from_env() {
         let mut value =
@@ -28,10 +27,12 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
+        .default_headers(headers);
+    trust
+        .client(builder)?
         .build()
         .context("cannot build an HTTP client")
 }

@@ -17,6 +17,8 @@ pub struct RegistryArg {
         default_value = "http://127.0.0.1:3000"
     )]
     pub registry: rollcall_proto::ServiceUrl,
+    #[command(flatten)]
+    pub trust: rollcall_http::tls::CaFile,
 }
 
 impl RegistryArg {
@@ -145,7 +147,7 @@ async fn get_catalog(
 
 /// `rollcall ls`.
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
-    let client = client()?;
+    let client = client(&args.registry.trust)?;
     let response = get_catalog(&client, &args.registry, args.service.as_deref()).await?;
     let instances: Vec<serde_json::Value> = super::read_json(response)
         .await
@@ -305,7 +307,7 @@ fn absorb(known: &mut Known, change: &serde_json::Value) {
 /// `rollcall watch`: the current state, then every change; across a restart
 /// of the registry it reconnects and prints what changed meanwhile.
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    let client = client()?;
+    let client = client(&args.registry.trust)?;
     let name = args.registry.name();
     let style = Style::for_stdout();
     let print = |change: &serde_json::Value| {
@@ -384,7 +386,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
 
 /// `rollcall deregister`.
 pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<()> {
-    let client = client()?;
+    let client = client(&args.registry.trust)?;
     let response = client
         .delete(format!("{}/services", args.registry.base()))
         .body(args.url.clone())
@@ -410,7 +412,7 @@ pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<()> {
 
 /// `rollcall maint URL on|off`.
 pub async fn maint(args: MaintArgs) -> anyhow::Result<()> {
-    let client = client()?;
+    let client = client(&args.registry.trust)?;
     let enable = args.switch == Switch::On;
     let request = client
         .put(format!("{}/v1/maintenance", args.registry.base()))

@@ -21,4 +21,5 @@ mod limits;
 mod logging;
 mod notification;
 mod signing;
+mod tls;
 mod up;

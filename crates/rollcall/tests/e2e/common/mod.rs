@@ -361,7 +361,7 @@ impl Up {
                 .expect("rollcall up starts within a minute")
                 .expect("rollcall up is running");
             let words: Vec<&str> = line.split_whitespace().collect();
-            if words.len() == 3 && words[1].starts_with("http://") {
+            if words.len() == 3 && words[1].starts_with("http") {
                 services.insert(
                     words[0].to_owned(),
                     (words[1].to_owned(), words[2].parse().unwrap()),
