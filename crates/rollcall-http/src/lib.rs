@@ -76,6 +76,8 @@ pub enum BodyError {
     TooLarge { limit: usize },
     #[error("the body could not be read: {0}")]
     Unreadable(String),
+    #[error("the body did not arrive in time")]
+    TimedOut,
 }
 
 impl BodyError {
@@ -83,6 +85,7 @@ impl BodyError {
         match self {
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::Unreadable(_) => StatusCode::BAD_REQUEST,
+            BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -90,6 +93,7 @@ impl BodyError {
         match self {
             BodyError::TooLarge { .. } => "payload_too_large",
             BodyError::Unreadable(_) => "unreadable_body",
+            BodyError::TimedOut => "body_timeout",
         }
     }
 }
@@ -124,6 +128,19 @@ impl<S: Send + Sync, const MAX: usize> FromRequest<S> for RawBody<MAX> {
     }
 }
 
+/// Whether a body failed because it did not arrive within the server's
+/// body timeout.
+fn timed_out(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// Reads a whole request body of at most `limit` bytes (for limits set at run
 /// time; [`RawBody`] is the same with a fixed one).
 pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, BodyError> {
@@ -145,6 +162,7 @@ pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, BodyError> {
                     buf.extend_from_slice(&chunk);
                 }
             }
+            Some(Err(e)) if timed_out(&e) => return Err(BodyError::TimedOut),
             Some(Err(e)) => return Err(BodyError::Unreadable(e.to_string())),
             None => return Ok(Bytes::from(buf)),
         }

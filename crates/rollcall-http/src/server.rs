@@ -2,13 +2,19 @@
 //! sockets: at most `max_connections` open at once (never more than the
 //! process's file-descriptor limit allows, less a reserve), at most
 //! `max_per_client` from one address, request headers within
-//! `header_timeout` (slowloris), and a connection idle between requests for
-//! `header_timeout` is closed. A connection over a limit is closed at once,
-//! before anything is read from it.
+//! `header_timeout` (slowloris), a request's body within `body_timeout`, and a
+//! connection idle between requests for `header_timeout` is closed. A
+//! connection over the per-client limit is closed at once, before anything is
+//! read from it. At the overall limit, a new connection takes the place of
+//! the longest-open one that has no request in progress (one still sending
+//! its headers, or idle between requests): idle sockets from many addresses
+//! cannot lock everyone else out, while requests and streams in progress are
+//! never cut for a newcomer.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
+use tower_http::timeout::DeadlineBody;
 
 /// Connection limits (flatten into a service's settings).
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -38,6 +45,10 @@ pub struct Limits {
     /// connection may sit idle between requests.
     #[arg(long, env = "ROLLCALL_HEADER_TIMEOUT", default_value = "10s", value_parser = rollcall_proto::units::parse_duration)]
     pub header_timeout: Duration,
+    /// Time a client has to send a request's body once its headers are in
+    /// (408 past it).
+    #[arg(long, env = "ROLLCALL_BODY_TIMEOUT", default_value = "30s", value_parser = rollcall_proto::units::parse_duration)]
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +57,7 @@ impl Default for Limits {
             max_connections: 4096,
             max_connections_per_client: 1024,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -65,32 +77,75 @@ impl Limits {
     }
 }
 
-/// Open connections, in all and per client address.
+/// Open connections, in all and per client address, oldest first.
 #[derive(Debug, Default)]
 struct Open {
-    total: usize,
+    next_id: u64,
     per_client: HashMap<IpAddr, usize>,
+    connections: std::collections::BTreeMap<u64, Connection>,
 }
 
-/// Releases a connection's place when it ends.
+/// One open connection, as the admission sees it.
+#[derive(Debug)]
+struct Connection {
+    client: IpAddr,
+    /// Requests in progress (a streaming answer counts until it ends).
+    busy: Arc<AtomicUsize>,
+    /// Fired to make it give its place to a newcomer.
+    evict: CancellationToken,
+    /// Fired once it is closed and its descriptor given back.
+    gone: CancellationToken,
+}
+
+/// A connection's place: its in-progress count and eviction signal; gives
+/// the place back when dropped.
 struct Place {
     open: Arc<Mutex<Open>>,
-    client: IpAddr,
+    id: u64,
+    busy: Arc<AtomicUsize>,
+    evict: CancellationToken,
+    gone: CancellationToken,
+}
+
+fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
+    open.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Open {
+    /// Forgets connection `id` (closed).
+    fn release(&mut self, id: u64) {
+        if let Some(c) = self.connections.remove(&id)
+            && let Some(n) = self.per_client.get_mut(&c.client)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&c.client);
+            }
+        }
+    }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        open.total -= 1;
-        if let Some(n) = open.per_client.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                open.per_client.remove(&self.client);
-            }
-        }
+        lock(&self.open).release(self.id);
+        self.gone.cancel();
+    }
+}
+
+/// Counts one request in progress on a connection while it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -123,31 +178,49 @@ pub async fn serve_with(
                 }
             },
         };
-        let Some(place) = admit(&open, peer.ip(), max, limits.max_connections_per_client) else {
+        let Some((place, evicted)) =
+            admit(&open, peer.ip(), max, limits.max_connections_per_client)
+        else {
             drop(stream);
             continue;
         };
+        if let Some(gone) = evicted {
+            // Wait for the evicted connection to close, so descriptors stay
+            // within the limit however fast newcomers arrive.
+            let _ = tokio::time::timeout(Duration::from_secs(1), gone.cancelled()).await;
+        }
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let stop = shutdown.clone();
-        let header_timeout = limits.header_timeout;
         let tls = tls.clone();
         connections.spawn(async move {
-            let _place = place;
-            match tls {
-                None => serve_connection(stream, peer, router, header_timeout, stop).await,
-                Some(tls) => {
-                    // The handshake counts against the header timeout: a
-                    // client that opens and says nothing is cut off alike.
-                    match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(stream, peer, router, header_timeout, stop).await;
+            let evicted = place.evict.clone();
+            let busy = place.busy.clone();
+            let serve = async move {
+                match tls {
+                    None => serve_connection(stream, peer, router, limits, busy, stop).await,
+                    Some(tls) => {
+                        // The handshake counts against the header timeout: a
+                        // client that opens and says nothing is cut off alike.
+                        match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, peer, router, limits, busy, stop).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
+            };
+            tokio::select! {
+                () = serve => {}
+                // Dropping the connection closes it.
+                () = evicted.cancelled() => tracing::debug!(%peer, "idle connection closed for a newcomer"),
             }
+            drop(place);
         });
     }
     // New connections are refused from now on, not left in the backlog.
@@ -171,27 +244,36 @@ async fn serve_connection<IO>(
     stream: IO,
     peer: std::net::SocketAddr,
     router: Router,
-    header_timeout: Duration,
+    limits: Limits,
+    busy: Arc<AtomicUsize>,
     stop: CancellationToken,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    use http_body_util::BodyExt as _;
+    let body_timeout = limits.body_timeout;
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            // In progress from its headers to the end of its answer (a
+            // stream's included): not evicted for a newcomer meanwhile.
+            let in_progress = Busy::new(&busy);
             request.extensions_mut().insert(ConnectInfo(peer));
+            let request =
+                request.map(|body| axum::body::Body::new(DeadlineBody::new(body_timeout, body)));
             let router = router.clone();
             async move {
-                Ok::<_, Infallible>(
-                    router
-                        .oneshot(request.map(axum::body::Body::new))
-                        .await
-                        .unwrap_or_else(|e| match e {}),
-                )
+                let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+                Ok::<_, Infallible>(response.map(|body| {
+                    axum::body::Body::new(body.map_frame(move |frame| {
+                        let _ = &in_progress;
+                        frame
+                    }))
+                }))
             }
         });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(limits.header_timeout)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
@@ -204,38 +286,89 @@ async fn serve_connection<IO>(
     }
 }
 
-/// A place for a connection from `client`, unless a limit is reached.
-fn admit(open: &Arc<Mutex<Open>>, client: IpAddr, max: usize, per_client: usize) -> Option<Place> {
-    let mut state = open
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let from_client = state.per_client.get(&client).copied().unwrap_or(0);
-    if state.total >= max || from_client >= per_client {
+/// A place for a connection from `client`, unless it has `per_client`
+/// open already. At `max`, the oldest connection with nothing in progress
+/// is told to close for it (returned: fired once it is closed); if every
+/// one is busy, there is no place.
+fn admit(
+    open: &Arc<Mutex<Open>>,
+    client: IpAddr,
+    max: usize,
+    per_client: usize,
+) -> Option<(Place, Option<CancellationToken>)> {
+    let mut state = lock(open);
+    if state.per_client.get(&client).copied().unwrap_or(0) >= per_client {
         return None;
     }
-    state.total += 1;
+    let mut evicted = None;
+    if state.connections.len() >= max {
+        let victim = state
+            .connections
+            .values()
+            .find(|c| !c.evict.is_cancelled() && c.busy.load(Ordering::Acquire) == 0)?;
+        victim.evict.cancel();
+        evicted = Some(victim.gone.clone());
+    }
+    let id = state.next_id;
+    state.next_id += 1;
+    let (busy, evict, gone) = (
+        Arc::new(AtomicUsize::new(0)),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    );
     *state.per_client.entry(client).or_default() += 1;
-    Some(Place {
+    state.connections.insert(
+        id,
+        Connection {
+            client,
+            busy: busy.clone(),
+            evict: evict.clone(),
+            gone: gone.clone(),
+        },
+    );
+    let place = Place {
         open: open.clone(),
-        client,
-    })
+        id,
+        busy,
+        evict,
+        gone,
+    };
+    Some((place, evicted))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn place(open: &Arc<Mutex<Open>>, client: IpAddr) -> Option<Place> {
+        admit(open, client, 3, 2).map(|(place, _)| place)
+    }
+
     #[test]
-    fn places_are_counted_in_all_and_per_client_and_given_back() {
+    fn places_are_counted_per_client_and_the_oldest_idle_one_gives_way() {
         let open = Arc::new(Mutex::new(Open::default()));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = admit(&open, a, 3, 2).unwrap();
-        let _second = admit(&open, a, 3, 2).unwrap();
-        assert!(admit(&open, a, 3, 2).is_none(), "per client");
-        let _third = admit(&open, b, 3, 2).unwrap();
-        assert!(admit(&open, b, 3, 2).is_none(), "in all");
+        let [a, b, c]: [IpAddr; 3] =
+            ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map(|x| x.parse().unwrap());
+        let first = place(&open, a).unwrap();
+        let second = place(&open, a).unwrap();
+        let _working = Busy::new(&second.busy);
+        assert!(place(&open, a).is_none(), "per client");
+        let third = place(&open, b).unwrap();
+        // Full: the oldest idle connection (not the busy one) gives way, and
+        // the newcomer is told when it is gone.
+        let (fourth, evicted) = admit(&open, b, 3, 2).unwrap();
+        let evicted = evicted.expect("someone gave way");
+        assert!(first.evict.is_cancelled() && !second.evict.is_cancelled());
+        assert!(!evicted.is_cancelled(), "still closing");
         drop(first);
-        assert!(admit(&open, a, 3, 2).is_some(), "a place given back");
+        assert!(evicted.is_cancelled(), "closed");
+        assert_eq!(lock(&open).connections.len(), 3);
+        assert_eq!(lock(&open).per_client[&a], 1, "its place is given back");
+        // When every connection is busy, a newcomer is turned away.
+        let _t = Busy::new(&third.busy);
+        let _f = Busy::new(&fourth.busy);
+        assert!(place(&open, c).is_none(), "everything busy");
+        drop(third);
+        assert!(place(&open, c).is_some(), "a place given back");
     }
 }

@@ -113,11 +113,16 @@ pub async fn post_patch(
 pub async fn get_json<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     url: &str,
+    token: Option<&rollcall_http::access::Secret>,
     timeout: Duration,
     max_bytes: usize,
 ) -> Result<T, String> {
     let exchange = async {
-        let response = client.get(url).send().await.map_err(describe)?;
+        let mut request = client.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.map_err(describe)?;
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status().as_u16()));
         }

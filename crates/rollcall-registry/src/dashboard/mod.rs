@@ -304,8 +304,17 @@ struct LogRecordView {
 
 async fn fetch_logs(registry: &Registry, base: &str) -> LogPanel {
     let url = format!("{}/v1/logs?limit={LOG_LINES}", base.trim_end_matches('/'));
-    let fetched =
-        crate::outbound::get_json::<LogPage>(registry.client(), &url, LOG_TIMEOUT, MAX_LOG_ANSWER);
+    // The registry's own token goes along: a log service that protects its
+    // reads shares it (as it shares `ROLLCALL_TOKEN` with everyone).
+    let access = &registry.config().access;
+    let token = access.token.as_ref().or(access.token_file.as_ref());
+    let fetched = crate::outbound::get_json::<LogPage>(
+        registry.client(),
+        &url,
+        token,
+        LOG_TIMEOUT,
+        MAX_LOG_ANSWER,
+    );
     match fetched.await {
         Ok(page) => LogPanel::Records {
             from: base.to_owned(),

@@ -105,3 +105,48 @@ async fn the_log_service_refuses_anonymous_records_when_it_has_a_token() {
         "only the tokened batch"
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_reads_a_log_service_that_protects_reads_with_the_registry_token() {
+    let reg = registry(&["--token", TOKEN]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = ChildProcess::start(
+        &rollcall_bin(),
+        &[
+            "log",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--registry",
+            &reg.url,
+            "--token",
+            TOKEN,
+            "--protect-reads",
+        ],
+        &[("ROLLCALL_TOKEN", TOKEN)],
+    )
+    .await;
+    let batch = r#"[{"service":"A","message":"seen-on-the-dashboard"}]"#;
+    assert_eq!(
+        post_with(&format!("{}/v1/logs", log.url), Some(TOKEN), batch).await,
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/v1/logs", log.url))
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "the log service protects its reads"
+    );
+    eventually(
+        std::time::Duration::from_secs(15),
+        "the dashboard to show the record",
+        || async {
+            let page = get_text(&format!("{}/", reg.url)).await?;
+            page.contains("seen-on-the-dashboard").then_some(())
+        },
+    )
+    .await;
+}

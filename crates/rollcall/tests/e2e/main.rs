@@ -9,6 +9,7 @@ mod browser_dashboard;
 mod browser_portal;
 mod browsers;
 mod callbacks;
+mod chaos;
 mod classic_protocol;
 mod cli;
 mod dashboard;
