@@ -85,12 +85,8 @@ async fn worker(registry: &str, classic: bool) -> ChildProcess {
 /// The providers a service holds, by name (from the `hello` page:
 /// `Name: url, url` lines).
 async fn providers_of(url: &str) -> Option<BTreeMap<String, BTreeSet<String>>> {
-    let page = reqwest::Client::new()
-        .get(format!("{url}/"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?
+    let page = fetch(&reqwest::Client::new(), &format!("{url}/"))
+        .await?
         .text()
         .await
         .ok()?;
@@ -112,15 +108,12 @@ async fn providers_of(url: &str) -> Option<BTreeMap<String, BTreeSet<String>>> {
 
 /// The registry's passing (in discovery) instances, by name.
 async fn passing(registry: &str) -> Option<BTreeMap<String, BTreeSet<String>>> {
-    let catalog: Vec<serde_json::Value> = reqwest::Client::new()
-        .get(format!("{registry}/services"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let catalog: Vec<serde_json::Value> =
+        fetch(&reqwest::Client::new(), &format!("{registry}/services"))
+            .await?
+            .json()
+            .await
+            .ok()?;
     let mut sets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for i in catalog.iter().filter(|i| i["InDiscovery"] == true) {
         sets.entry(i["ServiceName"].as_str()?.to_owned())
@@ -188,19 +181,8 @@ fn start_writer(log: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<B
             }]);
             // Retry until acknowledged (the log service may be dead or
             // stopped for a while), even after the faults stop.
-            loop {
-                let sent = client
-                    .post(format!("{log}/v1/logs"))
-                    .body(body.to_string())
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await;
-                if sent.is_ok_and(|r| r.status() == 200) {
-                    acknowledged.insert(id.clone());
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            post_until_acknowledged(&client, &log, &body).await;
+            acknowledged.insert(id);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         acknowledged

@@ -326,21 +326,8 @@ async fn sigkill_mid_stream_loses_no_acknowledged_record_and_stores_none_twice()
                 let body =
                     json!([{"service": "Load", "message": format!("record {id}"), "id": id}]);
                 // Retry until acknowledged: the service may be dead for a while.
-                loop {
-                    let sent = client
-                        .post(format!("{url}/v1/logs"))
-                        .body(body.to_string())
-                        .timeout(Duration::from_secs(2))
-                        .send()
-                        .await;
-                    if let Ok(r) = sent
-                        && r.status() == 200
-                    {
-                        acknowledged.lock().unwrap().insert(id.clone());
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+                post_until_acknowledged(&client, &url, &body).await;
+                acknowledged.lock().unwrap().insert(id.clone());
             }
         }));
     }

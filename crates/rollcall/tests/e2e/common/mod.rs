@@ -279,6 +279,37 @@ pub async fn all_logs(base: &str, query: &str) -> Vec<serde_json::Value> {
     }
 }
 
+/// `GET url` through `client`, within 5 s, if it answers.
+pub async fn fetch(client: &reqwest::Client, url: &str) -> Option<reqwest::Response> {
+    client
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()
+}
+
+/// Posts a log batch to `log` (its base URL) until the log service
+/// acknowledges it (200), however long it is dead or stopped meanwhile.
+pub async fn post_until_acknowledged(
+    client: &reqwest::Client,
+    log: &str,
+    batch: &serde_json::Value,
+) {
+    loop {
+        let sent = client
+            .post(format!("{log}/v1/logs"))
+            .body(batch.to_string())
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `GET url` as text.
 pub async fn get_text(url: &str) -> Option<String> {
     reqwest::get(url).await.ok()?.text().await.ok()
