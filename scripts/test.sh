@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: first installs what the
-# tests need from Debian's packages (only what is missing), then `cargo test`.
+# tests need from Debian's packages (only what is missing: Chromium and
+# ChromeDriver for the browser tests, etcd for the cluster tests), then
+# `cargo test`.
 #
 #   ./scripts/test.sh            # everything
 #   ./scripts/test.sh -p rollcall-registry   # extra arguments go to cargo test
@@ -13,6 +15,7 @@ cd "$(dirname "$0")/.."
 declare -A NEEDED=(
   [chromium]=chromium
   [chromedriver]=chromium-driver
+  [etcd]=etcd-server
 )
 
 missing=()

@@ -8,6 +8,7 @@
 //! Layout:
 //! - [`catalog`]: the functional core — commands in, effects out; no I/O.
 //! - [`store`]: durable state (SQLite by default, or memory) and its writer.
+//! - [`etcd`]: an etcd v3 client over the JSON gateway (for cluster mode).
 //! - [`shell`]: the [`Registry`] handle that owns lock, clock, store and tasks
 //!   and carries out the catalog's effects. It runs no worker itself.
 //! - [`checker`], [`notifier`]: health checks and patch delivery, each a
@@ -24,6 +25,7 @@ pub mod checker;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod etcd;
 pub mod http;
 pub mod metrics;
 pub mod notifier;

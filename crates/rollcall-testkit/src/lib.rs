@@ -5,6 +5,7 @@
 //! - [`FakeService`]: a classic-style service written as raw HTTP + JSON, whose
 //!   heartbeat and patch endpoints can be told to answer, fail, hang or close.
 //! - [`router::call`]: one request to a router in process, no socket.
+//! - [`etcd::EtcdCluster`]: real etcd members on loopback, to kill and stop.
 //! - [`tls::TestCa`]: a CA and a server certificate made at run time.
 //! - [`ChildProcess`]: a real process (the `rollcall` binary, an example) with
 //!   its announced URL, killed or signalled for real.
@@ -12,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod child;
+pub mod etcd;
 pub mod fake;
 pub mod openapi;
 pub mod router;
