@@ -325,6 +325,35 @@ impl Etcd {
         Ok(answer.kvs.into_iter().next())
     }
 
+    /// Several keys in one round trip (a transaction of reads), in order.
+    pub async fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Kv>>, EtcdError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reads: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"request_range": {"key": B64.encode(k)}}))
+            .collect();
+        let body = json!({"compare": [], "success": reads, "failure": []});
+        let answer: Value = self.call("/v3/kv/txn", &body).await?;
+        let responses = answer["responses"].as_array().cloned().unwrap_or_default();
+        if responses.len() != keys.len() {
+            return Err(EtcdError::Invalid(format!(
+                "{} answers to {} reads",
+                responses.len(),
+                keys.len()
+            )));
+        }
+        responses
+            .into_iter()
+            .map(|r| {
+                let range: RangeAnswer = serde_json::from_value(r["response_range"].clone())
+                    .map_err(|e| EtcdError::Invalid(e.to_string()))?;
+                Ok(range.kvs.into_iter().next())
+            })
+            .collect()
+    }
+
     /// Every key under `prefix`, at one revision (linearizable: what a
     /// quorum holds now).
     pub async fn get_prefix(&self, prefix: &[u8]) -> Result<Snapshot, EtcdError> {

@@ -2,12 +2,14 @@
 //!
 //! [`Store`] is the contract: load everything at start, apply a batch of
 //! [`StoreOp`]s atomically and in order. Two backends implement it:
-//! [`sqlite::SqliteStore`] (the default, one file under the data dir) and
-//! [`memory::MemoryStore`] (`--in-memory`: keeps nothing on disk). One contract
-//! test suite (`tests`) runs against both. [`writer::StoreWriter`] is the shell
+//! [`sqlite::SqliteStore`] (the default, one file under the data dir),
+//! [`memory::MemoryStore`] (`--in-memory`: keeps nothing on disk) and
+//! [`etcd::EtcdStore`] (cluster mode: the records live in etcd). One contract
+//! test suite (`tests`) runs against all three (etcd as real processes). [`writer::StoreWriter`] is the shell
 //! around a store: one thread that commits whatever is waiting in one
 //! transaction (group commit).
 
+pub mod etcd;
 pub mod memory;
 pub mod sqlite;
 pub mod writer;
@@ -33,6 +35,8 @@ pub enum StoreError {
     Stopped,
     #[error("cannot start the store writer thread: {0}")]
     Thread(String),
+    #[error("{0}")]
+    Etcd(String),
 }
 
 /// A durable home for the catalog.

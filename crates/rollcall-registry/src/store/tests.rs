@@ -47,7 +47,19 @@ fn entry(name: &str, port: u16) -> PatchEntry {
     PatchEntry::new(ServiceName::parse(name).unwrap(), url(port))
 }
 
+/// How a store numbers its revisions: as told (`SetRevision`), or its own
+/// (etcd's revision, which every write raises).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Revisions {
+    Kept,
+    Own,
+}
+
 fn contract(store: &dyn Store) {
+    contract_with(store, Revisions::Kept);
+}
+
+fn contract_with(store: &dyn Store, revisions: Revisions) {
     assert_eq!(store.load().unwrap().instances.len(), 0);
 
     store
@@ -55,7 +67,10 @@ fn contract(store: &dyn Store) {
         .unwrap();
     let state = store.load().unwrap();
     assert_eq!(state.instances.len(), 2);
-    assert_eq!(state.revision, 2);
+    match revisions {
+        Revisions::Kept => assert_eq!(state.revision, 2),
+        Revisions::Own => assert!(state.revision > 0),
+    }
     let a = state
         .instances
         .iter()
@@ -173,6 +188,87 @@ fn memory_store_keeps_the_contract() {
 fn sqlite_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     contract(&SqliteStore::open(dir.path(), Sync::Normal).unwrap());
+}
+
+fn etcd_store(
+    cluster: &rollcall_testkit::etcd::EtcdCluster,
+    prefix: &str,
+) -> super::etcd::EtcdStore {
+    let endpoints = cluster
+        .endpoints()
+        .iter()
+        .map(|e| ServiceUrl::parse(e).unwrap())
+        .collect();
+    let etcd =
+        crate::etcd::Etcd::new(endpoints, reqwest::Client::new(), Duration::from_secs(2)).unwrap();
+    super::etcd::EtcdStore::new(
+        std::sync::Arc::new(etcd),
+        prefix,
+        tokio::runtime::Handle::current(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_store_keeps_the_contract() {
+    let cluster = rollcall_testkit::etcd::EtcdCluster::start(3).await;
+    let store = etcd_store(&cluster, "/contract/");
+    tokio::task::spawn_blocking(move || {
+        contract_with(&store, Revisions::Own);
+        // A group larger than one etcd transaction is written in parts.
+        let many: Vec<StoreOp> = (100..400).map(|p| put("Many", p)).collect();
+        store.apply(&many).unwrap();
+        assert_eq!(store.load().unwrap().instances.len(), 301);
+    })
+    .await
+    .unwrap();
+}
+
+/// Two replicas acknowledging patches of the same receiver at once: every
+/// acknowledged entry is kept (a write planned on a stale read is planned
+/// again), and a SIGKILLed etcd leader loses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_store_writers_on_two_replicas_lose_no_update() {
+    let mut cluster = rollcall_testkit::etcd::EtcdCluster::start(3).await;
+    let stores = [
+        etcd_store(&cluster, "/race/"),
+        etcd_store(&cluster, "/race/"),
+    ];
+    let setup = etcd_store(&cluster, "/race/");
+    tokio::task::spawn_blocking(move || setup.apply(&[put("R", 1)]).unwrap())
+        .await
+        .unwrap();
+    let leader = cluster.leader().await.unwrap();
+    let writers: Vec<_> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(w, store)| {
+            tokio::task::spawn_blocking(move || {
+                for i in 0..40u16 {
+                    let op = StoreOp::ApplyView {
+                        receiver: url(1),
+                        added: vec![entry("Log", 1000 + 100 * w as u16 + i)],
+                        removed: vec![],
+                        replace: false,
+                    };
+                    // A write that found no quorum is tried again, as the
+                    // writer's caller would.
+                    while store.apply(std::slice::from_ref(&op)).is_err() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.kill(leader);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let check = etcd_store(&cluster, "/race/");
+    let state = tokio::task::spawn_blocking(move || check.load().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(state.views.len(), 80, "every acknowledged entry is kept");
 }
 
 #[test]

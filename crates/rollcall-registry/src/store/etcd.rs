@@ -1,0 +1,369 @@
+//! The catalog's durable state in etcd (cluster mode), under a prefix:
+//!
+//! - `{prefix}i/{url}`: one instance — its registration (the JSON the
+//!   registry sends), registration time, health status and since when, and
+//!   the maintenance switch;
+//! - `{prefix}v/{receiver}`: the providers that receiver has acknowledged
+//!   (its confirmed view), as `[[name, url], …]`.
+//!
+//! The catalog revision is etcd's own revision (`SetRevision` writes
+//! nothing): every replica reading the same etcd sees the same number.
+//!
+//! A batch is planned before it is written: the keys it touches are read in
+//! one round trip (a read-only transaction), the ops are applied to those
+//! values in order, and the final value of each key is written in one
+//! transaction that holds only if none of them changed meanwhile (compare
+//! on each key's `mod_revision`) — a concurrent writer on another replica
+//! makes it plan again. etcd allows at most 128 operations per transaction,
+//! so a larger group is written in parts; each part is atomic, and every op
+//! is idempotent, so a retried batch lands the same.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rollcall_proto::{PatchEntry, Registration, ServiceName, ServiceUrl, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::catalog::health::Health;
+use crate::catalog::records::{StoreOp, StoredInstance, StoredState};
+use crate::etcd::{Etcd, Txn};
+
+/// etcd's default `--max-txn-ops`.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// Attempts at a batch whose keys other replicas keep changing.
+const ATTEMPTS: usize = 8;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct InstanceRecord {
+    registration: serde_json::Value,
+    registered_at: u64,
+    status: String,
+    status_since: u64,
+    #[serde(default)]
+    maintenance: Option<u64>,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn encode_instance(i: &StoredInstance) -> Result<Vec<u8>, StoreError> {
+    let record = InstanceRecord {
+        registration: serde_json::to_value(&i.registration).map_err(corrupt)?,
+        registered_at: i.registered_at.as_millis(),
+        status: i.status.as_str().to_owned(),
+        status_since: i.status_since.as_millis(),
+        maintenance: i.maintenance.map(|t| t.as_millis()),
+    };
+    serde_json::to_vec(&record).map_err(corrupt)
+}
+
+fn decode_instance(bytes: &[u8]) -> Result<StoredInstance, StoreError> {
+    let record: InstanceRecord = serde_json::from_slice(bytes).map_err(corrupt)?;
+    let registration = Registration::from_json(record.registration.to_string().as_bytes())
+        .map_err(|e| corrupt(format!("a stored registration: {e}")))?;
+    Ok(StoredInstance {
+        registration,
+        registered_at: Timestamp(record.registered_at),
+        status: Health::parse(&record.status)
+            .ok_or_else(|| corrupt(format!("status {:?}", record.status)))?,
+        status_since: Timestamp(record.status_since),
+        maintenance: record.maintenance.map(Timestamp),
+    })
+}
+
+fn encode_view(view: &[PatchEntry]) -> Result<Vec<u8>, StoreError> {
+    let pairs: Vec<(&str, &str)> = view
+        .iter()
+        .map(|e| (e.name.as_str(), e.url.as_str()))
+        .collect();
+    serde_json::to_vec(&pairs).map_err(corrupt)
+}
+
+fn decode_view(bytes: &[u8]) -> Result<Vec<PatchEntry>, StoreError> {
+    let pairs: Vec<(String, String)> = serde_json::from_slice(bytes).map_err(corrupt)?;
+    pairs
+        .into_iter()
+        .map(|(name, url)| {
+            Ok(PatchEntry::new(
+                ServiceName::parse(&name).map_err(corrupt)?,
+                ServiceUrl::parse(&url).map_err(corrupt)?,
+            ))
+        })
+        .collect()
+}
+
+/// The catalog kept in etcd.
+#[derive(Debug)]
+pub struct EtcdStore {
+    etcd: Arc<Etcd>,
+    prefix: String,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A key's value as read for planning, and what the plan makes of it.
+#[derive(Debug)]
+struct Planned {
+    /// `mod_revision` when read (0: absent): the write holds only if it is
+    /// still that.
+    read_at: i64,
+    before: Option<Vec<u8>>,
+    after: Option<Vec<u8>>,
+}
+
+impl EtcdStore {
+    /// The store under `prefix` (e.g. `/rollcall/`) in `etcd`; its blocking
+    /// calls run on `runtime`.
+    pub fn new(etcd: Arc<Etcd>, prefix: &str, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            etcd,
+            prefix: prefix.to_owned(),
+            runtime,
+        }
+    }
+
+    fn instance_key(&self, url: &ServiceUrl) -> Vec<u8> {
+        format!("{}i/{url}", self.prefix).into_bytes()
+    }
+
+    fn view_key(&self, url: &ServiceUrl) -> Vec<u8> {
+        format!("{}v/{url}", self.prefix).into_bytes()
+    }
+
+    /// The keys `ops` read or write, in the order first met.
+    fn keys_of(&self, ops: &[StoreOp]) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut add = |k: Vec<u8>| {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        };
+        for op in ops {
+            match op {
+                StoreOp::PutInstance { instance, .. } => {
+                    add(self.instance_key(&instance.registration.url));
+                    add(self.view_key(&instance.registration.url));
+                }
+                StoreOp::SetStatus { url, .. } | StoreOp::SetMaintenance { url, .. } => {
+                    add(self.instance_key(url));
+                }
+                StoreOp::DeleteInstance(url) | StoreOp::ApplyView { receiver: url, .. } => {
+                    add(self.instance_key(url));
+                    add(self.view_key(url));
+                }
+                StoreOp::SetRevision(_) => {}
+            }
+        }
+        keys
+    }
+
+    /// Applies `ops` to the values read into `plan`.
+    fn plan(
+        &self,
+        plan: &mut BTreeMap<Vec<u8>, Planned>,
+        ops: &[StoreOp],
+    ) -> Result<(), StoreError> {
+        let set = |plan: &mut BTreeMap<Vec<u8>, Planned>, key: Vec<u8>, value: Option<Vec<u8>>| {
+            if let Some(p) = plan.get_mut(&key) {
+                p.after = value;
+            }
+        };
+        for op in ops {
+            match op {
+                StoreOp::PutInstance { instance, replaced } => {
+                    let url = &instance.registration.url;
+                    set(
+                        plan,
+                        self.instance_key(url),
+                        Some(encode_instance(instance)?),
+                    );
+                    if *replaced {
+                        set(plan, self.view_key(url), None);
+                    }
+                }
+                StoreOp::SetStatus { url, status, since } => {
+                    let key = self.instance_key(url);
+                    if let Some(mut i) = current(plan, &key)
+                        .map(|v| decode_instance(&v))
+                        .transpose()?
+                    {
+                        i.status = *status;
+                        i.status_since = *since;
+                        set(plan, key, Some(encode_instance(&i)?));
+                    }
+                }
+                StoreOp::SetMaintenance { url, since } => {
+                    let key = self.instance_key(url);
+                    if let Some(mut i) = current(plan, &key)
+                        .map(|v| decode_instance(&v))
+                        .transpose()?
+                    {
+                        i.maintenance = *since;
+                        set(plan, key, Some(encode_instance(&i)?));
+                    }
+                }
+                StoreOp::DeleteInstance(url) => {
+                    set(plan, self.instance_key(url), None);
+                    set(plan, self.view_key(url), None);
+                }
+                StoreOp::ApplyView {
+                    receiver,
+                    added,
+                    removed,
+                    replace,
+                } => {
+                    if current(plan, &self.instance_key(receiver)).is_none() {
+                        continue;
+                    }
+                    let key = self.view_key(receiver);
+                    let mut view = match (replace, current(plan, &key)) {
+                        (false, Some(bytes)) => decode_view(&bytes)?,
+                        _ => Vec::new(),
+                    };
+                    view.retain(|e| !removed.contains(e));
+                    for e in added {
+                        if !view.contains(e) {
+                            view.push(e.clone());
+                        }
+                    }
+                    view.sort();
+                    set(plan, key, Some(encode_view(&view)?));
+                }
+                StoreOp::SetRevision(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `keys` (at most [`MAX_TXN_OPS`]) in one round trip.
+    async fn read(&self, keys: &[Vec<u8>]) -> Result<BTreeMap<Vec<u8>, Planned>, StoreError> {
+        let values = self.etcd.get_many(keys).await.map_err(unavailable)?;
+        Ok(keys
+            .iter()
+            .cloned()
+            .zip(values)
+            .map(|(key, kv)| {
+                let (read_at, before) = match kv {
+                    Some(kv) => (kv.mod_revision, Some(kv.value)),
+                    None => (0, None),
+                };
+                let after = before.clone();
+                (
+                    key,
+                    Planned {
+                        read_at,
+                        before,
+                        after,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Plans and writes `ops`, whose keys number at most [`MAX_TXN_OPS`].
+    async fn apply_part(&self, ops: &[StoreOp], keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        for _ in 0..ATTEMPTS {
+            let mut plan = self.read(keys).await?;
+            self.plan(&mut plan, ops)?;
+            let mut txn = Txn::new();
+            let mut writes = 0;
+            for (key, p) in &plan {
+                txn = txn.if_mod_revision(key, p.read_at);
+                if p.after == p.before {
+                    continue;
+                }
+                writes += 1;
+                txn = match &p.after {
+                    Some(value) => txn.then_put(key, value, None),
+                    None => txn.then_delete(key),
+                };
+            }
+            if writes == 0 {
+                return Ok(());
+            }
+            if self.etcd.txn(txn).await.map_err(unavailable)?.succeeded {
+                return Ok(());
+            }
+            // Another replica wrote one of these keys since they were read.
+        }
+        Err(StoreError::Etcd(format!(
+            "the keys of a batch kept changing under it ({ATTEMPTS} attempts)"
+        )))
+    }
+}
+
+fn current(plan: &BTreeMap<Vec<u8>, Planned>, key: &[u8]) -> Option<Vec<u8>> {
+    plan.get(key).and_then(|p| p.after.clone())
+}
+
+fn unavailable(e: crate::etcd::EtcdError) -> StoreError {
+    StoreError::Etcd(e.to_string())
+}
+
+impl Store for EtcdStore {
+    fn load(&self) -> Result<StoredState, StoreError> {
+        let snapshot = self
+            .runtime
+            .block_on(self.etcd.get_prefix(self.prefix.as_bytes()))
+            .map_err(unavailable)?;
+        let (instances_at, views_at) = (format!("{}i/", self.prefix), format!("{}v/", self.prefix));
+        let mut instances = Vec::new();
+        let mut views: Vec<(ServiceUrl, PatchEntry)> = Vec::new();
+        for kv in &snapshot.kvs {
+            if kv.key.starts_with(instances_at.as_bytes()) {
+                instances.push(decode_instance(&kv.value)?);
+            } else if let Some(receiver) = kv.key.strip_prefix(views_at.as_bytes()) {
+                let receiver = std::str::from_utf8(receiver).map_err(corrupt)?;
+                let receiver = ServiceUrl::parse(receiver).map_err(corrupt)?;
+                for entry in decode_view(&kv.value)? {
+                    views.push((receiver.clone(), entry));
+                }
+            }
+        }
+        // Views are deleted with their instance; none outlives it.
+        views.retain(|(r, _)| instances.iter().any(|i| &i.registration.url == r));
+        Ok(StoredState {
+            instances,
+            views,
+            revision: u64::try_from(snapshot.revision).unwrap_or(0),
+        })
+    }
+
+    fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            // Parts of at most MAX_TXN_OPS keys, cut between ops.
+            let mut start = 0;
+            let mut keys: Vec<Vec<u8>> = Vec::new();
+            for (i, op) in ops.iter().enumerate() {
+                let mine = self.keys_of(std::slice::from_ref(op));
+                let new = mine.iter().filter(|k| !keys.contains(k)).count();
+                if keys.len() + new > MAX_TXN_OPS && i > start {
+                    self.apply_part(&ops[start..i], &keys).await?;
+                    start = i;
+                    keys.clear();
+                }
+                for k in mine {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+            if start < ops.len() {
+                self.apply_part(&ops[start..], &keys).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn describe(&self) -> String {
+        let endpoints: Vec<&str> = self
+            .etcd
+            .endpoints()
+            .iter()
+            .map(ServiceUrl::as_str)
+            .collect();
+        format!("etcd:{} (prefix {})", endpoints.join(","), self.prefix)
+    }
+}
