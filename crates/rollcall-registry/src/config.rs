@@ -61,6 +61,25 @@ pub struct RegistryConfig {
     #[arg(long, env = "ROLLCALL_SIGNING_KEY", hide_env_values = true, value_parser = rollcall_http::signing::SigningKey::parse)]
     pub signing_key: Option<rollcall_http::signing::SigningKey>,
 
+    /// Keep the catalog in etcd (`http://HOST:PORT`, comma-separated
+    /// members) instead of a file: cluster mode. A write is answered once
+    /// etcd has committed it.
+    #[arg(
+        long,
+        env = "ROLLCALL_ETCD",
+        value_delimiter = ',',
+        conflicts_with = "in_memory"
+    )]
+    pub etcd: Vec<rollcall_proto::ServiceUrl>,
+
+    /// Where under etcd's keyspace the catalog lives.
+    #[arg(long, env = "ROLLCALL_ETCD_PREFIX", default_value = "/rollcall/")]
+    pub etcd_prefix: String,
+
+    /// How long one etcd member may take to answer before the next is tried.
+    #[arg(long, env = "ROLLCALL_ETCD_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub etcd_timeout: Duration,
+
     /// Directory for the catalog file (`registry.db`).
     #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
     pub data_dir: PathBuf,
@@ -137,6 +156,9 @@ impl RegistryConfig {
             max_writes_per_client: 1_000,
             allow_callbacks: Vec::new(),
             signing_key: None,
+            etcd: Vec::new(),
+            etcd_prefix: "/rollcall/".to_owned(),
+            etcd_timeout: Duration::from_secs(2),
             data_dir: std::env::temp_dir().join("rollcall-unused"),
             in_memory: true,
             sync: Sync::Normal,

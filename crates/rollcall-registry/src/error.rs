@@ -33,8 +33,8 @@ pub enum ApiError {
     TooManyStreams(usize),
     #[error("no instance is registered at {0}")]
     NotRegistered(String),
-    #[error("the catalog could not be written to the store; nothing was changed")]
-    StoreUnavailable,
+    #[error("the catalog could not be written ({0}); nothing was changed")]
+    StoreUnavailable(String),
     #[error("the registry is shutting down")]
     ShuttingDown,
     /// A bug: nothing the client did. The body says no more than that.
@@ -54,7 +54,7 @@ impl ApiError {
             ApiError::Body(e) => e.status(),
             ApiError::NotRegistered(_) => StatusCode::NOT_FOUND,
             ApiError::Callback(_) => StatusCode::FORBIDDEN,
-            ApiError::StoreUnavailable
+            ApiError::StoreUnavailable(_)
             | ApiError::ShuttingDown
             | ApiError::CatalogFull(_)
             | ApiError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -73,7 +73,7 @@ impl ApiError {
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::NotRegistered(_) => "not_registered",
             ApiError::Callback(_) => "callback_refused",
-            ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::CatalogFull(_) => "catalog_full",
             ApiError::TooManyStreams(_) => "too_many_streams",
             ApiError::ShuttingDown => "shutting_down",

@@ -51,7 +51,37 @@ pub fn start(
     config: RegistryConfig,
     shutdown: CancellationToken,
 ) -> Result<(Registry, shell::Background), StartError> {
-    let (registry, background, starts) = Registry::start(config, shutdown)?;
+    let started = Registry::start(config, shutdown)?;
+    Ok(with_workers(started))
+}
+
+/// Like [`start`], for any store: in cluster mode (`--etcd`) the catalog is
+/// read from etcd first (asynchronously).
+pub async fn start_any(
+    config: RegistryConfig,
+    shutdown: CancellationToken,
+) -> Result<(Registry, shell::Background), StartError> {
+    if config.etcd.is_empty() {
+        return start(config, shutdown);
+    }
+    let client = outbound::client(&config)?;
+    let etcd = etcd::Etcd::new(config.etcd.clone(), client, config.etcd_timeout)
+        .map_err(|e| StartError::Store(store::StoreError::Etcd(e.to_string())))?;
+    let store = store::etcd::EtcdStore::new(
+        std::sync::Arc::new(etcd),
+        &config.etcd_prefix,
+        tokio::runtime::Handle::current(),
+    );
+    let state = store.load_async().await?;
+    let started = Registry::start_with(config, shutdown, std::sync::Arc::new(store), state)?;
+    Ok(with_workers(started))
+}
+
+/// Wires the check loop, the ticker and the delivery dispatcher to a
+/// started registry.
+fn with_workers(
+    (registry, background, starts): (Registry, shell::Background, shell::WorkerStarts),
+) -> (Registry, shell::Background) {
     let client = registry.client().clone();
     let timeout = registry.config().check_timeout;
     let key = registry.config().signing_key.clone();
@@ -71,7 +101,7 @@ pub fn start(
     registry.spawn(checker::run_checker(registry.clone(), probe));
     registry.spawn(checker::run_ticker(registry.clone()));
     registry.spawn(notifier::run_dispatcher(registry.clone(), starts, post));
-    Ok((registry, background))
+    (registry, background)
 }
 
 /// How long background work may take to stop after the HTTP server stopped.
@@ -108,7 +138,7 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         rollcall_http::access::warn_if_exposed(addr, &access);
     }
-    let (registry, background) = start(config, shutdown.clone())?;
+    let (registry, background) = start_any(config, shutdown.clone()).await?;
     let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::guarded(registry.clone(), access, browsers);
     ready();

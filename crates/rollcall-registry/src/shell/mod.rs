@@ -133,6 +133,16 @@ impl Registry {
             Arc::new(SqliteStore::open(&config.data_dir, config.sync)?)
         };
         let state = store.load()?;
+        Self::start_with(config, shutdown, store, state)
+    }
+
+    /// Like [`Registry::start`], on a store already opened and loaded.
+    pub fn start_with(
+        config: RegistryConfig,
+        shutdown: CancellationToken,
+        store: Arc<dyn Store>,
+        state: crate::catalog::records::StoredState,
+    ) -> Result<(Self, Background, WorkerStarts), StartError> {
         let store_description = store.describe();
         let clock = Clock::new();
         let restored = state.instances.len();

@@ -29,7 +29,7 @@ impl Registry {
             .map_err(|_| ApiError::ShuttingDown)?;
         let waiter = waiter?;
         if let Some(committed) = committed
-            && !matches!(committed.await, Ok(Ok(())))
+            && let Err(reason) = store_outcome(committed).await
         {
             // Leave nothing behind: take the registration back out.
             let _ = self
@@ -37,7 +37,7 @@ impl Registry {
                     ((), core.catalog.deregister(&url, now).unwrap_or_default())
                 })
                 .await;
-            return Err(ApiError::StoreUnavailable);
+            return Err(ApiError::StoreUnavailable(reason));
         }
         self.inner.metrics.registrations.inc();
         if let Some((ticket, delivered)) = waiter {
@@ -94,14 +94,14 @@ impl Registry {
             return Err(ApiError::NotRegistered(url.to_string()));
         }
         if let Some(committed) = committed
-            && !matches!(committed.await, Ok(Ok(())))
+            && let Err(reason) = store_outcome(committed).await
         {
             let _ = self
                 .run(false, |core, now| {
                     ((), undo(&mut core.catalog, now).unwrap_or_default())
                 })
                 .await;
-            return Err(ApiError::StoreUnavailable);
+            return Err(ApiError::StoreUnavailable(reason));
         }
         Ok(())
     }
@@ -146,4 +146,14 @@ impl Registry {
             _ => Err(StoreError::Stopped),
         }
     }
+}
+
+/// Whether the store committed a batch, and if not, why (the store names
+/// itself: SQLite, etcd).
+async fn store_outcome(
+    committed: tokio::sync::oneshot::Receiver<Result<(), String>>,
+) -> Result<(), String> {
+    committed
+        .await
+        .unwrap_or_else(|_| Err("the store writer has stopped".to_owned()))
 }

@@ -6,8 +6,7 @@
 //! - `{prefix}v/{receiver}`: the providers that receiver has acknowledged
 //!   (its confirmed view), as `[[name, url], …]`.
 //!
-//! The catalog revision is etcd's own revision (`SetRevision` writes
-//! nothing): every replica reading the same etcd sees the same number.
+//! - `{prefix}revision`: the catalog revision, as the registry numbers it.
 //!
 //! A batch is planned before it is written: the keys it touches are read in
 //! one round trip (a read-only transaction), the ops are applied to those
@@ -132,6 +131,10 @@ impl EtcdStore {
         format!("{}v/{url}", self.prefix).into_bytes()
     }
 
+    fn revision_key(&self) -> Vec<u8> {
+        format!("{}revision", self.prefix).into_bytes()
+    }
+
     /// The keys `ops` read or write, in the order first met.
     fn keys_of(&self, ops: &[StoreOp]) -> Vec<Vec<u8>> {
         let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -153,7 +156,7 @@ impl EtcdStore {
                     add(self.instance_key(url));
                     add(self.view_key(url));
                 }
-                StoreOp::SetRevision(_) => {}
+                StoreOp::SetRevision(_) => add(self.revision_key()),
             }
         }
         keys
@@ -231,7 +234,13 @@ impl EtcdStore {
                     view.sort();
                     set(plan, key, Some(encode_view(&view)?));
                 }
-                StoreOp::SetRevision(_) => {}
+                StoreOp::SetRevision(revision) => {
+                    set(
+                        plan,
+                        self.revision_key(),
+                        Some(revision.to_string().into_bytes()),
+                    );
+                }
             }
         }
         Ok(())
@@ -302,17 +311,25 @@ fn unavailable(e: crate::etcd::EtcdError) -> StoreError {
     StoreError::Etcd(e.to_string())
 }
 
-impl Store for EtcdStore {
-    fn load(&self) -> Result<StoredState, StoreError> {
+impl EtcdStore {
+    /// Everything stored (what [`Store::load`] does, for async callers).
+    pub async fn load_async(&self) -> Result<StoredState, StoreError> {
         let snapshot = self
-            .runtime
-            .block_on(self.etcd.get_prefix(self.prefix.as_bytes()))
+            .etcd
+            .get_prefix(self.prefix.as_bytes())
+            .await
             .map_err(unavailable)?;
         let (instances_at, views_at) = (format!("{}i/", self.prefix), format!("{}v/", self.prefix));
         let mut instances = Vec::new();
         let mut views: Vec<(ServiceUrl, PatchEntry)> = Vec::new();
+        let mut revision = 0;
         for kv in &snapshot.kvs {
-            if kv.key.starts_with(instances_at.as_bytes()) {
+            if kv.key == self.revision_key() {
+                revision = std::str::from_utf8(&kv.value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| corrupt("the stored revision"))?;
+            } else if kv.key.starts_with(instances_at.as_bytes()) {
                 instances.push(decode_instance(&kv.value)?);
             } else if let Some(receiver) = kv.key.strip_prefix(views_at.as_bytes()) {
                 let receiver = std::str::from_utf8(receiver).map_err(corrupt)?;
@@ -327,8 +344,15 @@ impl Store for EtcdStore {
         Ok(StoredState {
             instances,
             views,
-            revision: u64::try_from(snapshot.revision).unwrap_or(0),
+            revision,
         })
+    }
+}
+
+impl Store for EtcdStore {
+    /// From a thread outside the runtime (the store writer's).
+    fn load(&self) -> Result<StoredState, StoreError> {
+        self.runtime.block_on(self.load_async())
     }
 
     fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {

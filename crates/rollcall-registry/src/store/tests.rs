@@ -47,19 +47,7 @@ fn entry(name: &str, port: u16) -> PatchEntry {
     PatchEntry::new(ServiceName::parse(name).unwrap(), url(port))
 }
 
-/// How a store numbers its revisions: as told (`SetRevision`), or its own
-/// (etcd's revision, which every write raises).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Revisions {
-    Kept,
-    Own,
-}
-
 fn contract(store: &dyn Store) {
-    contract_with(store, Revisions::Kept);
-}
-
-fn contract_with(store: &dyn Store, revisions: Revisions) {
     assert_eq!(store.load().unwrap().instances.len(), 0);
 
     store
@@ -67,10 +55,7 @@ fn contract_with(store: &dyn Store, revisions: Revisions) {
         .unwrap();
     let state = store.load().unwrap();
     assert_eq!(state.instances.len(), 2);
-    match revisions {
-        Revisions::Kept => assert_eq!(state.revision, 2),
-        Revisions::Own => assert!(state.revision > 0),
-    }
+    assert_eq!(state.revision, 2);
     let a = state
         .instances
         .iter()
@@ -213,7 +198,7 @@ async fn etcd_store_keeps_the_contract() {
     let cluster = rollcall_testkit::etcd::EtcdCluster::start(3).await;
     let store = etcd_store(&cluster, "/contract/");
     tokio::task::spawn_blocking(move || {
-        contract_with(&store, Revisions::Own);
+        contract(&store);
         // A group larger than one etcd transaction is written in parts.
         let many: Vec<StoreOp> = (100..400).map(|p| put("Many", p)).collect();
         store.apply(&many).unwrap();

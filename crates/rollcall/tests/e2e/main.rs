@@ -12,6 +12,7 @@ mod callbacks;
 mod chaos;
 mod classic_protocol;
 mod cli;
+mod cluster;
 mod dashboard;
 mod durability;
 mod failover;
