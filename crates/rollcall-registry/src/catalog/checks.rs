@@ -22,6 +22,8 @@ impl Catalog {
             let Some((at, url)) = self.schedule.pop_first() else {
                 break;
             };
+            let owned = self.ownership.owns(&url);
+            let interval = self.config.health.interval;
             let Some(instance) = self.instances.get_mut(&url) else {
                 continue;
             };
@@ -29,6 +31,14 @@ impl Catalog {
                 instance.next_check = None;
                 continue;
             };
+            if !owned {
+                // Another replica checks it; look again an interval on (it
+                // may be ours by then).
+                let next = now.plus(health::jittered(interval, instance.seed ^ instance.checks));
+                instance.next_check = Some(next);
+                self.schedule.insert((next, url));
+                continue;
+            }
             instance.next_check = None;
             instance.check_in_flight = true;
             due.push(CheckRequest {
@@ -168,11 +178,17 @@ impl Catalog {
     pub fn tick(&mut self, now: Timestamp) -> Effects {
         let mut effects = Effects::default();
         let limit = now.minus(self.config.deregister_after);
-        while let Some((since, url)) = self.critical.first().cloned() {
-            if since > limit {
-                break;
-            }
-            self.critical.pop_first();
+        // Each replica expires only what it owns (the others learn of it
+        // from the store).
+        let expired: Vec<(Timestamp, ServiceUrl)> = self
+            .critical
+            .iter()
+            .take_while(|(since, _)| *since <= limit)
+            .filter(|(_, url)| self.ownership.owns(url))
+            .cloned()
+            .collect();
+        for (since, url) in expired {
+            self.critical.remove(&(since, url.clone()));
             if let Some(more) = self.remove(&url, Removal::Expired, now) {
                 effects.merge(more);
             }

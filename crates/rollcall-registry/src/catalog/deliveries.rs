@@ -19,6 +19,13 @@ impl Catalog {
         generation: u64,
         now: Timestamp,
     ) -> Option<Delivery> {
+        if !self.ownership.owns(receiver) {
+            // Its deliveries moved to another replica: this worker stops.
+            if let Some(r) = self.receiver_mut(receiver) {
+                r.worker_active = false;
+            }
+            return None;
+        }
         let resync_due = match self.instances.get(receiver) {
             Some(i) if i.generation == generation => i
                 .receiver
@@ -112,6 +119,10 @@ impl Catalog {
 
     /// Asks for a worker for `url` if it has work and none is running.
     pub(super) fn wake(&mut self, url: &ServiceUrl, now: Timestamp, effects: &mut Effects) {
+        if !self.ownership.owns(url) {
+            // Another replica delivers to it.
+            return;
+        }
         let Some(instance) = self.instances.get_mut(url) else {
             return;
         };

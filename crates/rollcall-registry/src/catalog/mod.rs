@@ -21,6 +21,7 @@ pub mod delivery;
 pub mod health;
 mod membership;
 pub mod records;
+pub mod replica;
 mod types;
 
 pub use types::*;
@@ -64,6 +65,9 @@ pub struct Catalog {
     owing: BTreeSet<ServiceUrl>,
     revision: u64,
     next_generation: u64,
+    /// What this replica checks and delivers to (everything, unless
+    /// clustered).
+    ownership: replica::Ownership,
 }
 
 impl Catalog {

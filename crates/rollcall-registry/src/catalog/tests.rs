@@ -618,3 +618,140 @@ proptest! {
         }
     }
 }
+
+/// What the store keeps of every instance.
+fn durable(c: &Catalog) -> BTreeMap<ServiceUrl, (Registration, Health, Option<Timestamp>)> {
+    c.instances()
+        .map(|i| {
+            (
+                i.url().clone(),
+                (i.registration.clone(), i.status(), i.maintenance()),
+            )
+        })
+        .collect()
+}
+
+/// A change as etcd hands it back: the whole instance record.
+fn as_read_back(op: StoreOp, writer: &Catalog) -> StoreOp {
+    match op {
+        StoreOp::SetStatus { url, .. } | StoreOp::SetMaintenance { url, .. } => {
+            let i = writer.get(&url).unwrap();
+            StoreOp::PutInstance {
+                instance: super::records::StoredInstance {
+                    registration: i.registration.clone(),
+                    registered_at: i.registered_at,
+                    status: i.status(),
+                    status_since: i.health.since,
+                    maintenance: i.maintenance(),
+                },
+                replaced: true,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Feeds what `writer` persisted in `effects` to `follower`, as read back.
+fn feed(follower: &mut Catalog, writer: &Catalog, effects: Effects, now: Timestamp) -> Effects {
+    let mut out = Effects::default();
+    for op in effects.persist {
+        let op = as_read_back(op, writer);
+        out.merge(follower.apply_remote(op.clone(), now));
+        // Its own write coming back, or a record seen twice: nothing more.
+        let again = follower.apply_remote(op, now);
+        assert!(
+            again.events.is_empty() && again.patches_queued == 0,
+            "{again:?}"
+        );
+    }
+    assert!(
+        out.persist.is_empty(),
+        "a replica never writes back what it read"
+    );
+    out
+}
+
+#[test]
+fn a_replica_fed_the_records_ends_where_the_writer_is_and_tells_its_receivers() {
+    let mut writer = Catalog::new(CatalogConfig::default());
+    let mut replica = Catalog::new(CatalogConfig::default());
+    let fx = writer.register(reg("Grading", 6000, &["Log"]), T0).effects;
+    feed(&mut replica, &writer, fx, T0);
+    let fx = writer.register(reg("Log", 4000, &[]), at(1)).effects;
+    feed(&mut replica, &writer, fx, at(1));
+    assert_eq!(durable(&writer), durable(&replica));
+    // The writer checks; the replica learns the verdicts from the records.
+    run_checks(&mut writer, at(1000), &[4000]);
+    let fx = run_checks(&mut writer, at(1250), &[4000]);
+    let told = feed(&mut replica, &writer, fx, at(1250));
+    assert_eq!(told.events[0].kind, EventKind::Critical);
+    assert_eq!(durable(&writer), durable(&replica));
+    let fx = writer.set_maintenance(&url(6000), true, at(2000)).unwrap();
+    feed(&mut replica, &writer, fx, at(2000));
+    let when = writer.get(&url(4000)).unwrap().next_check().unwrap();
+    run_checks(&mut writer, when, &[]);
+    let when = writer.get(&url(4000)).unwrap().next_check().unwrap();
+    let fx = run_checks(&mut writer, when, &[]);
+    let told = feed(&mut replica, &writer, fx, when);
+    assert_eq!(told.events[0].kind, EventKind::Recovered);
+    assert_eq!(durable(&writer), durable(&replica));
+    // The replica's receiver ends with exactly what it should hold.
+    let mut held = BTreeSet::new();
+    for p in deliver_all(&mut replica, &url(6000), when) {
+        for e in p.removed {
+            held.remove(&e);
+        }
+        held.extend(p.added);
+    }
+    assert_eq!(held, writer.desired_for(&url(6000)));
+    let fx = writer.deregister(&url(4000), at(9000)).unwrap();
+    let told = feed(&mut replica, &writer, fx, at(9000));
+    assert_eq!(told.events[0].kind, EventKind::Deregistered);
+    assert_eq!(durable(&writer), durable(&replica));
+}
+
+#[test]
+fn a_replica_delivers_only_to_what_it_owns_and_resyncs_what_it_gains() {
+    use super::replica::{Ownership, owner};
+    let members: BTreeSet<String> = ["r1", "r2"].map(str::to_owned).into();
+    let other = owner(&members, &url(6000)).unwrap().to_owned();
+    let me = members.iter().find(|m| **m != other).unwrap().clone();
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.set_ownership(Ownership::member(&me, members.clone()), T0);
+    let fx = c.apply_remote(as_read_back_put(reg("Grading", 6000, &["Log"]), T0), T0);
+    assert!(
+        fx.start_workers.is_empty(),
+        "another replica delivers to it"
+    );
+    c.apply_remote(as_read_back_put(reg("Log", 4000, &[]), T0), at(1));
+    assert!(deliver_all(&mut c, &url(6000), at(1)).is_empty());
+    assert!(
+        c.take_due_checks(at(1), usize::MAX)
+            .iter()
+            .all(|r| c.owns(&r.url)),
+        "it checks only what it owns"
+    );
+    // The owner goes: its receiver is ours now, resynced from what it
+    // acknowledged (nothing).
+    let fx = c.set_ownership(Ownership::member(&me, [me.clone()].into()), at(2));
+    assert!(
+        fx.start_workers.iter().any(|w| w.receiver == url(6000)),
+        "{fx:?}"
+    );
+    let patches = deliver_all(&mut c, &url(6000), at(2));
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(patches[0].added, vec![entry("Log", 4000)]);
+}
+
+fn as_read_back_put(registration: Registration, now: Timestamp) -> StoreOp {
+    StoreOp::PutInstance {
+        instance: super::records::StoredInstance {
+            registration,
+            registered_at: now,
+            status: Health::Passing,
+            status_since: now,
+            maintenance: None,
+        },
+        replaced: false,
+    }
+}

@@ -1,0 +1,326 @@
+//! The catalog as one replica of several (cluster mode): changes other
+//! replicas made arrive as store records (from etcd's watch) and are applied
+//! with the notifications they imply, and work is divided — each instance's
+//! checks and each receiver's deliveries belong to exactly one live replica,
+//! chosen by rendezvous hashing of its URL over the members.
+//!
+//! Applying a record that the catalog already reflects (the replica's own
+//! writes come back through the watch too) changes nothing and tells
+//! nobody. Records are applied in etcd's order on every replica, so every
+//! replica ends with the same instances and statuses.
+
+use std::collections::BTreeSet;
+
+use rollcall_proto::{Patch, ServiceUrl, Timestamp};
+
+use super::delivery::{self, Pushed};
+use super::health::{self, Health, HealthState};
+use super::membership::FirstCheck;
+use super::records::{StoreOp, StoredInstance};
+use super::*;
+
+/// Which replica does what.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// This replica's id; `None`: not clustered, it owns everything.
+    me: Option<String>,
+    /// The live replicas (this one included while its lease holds).
+    members: BTreeSet<String>,
+}
+
+impl Ownership {
+    /// One replica among `members` (a replica missing from them — its lease
+    /// expired — owns nothing).
+    pub fn member(me: &str, members: BTreeSet<String>) -> Self {
+        Self {
+            me: Some(me.to_owned()),
+            members,
+        }
+    }
+
+    /// Whether this replica checks `url` and delivers to it.
+    pub fn owns(&self, url: &ServiceUrl) -> bool {
+        match &self.me {
+            None => true,
+            Some(me) => owner(&self.members, url) == Some(me.as_str()),
+        }
+    }
+
+    pub fn members(&self) -> &BTreeSet<String> {
+        &self.members
+    }
+}
+
+/// The member that owns `url`: the highest hash of (member, url)
+/// (rendezvous hashing — when a member leaves only its share moves).
+pub fn owner<'a>(members: &'a BTreeSet<String>, url: &ServiceUrl) -> Option<&'a str> {
+    let of_url = mix(health::stable_hash(url.as_str()));
+    members
+        .iter()
+        .max_by_key(|m| mix(health::stable_hash(m) ^ of_url))
+        .map(String::as_str)
+}
+
+/// SplitMix64's finalizer: every input bit moves every output bit.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Catalog {
+    pub fn ownership(&self) -> &Ownership {
+        &self.ownership
+    }
+
+    /// Whether this replica checks and delivers to `url`.
+    pub fn owns(&self, url: &ServiceUrl) -> bool {
+        self.ownership.owns(url)
+    }
+
+    /// The live replicas changed (or this one's lease did): what this replica
+    /// newly owns is checked at once, and every receiver it newly owns is
+    /// resynced from its acknowledged view (whatever a patch queued here
+    /// before said, the view is what the receiver confirmed).
+    pub fn set_ownership(&mut self, ownership: Ownership, now: Timestamp) -> Effects {
+        let before = std::mem::replace(&mut self.ownership, ownership);
+        let mut effects = Effects::default();
+        let gained: Vec<ServiceUrl> = self
+            .instances
+            .keys()
+            .filter(|url| self.ownership.owns(url) && !before.owns(url))
+            .cloned()
+            .collect();
+        for url in gained {
+            let desired = self.desired_for(&url);
+            let Some(instance) = self.instances.get_mut(&url) else {
+                continue;
+            };
+            if let Some(at) = instance.next_check
+                && at > now
+            {
+                self.schedule.remove(&(at, url.clone()));
+                self.schedule.insert((now, url.clone()));
+                instance.next_check = Some(now);
+                effects.schedule_changed = true;
+            }
+            if let Some(receiver) = instance.receiver.as_mut() {
+                receiver.queue.clear();
+                if receiver.confirmed != desired || !receiver.uncertain.is_empty() {
+                    receiver.resync = Some(delivery::ResyncOwed {
+                        not_before: now,
+                        failures: 0,
+                    });
+                }
+            }
+            self.wake(&url, now, &mut effects);
+        }
+        effects
+    }
+
+    /// Applies a record another replica (or this one) wrote, as read back
+    /// from the store. Returns what it implies here — notifications,
+    /// events — and never anything to persist.
+    pub fn apply_remote(&mut self, op: StoreOp, now: Timestamp) -> Effects {
+        let mut effects = match op {
+            StoreOp::PutInstance { instance, .. } => self.remote_put(instance, now),
+            StoreOp::SetStatus { url, status, since } => {
+                self.remote_status(&url, status, since, now)
+            }
+            StoreOp::SetMaintenance { url, since } => self.remote_maintenance(&url, since, now),
+            StoreOp::DeleteInstance(url) => self
+                .remove(&url, Removal::Deregistered, now)
+                .unwrap_or_default(),
+            StoreOp::ApplyView {
+                receiver,
+                added,
+                removed,
+                replace,
+            } => {
+                // The owner's own view is ahead of (or equal to) what it wrote.
+                if !self.owns(&receiver)
+                    && let Some(r) = self.receiver_mut(&receiver)
+                {
+                    if replace {
+                        r.confirmed.clear();
+                    }
+                    for e in &removed {
+                        r.confirmed.remove(e);
+                    }
+                    r.confirmed.extend(added);
+                }
+                Effects::default()
+            }
+            StoreOp::SetRevision(revision) => {
+                self.revision = self.revision.max(revision);
+                Effects::default()
+            }
+        };
+        effects.persist.clear();
+        effects
+    }
+
+    fn remote_put(&mut self, stored: StoredInstance, now: Timestamp) -> Effects {
+        let url = stored.registration.url.clone();
+        if let Some(local) = self.instances.get(&url)
+            && local.registration == stored.registration
+            && local.registered_at == stored.registered_at
+        {
+            // The same registration: only its status or maintenance moved.
+            let mut effects = self.remote_maintenance(&url, stored.maintenance, now);
+            effects.merge(self.remote_status(&url, stored.status, stored.status_since, now));
+            return effects;
+        }
+        let mut effects = Effects::default();
+        self.revision += 1;
+        let name = stored.registration.name.clone();
+        let previous = self.remove_entry(&url);
+        let previously_in = previous
+            .as_ref()
+            .filter(|p| p.in_discovery())
+            .map(|p| p.name().clone());
+        self.insert(stored, BTreeSet::new(), now, FirstCheck::Now);
+        let now_in = self.instances.get(&url).is_some_and(Instance::in_discovery);
+        let me = Some(&url);
+        match (previously_in, now_in) {
+            (Some(old), true) if old == name => {}
+            (Some(old), now_in) => {
+                self.notify(&old, &url, Change::Removed, me, now, &mut effects);
+                if now_in {
+                    self.notify(&name, &url, Change::Added, me, now, &mut effects);
+                }
+            }
+            (None, true) => self.notify(&name, &url, Change::Added, me, now, &mut effects),
+            (None, false) => {}
+        }
+        // Its first patch: everything it requires (sent by its owner).
+        let desired = self.desired_for(&url);
+        let revision = self.revision;
+        let policy = self.config.delivery.clone();
+        if let Some(receiver) = self.receiver_mut(&url) {
+            let patch = Patch {
+                added: desired.into_iter().collect(),
+                removed: Vec::new(),
+                revision: Some(revision),
+                resync: true,
+            };
+            if let Pushed::Queued { .. } = receiver.push(&policy, patch) {
+                effects.patches_queued += 1;
+            }
+        }
+        self.wake(&url, now, &mut effects);
+        let kind = if previous.is_some() {
+            EventKind::Reregistered
+        } else {
+            EventKind::Registered
+        };
+        effects
+            .events
+            .push(self.event(now, kind, &name, &url, None));
+        effects.schedule_changed = true;
+        effects
+    }
+
+    fn remote_status(
+        &mut self,
+        url: &ServiceUrl,
+        status: Health,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Effects {
+        let mut effects = Effects::default();
+        let Some(instance) = self.instances.get_mut(url) else {
+            return effects;
+        };
+        if instance.health.status == status {
+            return effects;
+        }
+        let old_since = instance.health.since;
+        // Keep what this replica saw of its checks; take the status.
+        let mut health = HealthState::new(status, since);
+        health.last_check = instance.health.last_check.take();
+        health.last_failure = instance.health.last_failure.take();
+        health.recent = std::mem::take(&mut instance.health.recent);
+        instance.health = health;
+        let held_out = instance.maintenance.is_some();
+        let name = instance.name().clone();
+        self.revision += 1;
+        let (change, kind) = match status {
+            Health::Critical => {
+                self.critical.insert((since, url.clone()));
+                (Change::Removed, EventKind::Critical)
+            }
+            Health::Passing => {
+                self.critical.remove(&(old_since, url.clone()));
+                (Change::Added, EventKind::Recovered)
+            }
+        };
+        if !held_out {
+            self.notify(&name, url, change, None, now, &mut effects);
+        }
+        effects.events.push(self.event(now, kind, &name, url, None));
+        effects
+    }
+
+    fn remote_maintenance(
+        &mut self,
+        url: &ServiceUrl,
+        since: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Effects {
+        let on = since.is_some();
+        match self.instances.get_mut(url) {
+            Some(instance) if instance.maintenance.is_some() != on => {
+                // The switch itself, with the notifications it implies; then
+                // the time it was thrown, as stored.
+                let mut effects = self.set_maintenance(url, on, now).unwrap_or_default();
+                if let Some(instance) = self.instances.get_mut(url) {
+                    instance.maintenance = since;
+                }
+                effects.persist.clear();
+                effects
+            }
+            _ => Effects::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(port: u16) -> ServiceUrl {
+        ServiceUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap()
+    }
+
+    #[test]
+    fn every_url_has_one_owner_and_a_leaving_member_moves_only_its_share() {
+        let three: BTreeSet<String> = ["a", "b", "c"].map(str::to_owned).into();
+        let two: BTreeSet<String> = ["a", "b"].map(str::to_owned).into();
+        let mut counts = std::collections::BTreeMap::new();
+        for port in 1..=3000 {
+            let owner3 = owner(&three, &url(port)).unwrap();
+            *counts.entry(owner3).or_insert(0) += 1;
+            let owner2 = owner(&two, &url(port)).unwrap();
+            if owner3 != "c" {
+                assert_eq!(owner3, owner2, "only c's share moves");
+            }
+            let owned_by: Vec<_> = ["a", "b", "c"]
+                .iter()
+                .filter(|m| Ownership::member(m, three.clone()).owns(&url(port)))
+                .collect();
+            assert_eq!(owned_by.len(), 1);
+        }
+        for (member, n) in counts {
+            assert!((800..1200).contains(&n), "{member} owns {n} of 3000");
+        }
+        assert!(
+            !Ownership::member("gone", three).owns(&url(1)),
+            "a lapsed member owns nothing"
+        );
+        assert!(
+            Ownership::default().owns(&url(1)),
+            "not clustered: everything"
+        );
+    }
+}
