@@ -80,6 +80,12 @@ pub struct RegistryConfig {
     #[arg(long, env = "ROLLCALL_ETCD_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub etcd_timeout: Duration,
 
+    /// A replica's etcd lease: a replica that stops renewing it (killed,
+    /// frozen, cut off) has its share of checks and deliveries taken over
+    /// by the others this long after.
+    #[arg(long, env = "ROLLCALL_LEASE_TTL", default_value = "3s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
     /// Directory for the catalog file (`registry.db`).
     #[arg(long, env = "ROLLCALL_DATA_DIR", default_value_os_t = rollcall_proto::paths::default_data_dir())]
     pub data_dir: PathBuf,
@@ -159,6 +165,7 @@ impl RegistryConfig {
             etcd: Vec::new(),
             etcd_prefix: "/rollcall/".to_owned(),
             etcd_timeout: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(3),
             data_dir: std::env::temp_dir().join("rollcall-unused"),
             in_memory: true,
             sync: Sync::Normal,

@@ -22,6 +22,7 @@
 pub mod callbacks;
 pub mod catalog;
 pub mod checker;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod error;
@@ -60,6 +61,7 @@ pub fn start(
 pub async fn start_any(
     config: RegistryConfig,
     shutdown: CancellationToken,
+    own_url: &str,
 ) -> Result<(Registry, shell::Background), StartError> {
     if config.etcd.is_empty() {
         return start(config, shutdown);
@@ -67,14 +69,29 @@ pub async fn start_any(
     let client = outbound::client(&config)?;
     let etcd = etcd::Etcd::new(config.etcd.clone(), client, config.etcd_timeout)
         .map_err(|e| StartError::Store(store::StoreError::Etcd(e.to_string())))?;
-    let store = store::etcd::EtcdStore::new(
+    let store = std::sync::Arc::new(store::etcd::EtcdStore::new(
         std::sync::Arc::new(etcd),
         &config.etcd_prefix,
         tokio::runtime::Handle::current(),
+    ));
+    let loaded = store.load_all().await?;
+    let ttl = config.lease_ttl;
+    let started = Registry::start_with(
+        config,
+        shutdown.clone(),
+        store.clone(),
+        loaded.state.clone(),
+    )?;
+    let (registry, background) = with_workers(started);
+    cluster::Replica::start(
+        registry.clone(),
+        store,
+        &loaded,
+        own_url.to_owned(),
+        ttl,
+        shutdown,
     );
-    let state = store.load_async().await?;
-    let started = Registry::start_with(config, shutdown, std::sync::Arc::new(store), state)?;
-    Ok(with_workers(started))
+    Ok((registry, background))
 }
 
 /// Wires the check loop, the ticker and the delivery dispatcher to a
@@ -93,10 +110,19 @@ fn with_workers(
         async move { outbound::probe(&client, &request.heartbeat_url, timeout, key.as_ref()).await }
     };
     let delivery_timeout = registry.config().delivery_timeout;
+    let acting = registry.clone();
     let post = move |url: rollcall_proto::ServiceUrl, body: Vec<u8>| {
         let client = client.clone();
         let key = key.clone();
-        async move { outbound::post_patch(&client, &url, body, delivery_timeout, key.as_ref()).await }
+        // A replica whose lease may have lapsed sends nothing: the receiver
+        // may belong to another replica by now.
+        let may_act = acting.may_act();
+        async move {
+            if !may_act {
+                return Err("this replica's lease has lapsed".to_owned());
+            }
+            outbound::post_patch(&client, &url, body, delivery_timeout, key.as_ref()).await
+        }
     };
     registry.spawn(checker::run_checker(registry.clone(), probe));
     registry.spawn(checker::run_ticker(registry.clone()));
@@ -138,7 +164,7 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         rollcall_http::access::warn_if_exposed(addr, &access);
     }
-    let (registry, background) = start_any(config, shutdown.clone()).await?;
+    let (registry, background) = start_any(config, shutdown.clone(), &own_url).await?;
     let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::guarded(registry.clone(), access, browsers);
     ready();

@@ -63,6 +63,10 @@ struct Inner {
     worker_starts: mpsc::UnboundedSender<WorkerStart>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// In cluster mode, until when this replica's lease surely holds: past
+    /// it, it sends nothing (a frozen replica that wakes up acts on nothing
+    /// it owned before). `None`: not clustered.
+    lease_until: Mutex<Option<std::time::Instant>>,
 }
 
 /// Wall time at start plus tokio's monotonic time since (paused under test).
@@ -170,6 +174,7 @@ impl Registry {
                 worker_starts,
                 tasks: TaskTracker::new(),
                 shutdown,
+                lease_until: Mutex::new(None),
             }),
         };
         tracing::info!(
@@ -256,6 +261,42 @@ impl Registry {
     /// Subscribes to events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// Whether this replica may act on what it owns: always, unless it is
+    /// clustered and its lease may have lapsed.
+    pub fn may_act(&self) -> bool {
+        let until = *self
+            .inner
+            .lease_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        until.is_none_or(|t| std::time::Instant::now() < t)
+    }
+
+    /// Records until when this replica's lease surely holds.
+    pub fn set_lease_until(&self, until: std::time::Instant) {
+        *self
+            .inner
+            .lease_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
+    }
+
+    /// Applies records read back from the store (other replicas' changes).
+    pub fn apply_remote(&self, ops: Vec<crate::catalog::records::StoreOp>) {
+        self.run_now(|core, now| {
+            let mut effects = Effects::default();
+            for op in ops {
+                effects.merge(core.catalog.apply_remote(op, now));
+            }
+            ((), effects)
+        });
+    }
+
+    /// Who does what changed (cluster mode).
+    pub fn set_ownership(&self, ownership: crate::catalog::replica::Ownership) {
+        self.run_now(|core, now| ((), core.catalog.set_ownership(ownership, now)));
     }
 
     /// Applies one command and carries out its effects. With `ack`, returns a

@@ -18,7 +18,10 @@ impl Registry {
                     return (Err(ApiError::CatalogFull(max)), Effects::default());
                 }
                 let registered = core.catalog.register(registration, now);
-                let waiter = registered.initial_patch.map(|ticket| {
+                // Its initial patch is waited for here only if this replica
+                // delivers to it.
+                let owned = core.catalog.owns(&url);
+                let waiter = registered.initial_patch.filter(|_| owned).map(|ticket| {
                     let (tx, rx) = oneshot::channel();
                     core.waiters.insert(ticket.clone(), tx);
                     (ticket, rx)

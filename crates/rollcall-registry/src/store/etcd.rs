@@ -100,6 +100,33 @@ pub struct EtcdStore {
     etcd: Arc<Etcd>,
     prefix: String,
     runtime: tokio::runtime::Handle,
+    /// Every write holds only while this member key is on this lease
+    /// (cluster mode): a replica whose lease lapsed writes nothing.
+    fence: std::sync::Mutex<Option<(Vec<u8>, i64)>>,
+    /// Keys this replica wrote, and at which revision: the watch hands its
+    /// own writes back, and older writes of those keys by others, which the
+    /// catalog here is already past.
+    own: std::sync::Mutex<std::collections::HashMap<Vec<u8>, i64>>,
+}
+
+/// What the store held at start, and where the watch goes on from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub state: StoredState,
+    /// etcd's revision of that state.
+    pub revision: i64,
+    /// The replicas holding a membership key (id → URL).
+    pub members: BTreeMap<String, String>,
+}
+
+/// One change read back from etcd.
+#[derive(Debug)]
+pub enum Change {
+    Record(StoreOp),
+    /// A replica joined (`Some(url)`) or left (`None`).
+    Member(String, Option<String>),
+    /// Written by this replica (or superseded by its own later write).
+    Own,
 }
 
 /// A key's value as read for planning, and what the plan makes of it.
@@ -120,7 +147,95 @@ impl EtcdStore {
             etcd,
             prefix: prefix.to_owned(),
             runtime,
+            fence: std::sync::Mutex::new(None),
+            own: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// The key under which replica `id` announces itself.
+    pub fn member_key(&self, id: &str) -> Vec<u8> {
+        format!("{}members/{id}", self.prefix).into_bytes()
+    }
+
+    pub fn etcd(&self) -> &Arc<Etcd> {
+        &self.etcd
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Fences every later write on `member_key` being on `lease` (`None`:
+    /// this replica holds no lease now, and writes nothing).
+    pub fn set_fence(&self, fence: Option<(Vec<u8>, i64)>) {
+        *self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fence;
+    }
+
+    fn fence(&self) -> Option<(Vec<u8>, i64)> {
+        self.fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// What a watched event means here.
+    pub fn decode(&self, event: &crate::etcd::Event) -> Result<Change, StoreError> {
+        let (key, revision) = match event {
+            crate::etcd::Event::Put(kv) => (&kv.key, kv.mod_revision),
+            crate::etcd::Event::Delete { key, mod_revision } => (key, *mod_revision),
+        };
+        {
+            let mut own = self
+                .own
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(mine) = own.get(key).copied()
+                && mine >= revision
+            {
+                if mine == revision {
+                    own.remove(key);
+                }
+                return Ok(Change::Own);
+            }
+        }
+        let rest = |at: &str| key.strip_prefix(format!("{}{at}", self.prefix).as_bytes());
+        let text = |bytes: &[u8]| {
+            std::str::from_utf8(bytes)
+                .map(str::to_owned)
+                .map_err(corrupt)
+        };
+        if let Some(id) = rest("members/") {
+            let url = match event {
+                crate::etcd::Event::Put(kv) => Some(text(&kv.value)?),
+                crate::etcd::Event::Delete { .. } => None,
+            };
+            return Ok(Change::Member(text(id)?, url));
+        }
+        let op = match (event, rest("i/"), rest("v/")) {
+            (crate::etcd::Event::Put(kv), Some(_), _) => StoreOp::PutInstance {
+                instance: decode_instance(&kv.value)?,
+                replaced: true,
+            },
+            (crate::etcd::Event::Delete { .. }, Some(url), _) => {
+                StoreOp::DeleteInstance(ServiceUrl::parse(&text(url)?).map_err(corrupt)?)
+            }
+            (crate::etcd::Event::Put(kv), None, Some(receiver)) => StoreOp::ApplyView {
+                receiver: ServiceUrl::parse(&text(receiver)?).map_err(corrupt)?,
+                added: decode_view(&kv.value)?,
+                removed: Vec::new(),
+                replace: true,
+            },
+            (crate::etcd::Event::Put(kv), None, None) if *key == self.revision_key() => {
+                StoreOp::SetRevision(text(&kv.value)?.parse().map_err(corrupt)?)
+            }
+            // A deleted view goes with its instance; anything else under the
+            // prefix is not the catalog's.
+            _ => return Ok(Change::Own),
+        };
+        Ok(Change::Record(op))
     }
 
     fn instance_key(&self, url: &ServiceUrl) -> Vec<u8> {
@@ -277,6 +392,9 @@ impl EtcdStore {
             let mut plan = self.read(keys).await?;
             self.plan(&mut plan, ops)?;
             let mut txn = Txn::new();
+            if let Some((member, lease)) = self.fence() {
+                txn = txn.if_lease(&member, lease);
+            }
             let mut writes = 0;
             for (key, p) in &plan {
                 txn = txn.if_mod_revision(key, p.read_at);
@@ -292,8 +410,31 @@ impl EtcdStore {
             if writes == 0 {
                 return Ok(());
             }
-            if self.etcd.txn(txn).await.map_err(unavailable)?.succeeded {
+            let outcome = self.etcd.txn(txn).await.map_err(unavailable)?;
+            if outcome.succeeded {
+                let mut own = self
+                    .own
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (key, p) in plan {
+                    if p.after != p.before {
+                        own.insert(key, outcome.revision);
+                    }
+                }
                 return Ok(());
+            }
+            if let Some((member, lease)) = self.fence()
+                && self
+                    .etcd
+                    .get(&member)
+                    .await
+                    .map_err(unavailable)?
+                    .is_none_or(|kv| kv.lease != lease)
+            {
+                return Err(StoreError::Etcd(
+                    "this replica's etcd lease has lapsed; it writes nothing until it holds a new one"
+                        .to_owned(),
+                ));
             }
             // Another replica wrote one of these keys since they were read.
         }
@@ -314,6 +455,11 @@ fn unavailable(e: crate::etcd::EtcdError) -> StoreError {
 impl EtcdStore {
     /// Everything stored (what [`Store::load`] does, for async callers).
     pub async fn load_async(&self) -> Result<StoredState, StoreError> {
+        self.load_all().await.map(|loaded| loaded.state)
+    }
+
+    /// Everything stored, with etcd's revision and the live replicas.
+    pub async fn load_all(&self) -> Result<Loaded, StoreError> {
         let snapshot = self
             .etcd
             .get_prefix(self.prefix.as_bytes())
@@ -323,8 +469,15 @@ impl EtcdStore {
         let mut instances = Vec::new();
         let mut views: Vec<(ServiceUrl, PatchEntry)> = Vec::new();
         let mut revision = 0;
+        let mut members = BTreeMap::new();
+        let members_at = format!("{}members/", self.prefix);
         for kv in &snapshot.kvs {
-            if kv.key == self.revision_key() {
+            if let Some(id) = kv.key.strip_prefix(members_at.as_bytes()) {
+                members.insert(
+                    String::from_utf8_lossy(id).into_owned(),
+                    String::from_utf8_lossy(&kv.value).into_owned(),
+                );
+            } else if kv.key == self.revision_key() {
                 revision = std::str::from_utf8(&kv.value)
                     .ok()
                     .and_then(|v| v.parse().ok())
@@ -341,10 +494,14 @@ impl EtcdStore {
         }
         // Views are deleted with their instance; none outlives it.
         views.retain(|(r, _)| instances.iter().any(|i| &i.registration.url == r));
-        Ok(StoredState {
-            instances,
-            views,
-            revision,
+        Ok(Loaded {
+            state: StoredState {
+                instances,
+                views,
+                revision,
+            },
+            revision: snapshot.revision,
+            members,
         })
     }
 }

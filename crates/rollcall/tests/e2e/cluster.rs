@@ -90,3 +90,153 @@ async fn without_etcd_quorum_writes_are_503_naming_etcd_and_reads_go_on_until_it
     .await;
     assert!(instance(&reg.url, &fakes[1].url).await.is_some());
 }
+
+/// Three registry replicas over one etcd, with fast checks and a 2 s lease.
+async fn replicas(etcd: &EtcdCluster, prefix: &str) -> Vec<ChildProcess> {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        out.push(replica(etcd, prefix, "127.0.0.1:0").await);
+    }
+    out
+}
+
+async fn replica(etcd: &EtcdCluster, prefix: &str, addr: &str) -> ChildProcess {
+    let endpoints = etcd.endpoints_flag();
+    let mut args = vec![
+        "registry",
+        "--addr",
+        addr,
+        "--etcd",
+        &endpoints,
+        "--etcd-prefix",
+        prefix,
+        "--lease-ttl",
+        "2s",
+    ];
+    args.extend_from_slice(FAST_CHECKS);
+    ChildProcess::start(&rollcall_bin(), &args, &[]).await
+}
+
+/// The replica that checks `url` and delivers to it, once all of `replicas`
+/// are members.
+fn owner_of<'a>(replicas: &'a [ChildProcess], url: &str) -> &'a ChildProcess {
+    let members = replicas.iter().map(|r| r.url.clone()).collect();
+    let url = rollcall_proto::ServiceUrl::parse(url).unwrap();
+    let owner = rollcall_registry::catalog::replica::owner(&members, &url).unwrap();
+    replicas.iter().find(|r| r.url == owner).unwrap()
+}
+
+/// Checks completed by a replica, from its `/metrics`.
+async fn checks_done(registry: &str) -> f64 {
+    let mut total = 0.0;
+    for result in ["pass", "fail"] {
+        total += metric(
+            registry,
+            &format!("rollcall_registry_checks_total{{result=\"{result}\"}}"),
+        )
+        .await
+        .unwrap_or(0.0);
+    }
+    total
+}
+
+#[tokio::test]
+async fn every_replica_serves_every_write_and_the_dependents_are_told_across_them() {
+    let etcd = EtcdCluster::start(3).await;
+    let r = replicas(&etcd, "/three/").await;
+    // Registered through A: read from B and C, shown on C's dashboard.
+    let provider = FakeService::start().await;
+    register_ok(&r[0].url, &provider.registration("Provider", &[])).await;
+    for other in &r[1..] {
+        wait_registered(&other.url, &provider.url).await;
+    }
+    eventually(
+        Duration::from_secs(10),
+        "C's dashboard to show it",
+        || async {
+            get_text(&format!("{}/", r[2].url))
+                .await
+                .filter(|page| page.contains(&provider.url))
+        },
+    )
+    .await;
+    // A dependent registered through B is told of a provider registered
+    // through C, and of its departure through A.
+    let dependent = FakeService::start().await;
+    register_ok(&r[1].url, &dependent.registration("Dependent", &["Late"])).await;
+    let late = FakeService::start().await;
+    register_ok(&r[2].url, &late.registration("Late", &[])).await;
+    wait_providers(&dependent, "Late", &[&late.url], Duration::from_secs(10)).await;
+    assert_eq!(deregister_raw(&r[0].url, &late.url).await.status(), 200);
+    wait_providers(&dependent, "Late", &[], Duration::from_secs(10)).await;
+    // Every replica holds the same catalog.
+    for replica in &r {
+        wait_registered(&replica.url, &dependent.url).await;
+        assert!(instance(&replica.url, &late.url).await.is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_killed_replicas_share_is_taken_over_and_its_provider_is_still_reported_gone() {
+    let etcd = EtcdCluster::start(3).await;
+    let mut r = replicas(&etcd, "/failover/").await;
+    let provider = FakeService::start().await;
+    let dependent = FakeService::start().await;
+    register_ok(&r[0].url, &provider.registration("Provider", &[])).await;
+    register_ok(
+        &r[0].url,
+        &dependent.registration("Dependent", &["Provider"]),
+    )
+    .await;
+    wait_providers(
+        &dependent,
+        "Provider",
+        &[&provider.url],
+        Duration::from_secs(10),
+    )
+    .await;
+    // SIGKILL the replica that checks the provider, then the provider.
+    let owner = owner_of(&r, &provider.url).url.clone();
+    let index = r.iter().position(|x| x.url == owner).unwrap();
+    r[index].kill();
+    provider.close();
+    // Within the lease TTL and the detection time, the others notice, and
+    // whoever delivers to the dependent tells it.
+    wait_providers(&dependent, "Provider", &[], Duration::from_secs(20)).await;
+    let survivor = &r[(index + 1) % 3];
+    wait_status(&survivor.url, &provider.url, "critical").await;
+}
+
+#[tokio::test]
+async fn three_replicas_share_the_checks() {
+    let etcd = EtcdCluster::start(3).await;
+    let r = replicas(&etcd, "/share/").await;
+    let fakes: Vec<FakeService> =
+        futures_util::future::join_all((0..30).map(|_| FakeService::start())).await;
+    for (i, fake) in fakes.iter().enumerate() {
+        register_ok(&r[i % 3].url, &fake.registration("Many", &[])).await;
+    }
+    // Let every replica check for a while, then compare.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut done = Vec::new();
+    for replica in &r {
+        done.push(checks_done(&replica.url).await);
+    }
+    let total: f64 = done.iter().sum();
+    assert!(total > 30.0, "{done:?}");
+    for (replica, n) in r.iter().zip(&done) {
+        let share = n / total;
+        assert!(
+            (0.15..0.55).contains(&share),
+            "{} did {n} of {total} checks ({done:?})",
+            replica.url
+        );
+    }
+    // Each instance is checked by one replica only: together they check
+    // about as often as one registry would.
+    let heartbeats: u64 = fakes.iter().map(FakeService::heartbeats).sum();
+    assert!(
+        (heartbeats as f64) < total * 1.1 + 30.0,
+        "{heartbeats} heartbeats for {total} checks"
+    );
+}

@@ -1,0 +1,305 @@
+//! A registry as one replica of several over etcd (`--etcd`).
+//!
+//! - **Membership**: the replica holds a lease (`--lease-ttl`) and announces
+//!   itself under `{prefix}members/{its URL}` on it, renewing it every third
+//!   of the TTL. Every write it makes holds only while that key is on that
+//!   lease (the store's fence). A lease that could not be renewed in time
+//!   — the replica was frozen, or cut off — makes it stop sending anything
+//!   at once, and join again with a new lease.
+//! - **The feed**: an etcd watch on the prefix, from the revision the
+//!   catalog was loaded at, applies every other replica's records to this
+//!   catalog in etcd's order, and follows who is a member.
+//! - **Ownership**: each instance's checks and each receiver's deliveries
+//!   belong to one live member (rendezvous hashing); when a member leaves,
+//!   its share moves to the others, and the receivers a replica gains are
+//!   resynced from their acknowledged views.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::Registry;
+use crate::catalog::replica::Ownership;
+use crate::etcd::EtcdError;
+use crate::store::etcd::{Change, EtcdStore, Loaded};
+
+/// Who is a member now, as this replica sees it.
+#[derive(Debug, Default)]
+struct View {
+    members: BTreeSet<String>,
+    /// Whether this replica holds a lease it has renewed recently enough.
+    leased: bool,
+}
+
+/// The replica's state shared by its lease loop and its feed.
+#[derive(Debug)]
+pub struct Replica {
+    id: String,
+    registry: Registry,
+    store: Arc<EtcdStore>,
+    ttl: Duration,
+    view: Mutex<View>,
+}
+
+impl Replica {
+    /// Starts the lease loop and the feed for `registry`, loaded from
+    /// `store` as `loaded`; `id` is the replica's own URL.
+    pub fn start(
+        registry: Registry,
+        store: Arc<EtcdStore>,
+        loaded: &Loaded,
+        id: String,
+        ttl: Duration,
+        shutdown: CancellationToken,
+    ) -> Arc<Replica> {
+        let replica = Arc::new(Replica {
+            id,
+            registry: registry.clone(),
+            store,
+            ttl,
+            view: Mutex::new(View {
+                members: loaded.members.keys().cloned().collect(),
+                leased: false,
+            }),
+        });
+        // Until it holds a lease, it owns nothing and sends nothing.
+        registry.set_lease_until(Instant::now());
+        replica.publish();
+        registry.spawn(replica.clone().lease_loop(shutdown.clone()));
+        registry.spawn(replica.clone().feed(loaded.revision + 1, shutdown));
+        replica
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Hands the catalog who owns what now.
+    fn publish(&self) {
+        let ownership = {
+            let view = self.view();
+            let mut members = view.members.clone();
+            if !view.leased {
+                members.remove(&self.id);
+            }
+            Ownership::member(&self.id, members)
+        };
+        if self.registry.read(|c| c.ownership() != &ownership) {
+            tracing::info!(
+                members = ?ownership.members(),
+                "cluster membership changed"
+            );
+            self.registry.set_ownership(ownership);
+        }
+    }
+
+    fn set_leased(&self, leased: bool) {
+        self.view().leased = leased;
+        self.publish();
+    }
+
+    /// Holds a lease and the membership key on it, renewing it; joins again
+    /// with a new one whenever it lapses. Revokes it at shutdown, so the
+    /// others take over at once.
+    async fn lease_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let etcd = self.store.etcd().clone();
+        let key = self.store.member_key(&self.id);
+        let renew_every = self.ttl / 3;
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let started = Instant::now();
+            let joined = async {
+                let lease = etcd.grant(self.ttl).await?;
+                etcd.put(&key, self.id.as_bytes(), Some(lease)).await?;
+                Ok::<i64, EtcdError>(lease)
+            };
+            let lease = match joined.await {
+                Ok(lease) => lease,
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 20 == 0 {
+                        tracing::warn!(error = %e, "cannot join the cluster; retrying");
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            };
+            failures = 0;
+            self.store.set_fence(Some((key.clone(), lease)));
+            self.registry.set_lease_until(started + self.ttl);
+            self.set_leased(true);
+            tracing::info!(id = %self.id, lease, "joined the cluster");
+            let mut valid_until = started + self.ttl;
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        let _ = etcd.revoke(lease).await;
+                        self.store.set_fence(None);
+                        return;
+                    }
+                    () = tokio::time::sleep(renew_every) => {}
+                }
+                let asked = Instant::now();
+                if asked >= valid_until {
+                    // Frozen or starved past the TTL: the lease may be gone
+                    // and the others may own our share already.
+                    break;
+                }
+                match etcd.keep_alive(lease).await {
+                    Ok(_) => {
+                        valid_until = asked + self.ttl;
+                        self.registry.set_lease_until(valid_until);
+                    }
+                    Err(EtcdError::Rejected(e)) => {
+                        tracing::warn!(error = %e, "the lease is gone");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew the lease");
+                        if Instant::now() >= valid_until {
+                            break;
+                        }
+                    }
+                }
+            }
+            tracing::warn!(id = %self.id, "the lease lapsed: acting on nothing until it joins again");
+            self.registry.set_lease_until(Instant::now());
+            self.store.set_fence(None);
+            self.set_leased(false);
+        }
+    }
+
+    /// Applies every change etcd reports under the prefix, in order, from
+    /// `next` on; reconnects where it left off.
+    async fn feed(self: Arc<Self>, mut next: i64, shutdown: CancellationToken) {
+        let etcd = self.store.etcd().clone();
+        let prefix = self.store.prefix().as_bytes().to_vec();
+        while !shutdown.is_cancelled() {
+            let watch = tokio::select! {
+                () = shutdown.cancelled() => break,
+                watch = etcd.watch(&prefix, next) => watch,
+            };
+            let mut watch = match watch {
+                Ok(watch) => watch,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot watch etcd; retrying");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                }
+            };
+            loop {
+                let batch = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    batch = watch.next() => batch,
+                };
+                match batch {
+                    Ok(batch) => {
+                        let last = self.apply(&batch.events);
+                        next = next.max(last + 1);
+                    }
+                    Err(EtcdError::Compacted(at)) => {
+                        // The history it missed is gone: read the whole state
+                        // again and apply the difference.
+                        tracing::warn!(
+                            compacted = at,
+                            "the watch fell behind etcd's history; reloading"
+                        );
+                        match self.store.load_all().await {
+                            Ok(loaded) => {
+                                self.reload(loaded.state);
+                                next = loaded.revision + 1;
+                                self.view().members = loaded.members.keys().cloned().collect();
+                                self.publish();
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot reload from etcd"),
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the etcd watch ended; resuming");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one batch of events; the highest revision seen.
+    fn apply(&self, events: &[crate::etcd::Event]) -> i64 {
+        let mut records = Vec::new();
+        let mut members_changed = false;
+        let mut last = 0;
+        for event in events {
+            last = last.max(match event {
+                crate::etcd::Event::Put(kv) => kv.mod_revision,
+                crate::etcd::Event::Delete { mod_revision, .. } => *mod_revision,
+            });
+            match self.store.decode(event) {
+                Ok(Change::Record(op)) => records.push(op),
+                Ok(Change::Member(id, url)) => {
+                    let mut view = self.view();
+                    members_changed |= match url {
+                        Some(_) => view.members.insert(id),
+                        None => view.members.remove(&id),
+                    };
+                }
+                Ok(Change::Own) => {}
+                Err(e) => tracing::error!(error = %e, "an unreadable record in etcd; skipped"),
+            }
+        }
+        if !records.is_empty() {
+            self.registry.apply_remote(records);
+        }
+        if members_changed {
+            self.publish();
+        }
+        last
+    }
+
+    /// Brings the catalog to `state` (after the feed lost its history).
+    fn reload(&self, state: crate::catalog::records::StoredState) {
+        use crate::catalog::records::StoreOp;
+        let present: BTreeSet<_> = state
+            .instances
+            .iter()
+            .map(|i| i.registration.url.clone())
+            .collect();
+        let gone: Vec<_> = self.registry.read(|c| {
+            c.instances()
+                .map(|i| i.url().clone())
+                .filter(|u| !present.contains(u))
+                .collect()
+        });
+        let mut ops: Vec<StoreOp> = gone.into_iter().map(StoreOp::DeleteInstance).collect();
+        ops.extend(
+            state
+                .instances
+                .into_iter()
+                .map(|instance| StoreOp::PutInstance {
+                    instance,
+                    replaced: true,
+                }),
+        );
+        let mut views: BTreeMap<_, Vec<_>> = BTreeMap::new();
+        for (receiver, entry) in state.views {
+            views.entry(receiver).or_default().push(entry);
+        }
+        ops.extend(
+            views
+                .into_iter()
+                .map(|(receiver, added)| StoreOp::ApplyView {
+                    receiver,
+                    added,
+                    removed: Vec::new(),
+                    replace: true,
+                }),
+        );
+        self.registry.apply_remote(ops);
+    }
+}
