@@ -121,7 +121,7 @@ impl Replica {
                 Ok(lease) => lease,
                 Err(e) => {
                     failures += 1;
-                    if failures == 1 || failures % 20 == 0 {
+                    if failures == 1 || failures.is_multiple_of(20) {
                         tracing::warn!(error = %e, "cannot join the cluster; retrying");
                     }
                     tokio::select! {
