@@ -240,3 +240,103 @@ async fn three_replicas_share_the_checks() {
         "{heartbeats} heartbeats for {total} checks"
     );
 }
+
+#[tokio::test]
+async fn a_frozen_replica_wakes_up_without_sending_anything_stale_or_twice() {
+    let etcd = EtcdCluster::start(3).await;
+    let r = replicas(&etcd, "/frozen/").await;
+    let provider = FakeService::start().await;
+    let dependent = FakeService::start().await;
+    register_ok(&r[0].url, &provider.registration("Provider", &[])).await;
+    register_ok(
+        &r[1].url,
+        &dependent.registration("Dependent", &["Provider"]),
+    )
+    .await;
+    wait_providers(
+        &dependent,
+        "Provider",
+        &[&provider.url],
+        Duration::from_secs(10),
+    )
+    .await;
+    // Freeze the replica that delivers to the dependent for twice its lease;
+    // meanwhile the provider fails and the others take over.
+    let frozen = owner_of(&r, &dependent.url);
+    frozen.signal("STOP");
+    provider.set_heartbeat(Mode::Status(500));
+    wait_providers(&dependent, "Provider", &[], Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = dependent.patches().len();
+    frozen.signal("CONT");
+    // Awake: it learns what happened from etcd and rejoins; whoever owns the
+    // dependent then has nothing to tell it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = dependent.patches();
+    let removals = after
+        .iter()
+        .filter(|(_, p)| p.removed.iter().any(|e| e.url.as_str() == provider.url))
+        .count();
+    assert_eq!(removals, 1, "told once: {after:?}");
+    assert_eq!(after.len(), before, "nothing stale after waking: {after:?}");
+    assert_eq!(dependent.providers("Provider"), Vec::<String>::new());
+    // No flip-flop: the provider went critical once, on every replica.
+    for replica in &r {
+        wait_status(&replica.url, &provider.url, "critical").await;
+        let flips = events(&replica.url)
+            .await
+            .into_iter()
+            .filter(|e| e["url"] == provider.url.as_str() && (e["kind"] == "recovered"))
+            .count();
+        assert_eq!(flips, 0, "{}", replica.url);
+    }
+}
+
+#[tokio::test]
+async fn registrations_answered_while_the_etcd_leader_is_killed_are_on_every_replica() {
+    let mut etcd = EtcdCluster::start(3).await;
+    let r = replicas(&etcd, "/leader/").await;
+    let urls: Vec<String> = r.iter().map(|x| x.url.clone()).collect();
+    let load = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut acknowledged = Vec::new();
+        for i in 0..150u32 {
+            let url = format!("http://127.0.0.1:9/load/{i}");
+            let body = serde_json::json!({"ServiceName": "Load", "ServiceURL": url});
+            let sent = client
+                .post(format!("{}/services", urls[i as usize % 3]))
+                .json(&body)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if sent.is_ok_and(|answer| answer.status() == 200) {
+                acknowledged.push(url);
+            }
+        }
+        acknowledged
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let leader = etcd.leader().await.unwrap();
+    etcd.kill(leader);
+    let acknowledged = load.await.unwrap();
+    assert!(
+        acknowledged.len() > 50,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    for replica in &r {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{} to hold every acknowledged registration", replica.url),
+            || async {
+                let held: std::collections::BTreeSet<String> = catalog(&replica.url)
+                    .await
+                    .iter()
+                    .filter_map(|i| i["ServiceURL"].as_str().map(str::to_owned))
+                    .collect();
+                acknowledged.iter().all(|u| held.contains(u)).then_some(())
+            },
+        )
+        .await;
+    }
+}
