@@ -29,8 +29,21 @@ use crate::store::etcd::{Change, EtcdStore, Loaded};
 #[derive(Debug, Default)]
 struct View {
     members: BTreeSet<String>,
-    /// Whether this replica holds a lease it has renewed recently enough.
-    leased: bool,
+    /// The revision at which this replica's current membership key was
+    /// written (none while it holds no lease).
+    joined_at: Option<i64>,
+    /// The last revision the feed applied.
+    fed_to: i64,
+}
+
+impl View {
+    /// This replica counts itself a member only once its feed has applied
+    /// everything up to its own joining: what other replicas did while it
+    /// was away (acknowledged views above all) is in its catalog before it
+    /// acts on what it owns.
+    fn counts_me(&self) -> bool {
+        self.joined_at.is_some_and(|at| self.fed_to >= at)
+    }
 }
 
 /// The replica's state shared by its lease loop and its feed.
@@ -61,7 +74,8 @@ impl Replica {
             ttl,
             view: Mutex::new(View {
                 members: loaded.members.keys().cloned().collect(),
-                leased: false,
+                joined_at: None,
+                fed_to: loaded.revision,
             }),
         });
         // Until it holds a lease, it owns nothing and sends nothing.
@@ -78,27 +92,25 @@ impl Replica {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Hands the catalog who owns what now.
+    /// Hands the catalog who owns what now. The view stays locked until
+    /// the catalog has it, so the feed and the lease loop cannot hand it
+    /// over in the wrong order (an older view last).
     fn publish(&self) {
-        let ownership = {
-            let view = self.view();
-            let mut members = view.members.clone();
-            if !view.leased {
-                members.remove(&self.id);
-            }
-            Ownership::member(&self.id, members)
-        };
+        let view = self.view();
+        let mut members = view.members.clone();
+        if !view.counts_me() {
+            members.remove(&self.id);
+        }
+        let ownership = Ownership::member(&self.id, members);
         if self.registry.read(|c| c.ownership() != &ownership) {
-            tracing::info!(
-                members = ?ownership.members(),
-                "cluster membership changed"
-            );
+            tracing::info!(members = ?ownership.members(), "cluster membership changed");
             self.registry.set_ownership(ownership);
         }
+        drop(view);
     }
 
-    fn set_leased(&self, leased: bool) {
-        self.view().leased = leased;
+    fn set_joined(&self, joined_at: Option<i64>) {
+        self.view().joined_at = joined_at;
         self.publish();
     }
 
@@ -114,10 +126,10 @@ impl Replica {
             let started = Instant::now();
             let joined = async {
                 let lease = etcd.grant(self.ttl).await?;
-                etcd.put(&key, self.id.as_bytes(), Some(lease)).await?;
-                Ok::<i64, EtcdError>(lease)
+                let revision = etcd.put(&key, self.id.as_bytes(), Some(lease)).await?;
+                Ok::<(i64, i64), EtcdError>((lease, revision))
             };
-            let lease = match joined.await {
+            let (lease, joined_at) = match joined.await {
                 Ok(lease) => lease,
                 Err(e) => {
                     failures += 1;
@@ -133,7 +145,7 @@ impl Replica {
             failures = 0;
             self.store.set_fence(Some((key.clone(), lease)));
             self.registry.set_lease_until(started + self.ttl);
-            self.set_leased(true);
+            self.set_joined(Some(joined_at));
             tracing::info!(id = %self.id, lease, "joined the cluster");
             let mut valid_until = started + self.ttl;
             loop {
@@ -171,7 +183,7 @@ impl Replica {
             tracing::warn!(id = %self.id, "the lease lapsed: acting on nothing until it joins again");
             self.registry.set_lease_until(Instant::now());
             self.store.set_fence(None);
-            self.set_leased(false);
+            self.set_joined(None);
         }
     }
 
@@ -214,7 +226,11 @@ impl Replica {
                             Ok(loaded) => {
                                 self.reload(loaded.state);
                                 next = loaded.revision + 1;
-                                self.view().members = loaded.members.keys().cloned().collect();
+                                {
+                                    let mut view = self.view();
+                                    view.members = loaded.members.keys().cloned().collect();
+                                    view.fed_to = view.fed_to.max(loaded.revision);
+                                }
                                 self.publish();
                             }
                             Err(e) => tracing::warn!(error = %e, "cannot reload from etcd"),
@@ -256,7 +272,13 @@ impl Replica {
         if !records.is_empty() {
             self.registry.apply_remote(records);
         }
-        if members_changed {
+        let caught_up = {
+            let mut view = self.view();
+            let before = view.counts_me();
+            view.fed_to = view.fed_to.max(last);
+            !before && view.counts_me()
+        };
+        if members_changed || caught_up {
             self.publish();
         }
         last

@@ -119,7 +119,7 @@ fn with_workers(
         let may_act = acting.may_act();
         async move {
             if !may_act {
-                return Err("this replica's lease has lapsed".to_owned());
+                return Err(notifier::LEASE_LAPSED.to_owned());
             }
             outbound::post_patch(&client, &url, body, delivery_timeout, key.as_ref()).await
         }

@@ -60,18 +60,20 @@ where
         let next = registry.run_now(|core, now| {
             let next = core
                 .catalog
-                .next_delivery(&start.receiver, start.generation, now);
+                .next_delivery(&start.receiver, start.generation, now)
+                .map(|d| (d, core.catalog.ownership_epoch()));
             (next, Default::default())
         });
-        let Some(delivery) = next else {
+        let Some((delivery, epoch)) = next else {
             return;
         };
         let current = || {
             registry.read(|c| {
-                c.get(&delivery.ticket.receiver).is_some_and(|i| {
-                    i.receiver()
-                        .is_some_and(|r| r.generation == delivery.ticket.generation)
-                })
+                c.ownership_epoch() == epoch
+                    && c.get(&delivery.ticket.receiver).is_some_and(|i| {
+                        i.receiver()
+                            .is_some_and(|r| r.generation == delivery.ticket.generation)
+                    })
             })
         };
         let started = tokio::time::Instant::now();
@@ -91,12 +93,24 @@ where
             metrics.delivery_seconds.observe(started.elapsed());
             metrics.patches_delivered.inc();
         }
+        let never_sent = delivered.failed_attempts == 0;
         let outcome = delivered.result;
         let ticket = delivery.ticket.clone();
         let recorded = registry
             .run(false, |core, now| {
                 let effects = match &outcome {
+                    // Started before who owns what last changed: whoever
+                    // owns the receiver now has settled it from the recorded
+                    // view (or will), and a late answer must not overwrite
+                    // what it recorded since.
+                    _ if core.catalog.ownership_epoch() != epoch => {
+                        core.catalog.delivery_abandoned(&ticket)
+                    }
                     Ok(()) => core.catalog.delivery_succeeded(&ticket, now),
+                    // Never sent: the receiver's owner settles it.
+                    Err(error) if error == LEASE_LAPSED && never_sent => {
+                        core.catalog.delivery_abandoned(&ticket)
+                    }
                     Err(error) => core.catalog.delivery_failed(&ticket, error, now),
                 };
                 if let Some(waiter) = core.waiters.remove(&ticket) {
@@ -128,6 +142,11 @@ impl From<&crate::config::RegistryConfig> for Attempts {
         }
     }
 }
+
+/// What a `post` answers, without sending anything, when this replica's
+/// lease may have lapsed (cluster mode): the receiver may have another
+/// owner by now.
+pub const LEASE_LAPSED: &str = "not sent: this replica's lease may have lapsed";
 
 /// What [`deliver`] came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -186,6 +205,13 @@ where
             Ok(()) => {
                 return Delivered {
                     result: Ok(()),
+                    failed_attempts,
+                };
+            }
+            // Nothing was sent, and nothing more will be from here.
+            Err(error) if error == LEASE_LAPSED => {
+                return Delivered {
+                    result: Err(error),
                     failed_attempts,
                 };
             }

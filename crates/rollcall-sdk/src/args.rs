@@ -28,8 +28,9 @@ pub(crate) fn bearer(
 /// service's clap settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Membership {
-    /// The registry to register with and find dependencies through (empty:
-    /// run standalone).
+    /// The registry to register with and find dependencies through; several
+    /// replicas comma-separated (the service spreads over them and moves to
+    /// another when one stops answering); empty: run standalone.
     #[arg(
         long,
         env = "ROLLCALL_REGISTRY",
@@ -52,7 +53,7 @@ impl Membership {
     /// No registry: the service runs on its own.
     pub fn standalone() -> Self {
         Self {
-            registry: RegistryUrl(None),
+            registry: RegistryUrl(Vec::new()),
             hosts: rollcall_http::browser::HostArgs::default(),
             limits: rollcall_http::server::Limits::default(),
             tls: rollcall_http::tls::TlsArgs::default(),
@@ -69,32 +70,40 @@ impl Membership {
         })
     }
 
-    /// The registry's URL, unless standalone.
-    pub fn url(&self) -> Option<&ServiceUrl> {
-        self.registry.0.as_ref()
+    /// The registry's URLs (comma-separated), unless standalone.
+    pub fn url(&self) -> Option<String> {
+        (!self.registry.0.is_empty()).then(|| self.registry.to_string())
     }
 }
 
-/// A registry URL, or none (empty text: standalone).
+/// The registry's URLs (one per replica), or none (empty text: standalone).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryUrl(Option<ServiceUrl>);
+pub struct RegistryUrl(Vec<ServiceUrl>);
 
 impl RegistryUrl {
-    /// Empty (or white space) means none; anything else must be an absolute
-    /// http(s) URL.
+    /// Empty (or white space) means none; anything else is one or more
+    /// absolute http(s) URLs, comma-separated.
     pub fn parse(text: &str) -> Result<Self, String> {
-        ServiceUrl::parse_optional(text.trim())
+        text.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| ServiceUrl::parse(t).map_err(|e| format!("not a registry URL: {t:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()
             .map(Self)
-            .map_err(|e| format!("not a registry URL: {e}"))
+    }
+
+    pub fn urls(&self) -> &[ServiceUrl] {
+        &self.0
     }
 }
 
 impl fmt::Display for RegistryUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(url) => fmt::Display::fmt(url, f),
-            None => f.write_str("(none)"),
+        if self.0.is_empty() {
+            return f.write_str("(none)");
         }
+        let urls: Vec<&str> = self.0.iter().map(ServiceUrl::as_str).collect();
+        f.write_str(&urls.join(","))
     }
 }
 
@@ -103,16 +112,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_is_standalone_and_a_bad_url_is_refused() {
-        assert_eq!(RegistryUrl::parse("  ").unwrap(), RegistryUrl(None));
+    fn empty_is_standalone_several_are_replicas_and_a_bad_url_is_refused() {
+        assert_eq!(RegistryUrl::parse("  ").unwrap(), RegistryUrl(Vec::new()));
         assert_eq!(
             RegistryUrl::parse("http://127.0.0.1:3000")
                 .unwrap()
-                .0
-                .unwrap()
-                .as_str(),
+                .to_string(),
             "http://127.0.0.1:3000"
         );
+        let three = RegistryUrl::parse("http://a:1, http://b:2,http://c:3").unwrap();
+        assert_eq!(three.urls().len(), 3);
+        assert_eq!(three.to_string(), "http://a:1,http://b:2,http://c:3");
         assert!(RegistryUrl::parse("localhost:3000").is_err());
+        assert!(RegistryUrl::parse("http://a:1,localhost:3000").is_err());
     }
 }

@@ -34,6 +34,7 @@ impl Catalog {
             if !owned {
                 // Another replica checks it; look again an interval on (it
                 // may be ours by then).
+                instance.checked_elsewhere = true;
                 let next = now.plus(health::jittered(interval, instance.seed ^ instance.checks));
                 instance.next_check = Some(next);
                 self.schedule.insert((next, url));

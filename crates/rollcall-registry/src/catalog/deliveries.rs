@@ -87,6 +87,22 @@ impl Catalog {
         effects
     }
 
+    /// A patch was never sent (this replica may no longer own the
+    /// receiver): it is dropped without marking anything owed; whoever owns
+    /// the receiver resyncs it from the recorded view.
+    pub fn delivery_abandoned(&mut self, ticket: &PatchTicket) -> Effects {
+        if let Some(receiver) = self.receiver_of(ticket)
+            && receiver
+                .in_flight
+                .as_ref()
+                .is_some_and(|o| o.seq == ticket.seq)
+        {
+            receiver.in_flight = None;
+            receiver.worker_active = false;
+        }
+        Effects::default()
+    }
+
     /// A patch could not be delivered (after the shell's retries).
     pub fn delivery_failed(
         &mut self,
@@ -96,9 +112,22 @@ impl Catalog {
     ) -> Effects {
         let mut effects = Effects::default();
         let policy = self.config.delivery.clone();
+        let owned = self.ownership.owns(&ticket.receiver);
         let Some(receiver) = self.receiver_of(ticket) else {
             return effects;
         };
+        if !owned {
+            // It belongs to another replica now, which settles it from the
+            // recorded view; nothing is owed from here.
+            if receiver
+                .in_flight
+                .as_ref()
+                .is_some_and(|o| o.seq == ticket.seq)
+            {
+                receiver.in_flight = None;
+            }
+            return effects;
+        }
         let Some(dropped) = receiver.failed(&policy, ticket.seq, now) else {
             return effects;
         };

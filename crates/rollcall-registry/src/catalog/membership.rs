@@ -235,6 +235,7 @@ impl Catalog {
                 pulled_forward_at: None,
                 maintenance,
                 receiver,
+                checked_elsewhere: false,
             },
         );
     }

@@ -68,6 +68,7 @@ pub struct Catalog {
     /// What this replica checks and delivers to (everything, unless
     /// clustered).
     ownership: replica::Ownership,
+    ownership_epoch: u64,
 }
 
 impl Catalog {

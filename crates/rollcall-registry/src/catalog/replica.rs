@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use rollcall_proto::{Patch, ServiceUrl, Timestamp};
+use rollcall_proto::{Patch, PatchEntry, ServiceUrl, Timestamp};
 
 use super::delivery::{self, Pushed};
 use super::health::{self, Health, HealthState};
@@ -49,6 +49,12 @@ impl Ownership {
     pub fn members(&self) -> &BTreeSet<String> {
         &self.members
     }
+
+    /// The member that owns `url` (none when not clustered).
+    fn owner_of(&self, url: &ServiceUrl) -> Option<&str> {
+        self.me.as_ref()?;
+        owner(&self.members, url)
+    }
 }
 
 /// The member that owns `url`: the highest hash of (member, url)
@@ -78,13 +84,44 @@ impl Catalog {
         self.ownership.owns(url)
     }
 
+    /// Grows whenever who owns what changes: a delivery is carried on only
+    /// under the ownership it started with (a replica that lost a receiver
+    /// and got it back must not finish a patch from before).
+    pub fn ownership_epoch(&self) -> u64 {
+        self.ownership_epoch
+    }
+
     /// The live replicas changed (or this one's lease did): what this replica
     /// newly owns is checked at once, and every receiver it newly owns is
-    /// resynced from its acknowledged view (whatever a patch queued here
-    /// before said, the view is what the receiver confirmed).
+    /// resynced — from its acknowledged view when its previous owner is
+    /// still a member, with the complete list when that owner is gone
+    /// (whatever a patch queued here before said).
     pub fn set_ownership(&mut self, ownership: Ownership, now: Timestamp) -> Effects {
+        if ownership == self.ownership {
+            return Effects::default();
+        }
+        // Deliveries started under the old ownership stop (see
+        // `ownership_epoch`), even where it comes back to the same owner.
+        self.ownership_epoch += 1;
         let before = std::mem::replace(&mut self.ownership, ownership);
         let mut effects = Effects::default();
+        // What it no longer owns, it owes nothing: the new owner settles it
+        // from the recorded view.
+        let lost: Vec<ServiceUrl> = self
+            .instances
+            .keys()
+            .filter(|url| before.owns(url) && !self.ownership.owns(url))
+            .cloned()
+            .collect();
+        for url in lost {
+            self.owing.remove(&url);
+            if let Some(r) = self.receiver_mut(&url) {
+                r.uncertain.clear();
+                r.resync = None;
+                r.full_resync_owed = false;
+                r.queue.clear();
+            }
+        }
         let gained: Vec<ServiceUrl> = self
             .instances
             .keys()
@@ -93,6 +130,19 @@ impl Catalog {
             .collect();
         for url in gained {
             let desired = self.desired_for(&url);
+            // Every instance it could hold: a classic receiver reads only
+            // `Added`/`Removed`, so a complete list names what is out too.
+            let known: BTreeSet<PatchEntry> = self
+                .get(&url)
+                .map(|i| i.registration.required.clone())
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|name| {
+                    self.instances_of(name)
+                        .map(|i| PatchEntry::new(name.clone(), i.url().clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
             let Some(instance) = self.instances.get_mut(&url) else {
                 continue;
             };
@@ -104,9 +154,21 @@ impl Catalog {
                 instance.next_check = Some(now);
                 effects.schedule_changed = true;
             }
+            // Taken from a replica that is gone (killed, frozen, cut off):
+            // its last acknowledgements may never have reached the store, so
+            // the receiver may hold more than its recorded view. It gets the
+            // complete list, guessing nothing. Taken over from one still
+            // here (a replica joined), the recorded view is its state.
+            let from_gone = before
+                .owner_of(&url)
+                .is_some_and(|previous| !self.ownership.members.contains(previous));
             if let Some(receiver) = instance.receiver.as_mut() {
                 receiver.queue.clear();
-                if receiver.confirmed != desired || !receiver.uncertain.is_empty() {
+                if from_gone {
+                    receiver.full_resync_owed = true;
+                    receiver.uncertain.extend(known);
+                }
+                if from_gone || receiver.confirmed != desired || !receiver.uncertain.is_empty() {
                     receiver.resync = Some(delivery::ResyncOwed {
                         not_before: now,
                         failures: 0,
@@ -137,10 +199,18 @@ impl Catalog {
                 removed,
                 replace,
             } => {
-                // The owner's own view is ahead of (or equal to) what it wrote.
-                if !self.owns(&receiver)
-                    && let Some(r) = self.receiver_mut(&receiver)
-                {
+                // Another replica delivered this (this replica's own writes
+                // never come back here): it is what the receiver holds.
+                let owned = self.owns(&receiver);
+                if let Some(r) = self.receiver_mut(&receiver) {
+                    if !owned {
+                        // What this replica tried and failed to send while
+                        // it owned the receiver is settled by the owner now.
+                        r.uncertain.clear();
+                        r.resync = None;
+                        r.full_resync_owed = false;
+                        r.queue.clear();
+                    }
                     if replace {
                         r.confirmed.clear();
                     }

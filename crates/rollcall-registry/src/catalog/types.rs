@@ -27,6 +27,9 @@ pub struct Instance {
     /// Since when an operator has held it out of discovery.
     pub(super) maintenance: Option<Timestamp>,
     pub(super) receiver: Option<Receiver>,
+    /// Another replica checks it (cluster mode): its status is that
+    /// replica's verdict, never "unchecked" here.
+    pub(super) checked_elsewhere: bool,
 }
 
 impl Instance {
@@ -62,7 +65,7 @@ impl Instance {
             Shown::Maintenance
         } else if self.health.status == Health::Critical {
             Shown::Critical
-        } else if self.health.last_check.is_none() {
+        } else if self.health.last_check.is_none() && !self.checked_elsewhere {
             Shown::Unchecked
         } else {
             Shown::Passing

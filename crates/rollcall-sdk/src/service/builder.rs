@@ -101,8 +101,8 @@ impl ServiceBuilder {
         self
     }
 
-    /// The registry's base URL (`http://127.0.0.1:3000`). Without one the
-    /// service runs standalone.
+    /// The registry's base URL (`http://127.0.0.1:3000`), or several
+    /// replicas' comma-separated. Without one the service runs standalone.
     pub fn registry(mut self, url: impl Into<String>) -> Self {
         self.registry = Some(url.into());
         self
@@ -205,13 +205,8 @@ impl ServiceBuilder {
             .iter()
             .map(|n| ServiceName::parse(n).map_err(|e| SdkError::Config(format!("{n:?}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let registry = self
-            .registry
-            .as_deref()
-            .filter(|r| !r.trim().is_empty())
-            .map(ServiceUrl::parse)
-            .transpose()
-            .map_err(|e| SdkError::Config(format!("registry URL: {e}")))?;
+        let registries = crate::args::RegistryUrl::parse(self.registry.as_deref().unwrap_or(""))
+            .map_err(SdkError::Config)?;
         let listener = match self.listener {
             Some(l) => l,
             None => TcpListener::bind(self.bind)
@@ -260,10 +255,11 @@ impl ServiceBuilder {
             .map_err(|e| SdkError::Config(format!("HTTP client: {e}")))?;
         let (registered, _) = watch::channel(false);
         let (stopped, _) = watch::channel(false);
+        let registries = super::Registries::new(registries.urls().to_vec(), url.as_str());
         let inner = Arc::new(Inner {
             name,
             url,
-            registry,
+            registries,
             providers: Arc::new(Providers::new(required)),
             client,
             shutdown: CancellationToken::new(),
@@ -310,7 +306,7 @@ impl ServiceBuilder {
         ));
         tracing::info!(service = %inner.name, url = %inner.url, "listening");
         let registration_stop = CancellationToken::new();
-        if inner.registry.is_some() {
+        if inner.registries.any() {
             inner
                 .tasks
                 .spawn(registration_loop(inner.clone(), registration_stop.clone()));

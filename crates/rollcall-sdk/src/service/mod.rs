@@ -70,6 +70,52 @@ pub type HealthFn = Arc<
         + Send
         + Sync,
 >;
+/// The registry's replicas: one is used until it stops answering, then the
+/// next; services start at different ones, so they spread over them.
+#[derive(Debug)]
+pub(crate) struct Registries {
+    urls: Vec<ServiceUrl>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl Registries {
+    pub(crate) fn new(urls: Vec<ServiceUrl>, spread_by: &str) -> Self {
+        let start = if urls.is_empty() {
+            0
+        } else {
+            (rollcall_proto::jitter::stable_hash(spread_by) % urls.len() as u64) as usize
+        };
+        Self {
+            urls,
+            current: std::sync::atomic::AtomicUsize::new(start),
+        }
+    }
+
+    pub(crate) fn any(&self) -> bool {
+        !self.urls.is_empty()
+    }
+
+    pub(crate) fn current(&self) -> Option<ServiceUrl> {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        self.urls.get(i % self.urls.len().max(1)).cloned()
+    }
+
+    /// Moves on to the next replica (the current one stopped answering).
+    pub(crate) fn fail_over(&self) {
+        if self.urls.len() > 1 {
+            self.current
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Every replica, the current one first.
+    pub(crate) fn in_order(&self) -> Vec<ServiceUrl> {
+        let n = self.urls.len();
+        let first = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        (0..n).map(|k| self.urls[(first + k) % n].clone()).collect()
+    }
+}
+
 /// Registers a component's metrics in a `/metrics` answer's registry.
 type MetricsFn = Arc<dyn Fn(&mut Registry) + Send + Sync>;
 
@@ -91,7 +137,8 @@ impl std::fmt::Debug for Service {
 struct Inner {
     name: ServiceName,
     url: ServiceUrl,
-    registry: Option<ServiceUrl>,
+    /// The registry's replicas (none: standalone), and which one is used.
+    registries: Registries,
     /// What the heartbeat asks before it answers 200 (`None`: nothing).
     health: Option<HealthFn>,
     /// Verifies what the registry sends (`ROLLCALL_SIGNING_KEY`).
@@ -157,8 +204,9 @@ impl Service {
         &self.inner.url
     }
 
-    pub fn registry(&self) -> Option<&ServiceUrl> {
-        self.inner.registry.as_ref()
+    /// The registry replica this service talks to now (none: standalone).
+    pub fn registry(&self) -> Option<ServiceUrl> {
+        self.inner.registries.current()
     }
 
     pub fn providers(&self) -> &Arc<Providers> {
@@ -270,7 +318,7 @@ async fn lifecycle(
     registration_stop.cancel();
     inner.tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(1), inner.tasks.wait()).await;
-    if inner.registry.is_some() {
+    if inner.registries.any() {
         match deregister(&inner).await {
             Ok(()) => tracing::info!(service = %inner.name, "deregistered"),
             Err(e) => tracing::warn!(service = %inner.name, error = %e, "could not deregister"),

@@ -39,10 +39,20 @@ async fn register_once(inner: &Inner, registry: &ServiceUrl) -> Result<(), SdkEr
     expect_success(&url, response).await
 }
 
+/// Deregisters through the current replica, or the next ones if it does
+/// not answer.
 pub(super) async fn deregister(inner: &Inner) -> Result<(), SdkError> {
-    let Some(registry) = &inner.registry else {
-        return Ok(());
-    };
+    let mut last = Ok(());
+    for registry in inner.registries.in_order() {
+        last = deregister_at(inner, &registry).await;
+        if !matches!(last, Err(SdkError::Unreachable { .. })) {
+            return last;
+        }
+    }
+    last
+}
+
+async fn deregister_at(inner: &Inner, registry: &ServiceUrl) -> Result<(), SdkError> {
     let url = registry.join("/services");
     let request = inner
         .client
@@ -160,12 +170,16 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 pub(super) async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken) {
-    let Some(registry) = inner.registry.clone() else {
+    if !inner.registries.any() {
         return;
-    };
+    }
     let seed = jitter::stable_hash(inner.url.as_str());
     let mut failures: u32 = 0;
     loop {
+        // The replica to use now (the next one after a failure).
+        let Some(registry) = inner.registries.current() else {
+            return;
+        };
         let result = tokio::select! {
             () = stop.cancelled() => return,
             r = register_once(&inner, &registry) => r,
@@ -201,6 +215,7 @@ pub(super) async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken
                     WatchEnd::Closed(reason) => {
                         inner.metrics.watch_reconnects.inc();
                         inner.registered.send_replace(false);
+                        inner.registries.fail_over();
                         tracing::warn!(%registry, %reason, "lost the registry; registering again");
                     }
                 }
@@ -208,6 +223,7 @@ pub(super) async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken
             Err(e) => {
                 failures = failures.saturating_add(1);
                 inner.metrics.registration_failures.inc();
+                inner.registries.fail_over();
                 if failures == 1 || failures.is_multiple_of(20) {
                     tracing::warn!(%registry, error = %e, attempts = failures, "cannot register yet; retrying");
                 }
