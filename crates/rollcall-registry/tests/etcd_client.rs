@@ -18,6 +18,15 @@ fn client(endpoints: &[String]) -> Etcd {
     Etcd::new(endpoints, reqwest::Client::new(), Duration::from_secs(2)).unwrap()
 }
 
+/// Puts `key` until etcd takes it, failing the test after `within`.
+async fn put_until_taken(etcd: &Etcd, key: &[u8], value: &[u8], within: Duration) {
+    let started = Instant::now();
+    while let Err(e) = etcd.put(key, value, None).await {
+        assert!(started.elapsed() < within, "{e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn keys_transactions_leases_and_the_watch_work_against_a_real_cluster() {
     let cluster = EtcdCluster::start(3).await;
@@ -106,16 +115,7 @@ async fn members_going_away_are_skipped_and_no_quorum_is_unavailable_until_it_re
     // The leader is SIGKILLed: writes go on through the others.
     let leader = cluster.leader().await.unwrap();
     cluster.kill(leader);
-    let started = Instant::now();
-    loop {
-        match etcd.put(b"/f/b", b"2", None).await {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(started.elapsed() < Duration::from_secs(20), "{e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    put_until_taken(&etcd, b"/f/b", b"2", Duration::from_secs(20)).await;
     assert_eq!(etcd.get(b"/f/b").await.unwrap().unwrap().value, b"2");
 
     // A second member stopped: no quorum. Writes fail as unavailable, within
@@ -137,16 +137,7 @@ async fn members_going_away_are_skipped_and_no_quorum_is_unavailable_until_it_re
     // Quorum back: the same client works again by itself.
     cluster.signal(stopped, "CONT");
     cluster.restart(leader);
-    let started = Instant::now();
-    loop {
-        match etcd.put(b"/f/c", b"3", None).await {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(started.elapsed() < Duration::from_secs(30), "{e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
+    put_until_taken(&etcd, b"/f/c", b"3", Duration::from_secs(30)).await;
     let snapshot = etcd.get_prefix(b"/f/").await.unwrap();
     assert_eq!(snapshot.kvs.len(), 3);
 }

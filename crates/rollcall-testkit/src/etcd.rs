@@ -58,7 +58,7 @@ impl EtcdCluster {
         // new ports then.
         for _ in 0..3 {
             let mut cluster = Self::spawn(size);
-            if cluster.wait_ready(Duration::from_secs(20)).await {
+            if cluster.wait_ready(Duration::from_secs(40)).await {
                 return cluster;
             }
             cluster.kill_all();
@@ -114,8 +114,9 @@ impl EtcdCluster {
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", &token])
-            // Quick elections, so tests of a lost leader take seconds.
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            // etcd's own timing (100 ms heartbeats, 1 s elections): quicker
+            // elections flap on a loaded two-core machine.
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .args(["--log-level", "error"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -141,7 +142,7 @@ impl EtcdCluster {
         reqwest::Client::new()
             .post(format!("{url}/v3/maintenance/status"))
             .body("{}")
-            .timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2))
             .send()
             .await
             .ok()?
@@ -154,7 +155,7 @@ impl EtcdCluster {
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.leader().await.is_some() {
+            if self.agreed_leader().await.is_some() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -162,8 +163,23 @@ impl EtcdCluster {
         false
     }
 
-    /// The index of the leader, once every running member names the same.
+    /// The index of the leader, waiting (up to 20 s) until every running
+    /// member names the same one.
     pub async fn leader(&self) -> Option<usize> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(leader) = self.agreed_leader().await {
+                return Some(leader);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The index of the leader, if every running member names the same now.
+    async fn agreed_leader(&self) -> Option<usize> {
         let mut leader = None;
         let mut ids = Vec::new();
         for m in &self.members {

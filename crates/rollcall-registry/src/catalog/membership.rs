@@ -49,18 +49,9 @@ impl Catalog {
 
     /// Registers (or re-registers) an instance.
     pub fn register(&mut self, registration: Registration, now: Timestamp) -> Registered {
-        let mut effects = Effects::default();
-        self.revision += 1;
-        let url = registration.url.clone();
-        let name = registration.name.clone();
-        let previous = self.remove_entry(&url);
-        let previously_in = previous
-            .as_ref()
-            .filter(|p| p.in_discovery())
-            .map(|p| p.name().clone());
         // An operator's maintenance switch outlives re-registrations: an SDK
         // service registers again whenever its stream to the registry breaks.
-        let maintenance = previous.as_ref().and_then(Instance::maintenance);
+        let maintenance = self.get(&registration.url).and_then(Instance::maintenance);
         let stored = StoredInstance {
             registration,
             registered_at: now,
@@ -68,23 +59,41 @@ impl Catalog {
             status_since: now,
             maintenance,
         };
-        // Checked at once: it shows `unchecked` until this first result.
-        self.insert(stored.clone(), BTreeSet::new(), now, FirstCheck::Now);
-        // The newcomer learns of itself (should it require its own name) from
-        // its initial patch, not from a change.
-        let me = Some(&url);
-        let now_in = maintenance.is_none();
-        match (previously_in, now_in) {
-            (Some(old), true) if old == name => {}
-            (Some(old), now_in) => {
-                self.notify(&old, &url, Change::Removed, me, now, &mut effects);
-                if now_in {
-                    self.notify(&name, &url, Change::Added, me, now, &mut effects);
-                }
-            }
-            (None, true) => self.notify(&name, &url, Change::Added, me, now, &mut effects),
-            (None, false) => {}
+        let (mut effects, initial_patch, replaced) = self.admit(stored.clone(), now);
+        effects.persist.push(StoreOp::PutInstance {
+            instance: stored,
+            replaced,
+        });
+        effects.persist.push(StoreOp::SetRevision(self.revision));
+        Registered {
+            effects,
+            initial_patch,
         }
+    }
+
+    /// Puts `stored` in the catalog in place of what was at its URL: the
+    /// receivers of its name (and of its old one) are told, its own initial
+    /// patch is queued (everything it requires), its first check is due at
+    /// once. Returns the effects (nothing to persist yet), the initial
+    /// patch's ticket, and whether it replaced an instance.
+    pub(super) fn admit(
+        &mut self,
+        stored: StoredInstance,
+        now: Timestamp,
+    ) -> (Effects, Option<PatchTicket>, bool) {
+        let mut effects = Effects::default();
+        self.revision += 1;
+        let url = stored.registration.url.clone();
+        let name = stored.registration.name.clone();
+        let previous = self.remove_entry(&url);
+        let previously_in = previous
+            .as_ref()
+            .filter(|p| p.in_discovery())
+            .map(|p| p.name().clone());
+        // Checked at once: it shows `unchecked` until this first result.
+        self.insert(stored, BTreeSet::new(), now, FirstCheck::Now);
+        let now_in = self.get(&url).is_some_and(Instance::in_discovery);
+        self.tell_of_arrival(&url, previously_in, now_in, now, &mut effects);
         let desired = self.desired_for(&url);
         let revision = self.revision;
         let policy = self.config.delivery.clone();
@@ -108,11 +117,6 @@ impl Catalog {
             }
         }
         self.wake(&url, now, &mut effects);
-        effects.persist.push(StoreOp::PutInstance {
-            instance: stored,
-            replaced: previous.is_some(),
-        });
-        effects.persist.push(StoreOp::SetRevision(self.revision));
         let kind = if previous.is_some() {
             EventKind::Reregistered
         } else {
@@ -122,9 +126,35 @@ impl Catalog {
             .events
             .push(self.event(now, kind, &name, &url, None));
         effects.schedule_changed = true;
-        Registered {
-            effects,
-            initial_patch,
+        (effects, initial_patch, previous.is_some())
+    }
+
+    /// Tells the receivers of `url`'s old name (it was in discovery under it)
+    /// that it left, and those of its new name that it came (it is in
+    /// discovery now) — nothing where nothing changed. The instance itself
+    /// learns of itself from its initial patch, not from a change.
+    pub(super) fn tell_of_arrival(
+        &mut self,
+        url: &ServiceUrl,
+        previously_in: Option<rollcall_proto::ServiceName>,
+        now_in: bool,
+        now: Timestamp,
+        effects: &mut Effects,
+    ) {
+        let Some(name) = self.instances.get(url).map(|i| i.name().clone()) else {
+            return;
+        };
+        let me = Some(url);
+        match (previously_in, now_in) {
+            (Some(old), true) if old == name => {}
+            (Some(old), now_in) => {
+                self.notify(&old, url, Change::Removed, me, now, effects);
+                if now_in {
+                    self.notify(&name, url, Change::Added, me, now, effects);
+                }
+            }
+            (None, true) => self.notify(&name, url, Change::Added, me, now, effects),
+            (None, false) => {}
         }
     }
 

@@ -11,11 +11,10 @@
 
 use std::collections::BTreeSet;
 
-use rollcall_proto::{Patch, PatchEntry, ServiceUrl, Timestamp};
+use rollcall_proto::{PatchEntry, ServiceUrl, Timestamp};
 
-use super::delivery::{self, Pushed};
+use super::delivery;
 use super::health::{self, Health, HealthState};
-use super::membership::FirstCheck;
 use super::records::{StoreOp, StoredInstance};
 use super::*;
 
@@ -241,54 +240,9 @@ impl Catalog {
             effects.merge(self.remote_status(&url, stored.status, stored.status_since, now));
             return effects;
         }
-        let mut effects = Effects::default();
-        self.revision += 1;
-        let name = stored.registration.name.clone();
-        let previous = self.remove_entry(&url);
-        let previously_in = previous
-            .as_ref()
-            .filter(|p| p.in_discovery())
-            .map(|p| p.name().clone());
-        self.insert(stored, BTreeSet::new(), now, FirstCheck::Now);
-        let now_in = self.instances.get(&url).is_some_and(Instance::in_discovery);
-        let me = Some(&url);
-        match (previously_in, now_in) {
-            (Some(old), true) if old == name => {}
-            (Some(old), now_in) => {
-                self.notify(&old, &url, Change::Removed, me, now, &mut effects);
-                if now_in {
-                    self.notify(&name, &url, Change::Added, me, now, &mut effects);
-                }
-            }
-            (None, true) => self.notify(&name, &url, Change::Added, me, now, &mut effects),
-            (None, false) => {}
-        }
-        // Its first patch: everything it requires (sent by its owner).
-        let desired = self.desired_for(&url);
-        let revision = self.revision;
-        let policy = self.config.delivery.clone();
-        if let Some(receiver) = self.receiver_mut(&url) {
-            let patch = Patch {
-                added: desired.into_iter().collect(),
-                removed: Vec::new(),
-                revision: Some(revision),
-                resync: true,
-            };
-            if let Pushed::Queued { .. } = receiver.push(&policy, patch) {
-                effects.patches_queued += 1;
-            }
-        }
-        self.wake(&url, now, &mut effects);
-        let kind = if previous.is_some() {
-            EventKind::Reregistered
-        } else {
-            EventKind::Registered
-        };
-        effects
-            .events
-            .push(self.event(now, kind, &name, &url, None));
-        effects.schedule_changed = true;
-        effects
+        // A new instance, or a registration that replaced one: its first
+        // patch is sent by its owner.
+        self.admit(stored, now).0
     }
 
     fn remote_status(

@@ -12,6 +12,11 @@ use rollcall_testkit::etcd::EtcdCluster;
 
 use crate::common::*;
 
+/// One cluster test at a time in this binary: each runs three etcd members
+/// and up to three registries, too much to run side by side on two cores
+/// next to the other end-to-end tests.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn registry_on(etcd: &EtcdCluster, prefix: &str) -> ChildProcess {
     let endpoints = etcd.endpoints_flag();
     let mut args = vec!["--etcd", &endpoints, "--etcd-prefix", prefix];
@@ -23,6 +28,7 @@ async fn registry_on(etcd: &EtcdCluster, prefix: &str) -> ChildProcess {
 
 #[tokio::test]
 async fn the_catalog_lives_in_etcd_and_outlives_the_registry() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3).await;
     let mut first = registry_on(&etcd, "/outlive/").await;
     let fakes = [FakeService::start().await, FakeService::start().await];
@@ -54,6 +60,7 @@ async fn the_catalog_lives_in_etcd_and_outlives_the_registry() {
 
 #[tokio::test]
 async fn without_etcd_quorum_writes_are_503_naming_etcd_and_reads_go_on_until_it_returns() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut etcd = EtcdCluster::start(3).await;
     let reg = registry_on(&etcd, "/quorum/").await;
     let fakes = [FakeService::start().await, FakeService::start().await];
@@ -117,6 +124,23 @@ async fn replica(etcd: &EtcdCluster, prefix: &str, addr: &str) -> ChildProcess {
     ChildProcess::start(&rollcall_bin(), &args, &[]).await
 }
 
+/// A provider registered through `a` and a dependent through `b`, once the
+/// dependent holds the provider.
+async fn provider_and_dependent(a: &ChildProcess, b: &ChildProcess) -> (FakeService, FakeService) {
+    let provider = FakeService::start().await;
+    let dependent = FakeService::start().await;
+    register_ok(&a.url, &provider.registration("Provider", &[])).await;
+    register_ok(&b.url, &dependent.registration("Dependent", &["Provider"])).await;
+    wait_providers(
+        &dependent,
+        "Provider",
+        &[&provider.url],
+        Duration::from_secs(10),
+    )
+    .await;
+    (provider, dependent)
+}
+
 /// The replica that checks `url` and delivers to it, once all of `replicas`
 /// are members.
 fn owner_of<'a>(replicas: &'a [ChildProcess], url: &str) -> &'a ChildProcess {
@@ -142,6 +166,7 @@ async fn checks_done(registry: &str) -> f64 {
 
 #[tokio::test]
 async fn every_replica_serves_every_write_and_the_dependents_are_told_across_them() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3).await;
     let r = replicas(&etcd, "/three/").await;
     // Registered through A: read from B and C, shown on C's dashboard.
@@ -178,23 +203,10 @@ async fn every_replica_serves_every_write_and_the_dependents_are_told_across_the
 
 #[tokio::test]
 async fn a_killed_replicas_share_is_taken_over_and_its_provider_is_still_reported_gone() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3).await;
     let mut r = replicas(&etcd, "/failover/").await;
-    let provider = FakeService::start().await;
-    let dependent = FakeService::start().await;
-    register_ok(&r[0].url, &provider.registration("Provider", &[])).await;
-    register_ok(
-        &r[0].url,
-        &dependent.registration("Dependent", &["Provider"]),
-    )
-    .await;
-    wait_providers(
-        &dependent,
-        "Provider",
-        &[&provider.url],
-        Duration::from_secs(10),
-    )
-    .await;
+    let (provider, dependent) = provider_and_dependent(&r[0], &r[0]).await;
     // SIGKILL the replica that checks the provider, then the provider.
     let owner = owner_of(&r, &provider.url).url.clone();
     let index = r.iter().position(|x| x.url == owner).unwrap();
@@ -209,6 +221,7 @@ async fn a_killed_replicas_share_is_taken_over_and_its_provider_is_still_reporte
 
 #[tokio::test]
 async fn three_replicas_share_the_checks() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3).await;
     let r = replicas(&etcd, "/share/").await;
     let fakes: Vec<FakeService> =
@@ -243,23 +256,10 @@ async fn three_replicas_share_the_checks() {
 
 #[tokio::test]
 async fn a_frozen_replica_wakes_up_without_sending_anything_stale() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3).await;
     let r = replicas(&etcd, "/frozen/").await;
-    let provider = FakeService::start().await;
-    let dependent = FakeService::start().await;
-    register_ok(&r[0].url, &provider.registration("Provider", &[])).await;
-    register_ok(
-        &r[1].url,
-        &dependent.registration("Dependent", &["Provider"]),
-    )
-    .await;
-    wait_providers(
-        &dependent,
-        "Provider",
-        &[&provider.url],
-        Duration::from_secs(10),
-    )
-    .await;
+    let (provider, dependent) = provider_and_dependent(&r[0], &r[1]).await;
     // Freeze the replica that delivers to the dependent for twice its lease;
     // meanwhile the provider fails and the others take over.
     let frozen = owner_of(&r, &dependent.url);
@@ -296,6 +296,7 @@ async fn a_frozen_replica_wakes_up_without_sending_anything_stale() {
 
 #[tokio::test]
 async fn registrations_answered_while_the_etcd_leader_is_killed_are_on_every_replica() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut etcd = EtcdCluster::start(3).await;
     let r = replicas(&etcd, "/leader/").await;
     let urls: Vec<String> = r.iter().map(|x| x.url.clone()).collect();
@@ -352,6 +353,7 @@ async fn streams(registry: &str) -> f64 {
 
 #[tokio::test]
 async fn an_sdk_service_given_every_replica_moves_on_when_its_replica_is_killed() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let etcd = EtcdCluster::start(3).await;
     let mut r = replicas(&etcd, "/sdk/").await;
     let all: Vec<&str> = r.iter().map(|x| x.url.as_str()).collect();
