@@ -133,6 +133,7 @@ impl Replica {
                 Ok(lease) => lease,
                 Err(e) => {
                     failures += 1;
+                    self.registry.set_stale(true);
                     if failures == 1 || failures.is_multiple_of(20) {
                         tracing::warn!(error = %e, "cannot join the cluster; retrying");
                     }
@@ -143,6 +144,7 @@ impl Replica {
                 }
             };
             failures = 0;
+            self.registry.set_stale(false);
             self.store.set_fence(Some((key.clone(), lease)));
             self.registry.set_lease_until(started + self.ttl);
             self.set_joined(Some(joined_at));
@@ -167,12 +169,14 @@ impl Replica {
                     Ok(_) => {
                         valid_until = asked + self.ttl;
                         self.registry.set_lease_until(valid_until);
+                        self.registry.set_stale(false);
                     }
                     Err(EtcdError::Rejected(e)) => {
                         tracing::warn!(error = %e, "the lease is gone");
                         break;
                     }
                     Err(e) => {
+                        self.registry.set_stale(true);
                         tracing::warn!(error = %e, "cannot renew the lease");
                         if Instant::now() >= valid_until {
                             break;

@@ -93,10 +93,18 @@ pub fn guarded(registry: Registry, access: Arc<Access>, browsers: Arc<Browsers>)
         .with_state(registry)
 }
 
+/// Counts rejected requests, and marks every answer of a replica that has
+/// lost etcd (`X-Rollcall-Stale: true`): what it reads out may be behind.
 async fn count_rejections(State(registry): State<Registry>, req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
     if response.status().is_client_error() {
         registry.metrics().rejected_requests.inc();
+    }
+    if registry.is_stale() {
+        response.headers_mut().insert(
+            "x-rollcall-stale",
+            axum::http::HeaderValue::from_static("true"),
+        );
     }
     response
 }
@@ -393,13 +401,14 @@ async fn recent_events(
 
 /// Readiness
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = r#"{"status": "ok", "instances": N, "store": "..."}"#)))]
+    responses((status = 200, description = r#"{"status": "ok", "instances": N, "store": "...", "stale": false}; `stale`: a cluster replica that has lost etcd serves reads from its own, possibly older, catalog"#)))]
 async fn healthz(State(registry): State<Registry>) -> Response {
     let instances = registry.read(|c| c.len());
     axum::Json(serde_json::json!({
         "status": "ok",
         "instances": instances,
         "store": registry.store_description(),
+        "stale": registry.is_stale(),
     }))
     .into_response()
 }

@@ -67,6 +67,9 @@ struct Inner {
     /// it, it sends nothing (a frozen replica that wakes up acts on nothing
     /// it owned before). `None`: not clustered.
     lease_until: Mutex<Option<std::time::Instant>>,
+    /// Cluster mode: etcd has not answered lately, so what this replica
+    /// reads out may be behind the others.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 /// Wall time at start plus tokio's monotonic time since (paused under test).
@@ -175,6 +178,7 @@ impl Registry {
                 tasks: TaskTracker::new(),
                 shutdown,
                 lease_until: Mutex::new(None),
+                stale: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         tracing::info!(
@@ -272,6 +276,28 @@ impl Registry {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         until.is_none_or(|t| std::time::Instant::now() < t)
+    }
+
+    /// Whether reads may be behind (cluster mode, etcd unreachable).
+    pub fn is_stale(&self) -> bool {
+        self.inner.stale.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks reads as possibly behind (or current again).
+    pub fn set_stale(&self, stale: bool) {
+        let was = self
+            .inner
+            .stale
+            .swap(stale, std::sync::atomic::Ordering::Relaxed);
+        if was != stale {
+            if stale {
+                tracing::warn!(
+                    "etcd does not answer: reads are served from this replica's catalog, possibly behind"
+                );
+            } else {
+                tracing::info!("etcd answers again");
+            }
+        }
     }
 
     /// Records until when this replica's lease surely holds.

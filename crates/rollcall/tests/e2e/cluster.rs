@@ -78,10 +78,20 @@ async fn without_etcd_quorum_writes_are_503_naming_etcd_and_reads_go_on_until_it
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("etcd"), "{message}");
     assert!(message.contains("nothing was changed"), "{message}");
-    // Reads answer from the registry's own catalog; the refused write is not
-    // in it.
+    // Reads answer from the registry's own catalog, marked stale once it
+    // notices etcd is gone; the refused write is not in it.
     assert!(instance(&reg.url, &fakes[0].url).await.is_some());
     assert!(instance(&reg.url, &fakes[1].url).await.is_none());
+    let stale = || async {
+        let answer = reqwest::get(format!("{}/services", reg.url)).await.ok()?;
+        let marked = answer.headers().get("x-rollcall-stale").is_some();
+        let health: serde_json::Value = get_json(&format!("{}/healthz", reg.url)).await;
+        Some(marked && health["stale"] == true)
+    };
+    eventually(Duration::from_secs(15), "reads marked stale", || async {
+        stale().await.filter(|s| *s)
+    })
+    .await;
 
     // Quorum back: the same registry takes writes again by itself.
     etcd.signal(others[1], "CONT");
@@ -96,6 +106,10 @@ async fn without_etcd_quorum_writes_are_503_naming_etcd_and_reads_go_on_until_it
     )
     .await;
     assert!(instance(&reg.url, &fakes[1].url).await.is_some());
+    eventually(Duration::from_secs(15), "reads current again", || async {
+        stale().await.filter(|s| !*s).map(|_| ())
+    })
+    .await;
 }
 
 /// Three registry replicas over one etcd, with fast checks and a 2 s lease.
