@@ -60,6 +60,23 @@ pub struct UpArgs {
     /// call between them verifies against --ca-file.
     #[command(flatten)]
     pub tls: rollcall_http::tls::TlsArgs,
+    /// Run the registry as a replica over this etcd cluster (members
+    /// comma-separated) instead of a file: start more replicas with
+    /// `rollcall registry --etcd` to share its work.
+    #[arg(long, env = "ROLLCALL_ETCD", value_delimiter = ',')]
+    pub etcd: Vec<rollcall_proto::ServiceUrl>,
+}
+
+/// The registry's `--etcd` flag, when there are members to give it.
+fn etcd_flags(members: &[rollcall_proto::ServiceUrl]) -> Vec<String> {
+    if members.is_empty() {
+        return Vec::new();
+    }
+    let members: Vec<&str> = members
+        .iter()
+        .map(rollcall_proto::ServiceUrl::as_str)
+        .collect();
+    vec!["--etcd".to_owned(), members.join(",")]
 }
 
 impl UpArgs {
@@ -387,7 +404,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             addr: args.registry_addr,
             flag: "--registry-addr",
             color: "36",
-            extra: extra.clone(),
+            extra: [extra.clone(), etcd_flags(&args.etcd)].concat(),
             client: client.clone(),
         },
         Spec {

@@ -433,3 +433,22 @@ async fn an_sdk_service_given_every_replica_moves_on_when_its_replica_is_killed(
         wait_status(&r[*i].url, &hello.url, "passing").await;
     }
 }
+
+#[tokio::test]
+async fn up_runs_its_registry_over_etcd_and_another_replica_joins_it() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let etcd = EtcdCluster::start(3).await;
+    let endpoints = etcd.endpoints_flag();
+    let up = Up::start(&["--etcd", &endpoints]).await;
+    let registry = up.url("registry").to_owned();
+    let health: serde_json::Value = get_json(&format!("{registry}/healthz")).await;
+    assert!(
+        health["store"].as_str().unwrap().starts_with("etcd:"),
+        "{health}"
+    );
+    // Another replica on the same etcd serves the same catalog.
+    let other = replica(&etcd, "/rollcall/", "127.0.0.1:0").await;
+    for name in ["log", "grades", "portal"] {
+        wait_status(&other.url, up.url(name), "passing").await;
+    }
+}
