@@ -25,6 +25,9 @@ use crate::catalog::replica::Ownership;
 use crate::etcd::EtcdError;
 use crate::store::etcd::{Change, EtcdStore, Loaded};
 
+/// The longest an etcd watch may stay silent before it is opened again.
+const WATCH_IDLE: Duration = Duration::from_secs(30);
+
 /// Who is a member now, as this replica sees it.
 #[derive(Debug, Default)]
 struct View {
@@ -210,9 +213,15 @@ impl Replica {
                 }
             };
             loop {
+                // A stream silent this long may be held by a member that is
+                // cut off: start another from where this one left off (it
+                // loses nothing: it resumes from the next revision).
                 let batch = tokio::select! {
                     () = shutdown.cancelled() => return,
-                    batch = watch.next() => batch,
+                    batch = tokio::time::timeout(WATCH_IDLE, watch.next()) => match batch {
+                        Ok(batch) => batch,
+                        Err(_) => break,
+                    },
                 };
                 match batch {
                     Ok(batch) => {
@@ -228,6 +237,7 @@ impl Replica {
                         );
                         match self.store.load_all().await {
                             Ok(loaded) => {
+                                self.store.forget_own_through(loaded.revision);
                                 self.reload(loaded.state);
                                 next = loaded.revision + 1;
                                 {

@@ -6,6 +6,8 @@
 //! confirmed view with what the receiver should hold and sends the difference,
 //! so a patch lost in a crash is re-derived, not forgotten.
 
+use std::collections::BTreeSet;
+
 use rollcall_proto::{PatchEntry, Registration, ServiceUrl, Timestamp};
 
 use super::health::Health;
@@ -64,4 +66,22 @@ pub struct StoredState {
     /// `(receiver, provider)` pairs of confirmed views.
     pub views: Vec<(ServiceUrl, PatchEntry)>,
     pub revision: u64,
+}
+
+/// A receiver's confirmed view after it acknowledged a patch (what
+/// [`StoreOp::ApplyView`] means, for every store and replica alike): with
+/// `replace` it becomes exactly `added`.
+pub fn apply_view(
+    view: &mut BTreeSet<PatchEntry>,
+    added: &[PatchEntry],
+    removed: &[PatchEntry],
+    replace: bool,
+) {
+    if replace {
+        view.clear();
+    }
+    for e in removed {
+        view.remove(e);
+    }
+    view.extend(added.iter().cloned());
 }

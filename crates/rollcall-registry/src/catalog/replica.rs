@@ -210,13 +210,7 @@ impl Catalog {
                         r.full_resync_owed = false;
                         r.queue.clear();
                     }
-                    if replace {
-                        r.confirmed.clear();
-                    }
-                    for e in &removed {
-                        r.confirmed.remove(e);
-                    }
-                    r.confirmed.extend(added);
+                    super::records::apply_view(&mut r.confirmed, &added, &removed, replace);
                 }
                 Effects::default()
             }

@@ -50,13 +50,7 @@ impl State {
                     return;
                 }
                 let view = self.views.entry(receiver.clone()).or_default();
-                if *replace {
-                    view.clear();
-                }
-                for e in removed {
-                    view.remove(e);
-                }
-                view.extend(added.iter().cloned());
+                crate::catalog::records::apply_view(view, added, removed, *replace);
             }
             StoreOp::SetRevision(revision) => self.revision = *revision,
         }

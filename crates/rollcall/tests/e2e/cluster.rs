@@ -243,14 +243,21 @@ async fn three_replicas_share_the_checks() {
     for (i, fake) in fakes.iter().enumerate() {
         register_ok(&r[i % 3].url, &fake.registration("Many", &[])).await;
     }
-    // Let every replica check for a while, then compare.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut done = Vec::new();
-    for replica in &r {
-        done.push(checks_done(&replica.url).await);
-    }
+    // Once the replicas together have checked every instance a few times,
+    // compare their shares.
+    let done = eventually(
+        Duration::from_secs(30),
+        "a few rounds of checks",
+        || async {
+            let mut done = Vec::new();
+            for replica in &r {
+                done.push(checks_done(&replica.url).await);
+            }
+            (done.iter().sum::<f64>() >= 600.0).then_some(done)
+        },
+    )
+    .await;
     let total: f64 = done.iter().sum();
-    assert!(total > 30.0, "{done:?}");
     for (replica, n) in r.iter().zip(&done) {
         let share = n / total;
         assert!(

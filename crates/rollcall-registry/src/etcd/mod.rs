@@ -20,6 +20,13 @@ use rollcall_proto::ServiceUrl;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod txn;
+mod watch;
+
+use txn::put_op;
+pub use txn::{Txn, TxnOutcome};
+pub use watch::{Event, Watch, WatchBatch};
+
 /// Most bytes of one answer (a whole catalog in a range, or one watch
 /// message).
 pub const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -117,92 +124,6 @@ struct LeaseAnswer {
 pub struct Snapshot {
     pub kvs: Vec<Kv>,
     pub revision: i64,
-}
-
-/// A transaction: if every comparison holds, the `then` operations, else
-/// the `otherwise` ones — atomically.
-#[derive(Debug, Clone, Default)]
-pub struct Txn {
-    compare: Vec<Value>,
-    success: Vec<Value>,
-    failure: Vec<Value>,
-}
-
-fn put_op(key: &[u8], value: &[u8], lease: Option<i64>) -> Value {
-    let mut put = json!({"key": B64.encode(key), "value": B64.encode(value)});
-    if let Some(lease) = lease {
-        put["lease"] = json!(lease.to_string());
-    }
-    json!({"request_put": put})
-}
-
-impl Txn {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Holds when `key` does not exist.
-    pub fn if_absent(mut self, key: &[u8]) -> Self {
-        self.compare.push(
-            json!({"key": B64.encode(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}),
-        );
-        self
-    }
-
-    /// Holds when `key` is attached to `lease` (a lease that expired has
-    /// taken its keys with it, so this fences a holder whose lease is gone).
-    pub fn if_lease(mut self, key: &[u8], lease: i64) -> Self {
-        self.compare.push(
-            json!({"key": B64.encode(key), "target": "LEASE", "result": "EQUAL", "lease": lease.to_string()}),
-        );
-        self
-    }
-
-    /// Holds when `key` was last written at `revision` (0: absent).
-    pub fn if_mod_revision(mut self, key: &[u8], revision: i64) -> Self {
-        self.compare.push(
-            json!({"key": B64.encode(key), "target": "MOD", "result": "EQUAL", "mod_revision": revision.to_string()}),
-        );
-        self
-    }
-
-    pub fn then_put(mut self, key: &[u8], value: &[u8], lease: Option<i64>) -> Self {
-        self.success.push(put_op(key, value, lease));
-        self
-    }
-
-    pub fn then_delete(mut self, key: &[u8]) -> Self {
-        self.success
-            .push(json!({"request_delete_range": {"key": B64.encode(key)}}));
-        self
-    }
-
-    pub fn otherwise_put(mut self, key: &[u8], value: &[u8], lease: Option<i64>) -> Self {
-        self.failure.push(put_op(key, value, lease));
-        self
-    }
-}
-
-/// What a transaction did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxnOutcome {
-    pub succeeded: bool,
-    /// The store's revision after it.
-    pub revision: i64,
-}
-
-/// One change seen by a watch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Put(Kv),
-    Delete { key: Vec<u8>, mod_revision: i64 },
-}
-
-/// The events of one watch message, all at or below `revision`.
-#[derive(Debug, Clone, Default)]
-pub struct WatchBatch {
-    pub revision: i64,
-    pub events: Vec<Event>,
 }
 
 /// An etcd cluster, reached through any of its members.
@@ -450,97 +371,6 @@ impl Etcd {
             }
         }
         Err(EtcdError::Unavailable(failures.join("; ")))
-    }
-}
-
-/// A running watch: one message at a time, in revision order.
-#[derive(Debug)]
-pub struct Watch {
-    response: reqwest::Response,
-    buffer: Vec<u8>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawEvent {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-    #[serde(default)]
-    kv: Kv,
-}
-
-impl Watch {
-    /// The next JSON message (one per line).
-    async fn message(&mut self) -> Result<Value, EtcdError> {
-        loop {
-            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return serde_json::from_slice(&line)
-                    .map_err(|e| EtcdError::Invalid(e.to_string()));
-            }
-            match self.response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if self.buffer.len() + chunk.len() > MAX_ANSWER {
-                        return Err(EtcdError::Invalid("a watch message is too large".into()));
-                    }
-                    self.buffer.extend_from_slice(&chunk);
-                }
-                Ok(None) => return Err(EtcdError::Unavailable("the watch stream ended".into())),
-                Err(e) => {
-                    return Err(EtcdError::Unavailable(format!(
-                        "the watch stream broke: {e}"
-                    )));
-                }
-            }
-        }
-    }
-
-    /// The next batch of events. An error ends the watch: start another
-    /// from the revision after the last one seen (or reload, when
-    /// `Compacted`).
-    pub async fn next(&mut self) -> Result<WatchBatch, EtcdError> {
-        loop {
-            let message = self.message().await?;
-            let result = &message["result"];
-            if let Some(error) = message.get("error") {
-                return Err(EtcdError::Unavailable(error.to_string()));
-            }
-            if result["canceled"] == true {
-                let compacted = result["compact_revision"]
-                    .as_str()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0);
-                return Err(if compacted > 0 {
-                    EtcdError::Compacted(compacted)
-                } else {
-                    EtcdError::Unavailable(format!("etcd canceled the watch: {result}"))
-                });
-            }
-            let Some(events) = result["events"].as_array() else {
-                // Progress notifications and the like: nothing changed.
-                continue;
-            };
-            let header: Header =
-                serde_json::from_value(result["header"].clone()).unwrap_or_default();
-            let mut batch = WatchBatch {
-                revision: header.revision,
-                events: Vec::with_capacity(events.len()),
-            };
-            for event in events {
-                let raw: RawEvent = serde_json::from_value(event.clone())
-                    .map_err(|e| EtcdError::Invalid(e.to_string()))?;
-                batch.events.push(match raw.kind.as_deref() {
-                    Some("DELETE") => Event::Delete {
-                        key: raw.kv.key,
-                        mod_revision: raw.kv.mod_revision,
-                    },
-                    _ => Event::Put(raw.kv),
-                });
-            }
-            return Ok(batch);
-        }
     }
 }
 

@@ -17,82 +17,24 @@
 //! so a larger group is written in parts; each part is atomic, and every op
 //! is idempotent, so a retried batch lands the same.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use rollcall_proto::{PatchEntry, Registration, ServiceName, ServiceUrl, Timestamp};
-use serde::{Deserialize, Serialize};
+use rollcall_proto::{PatchEntry, ServiceUrl};
 
 use super::{Store, StoreError};
-use crate::catalog::health::Health;
-use crate::catalog::records::{StoreOp, StoredInstance, StoredState};
+use crate::catalog::records::{StoreOp, StoredState, apply_view};
 use crate::etcd::{Etcd, Txn};
+
+mod codec;
+
+use codec::{corrupt, decode_instance, decode_view, encode_instance, encode_view};
 
 /// etcd's default `--max-txn-ops`.
 pub const MAX_TXN_OPS: usize = 128;
 
 /// Attempts at a batch whose keys other replicas keep changing.
 const ATTEMPTS: usize = 8;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct InstanceRecord {
-    registration: serde_json::Value,
-    registered_at: u64,
-    status: String,
-    status_since: u64,
-    #[serde(default)]
-    maintenance: Option<u64>,
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn encode_instance(i: &StoredInstance) -> Result<Vec<u8>, StoreError> {
-    let record = InstanceRecord {
-        registration: serde_json::to_value(&i.registration).map_err(corrupt)?,
-        registered_at: i.registered_at.as_millis(),
-        status: i.status.as_str().to_owned(),
-        status_since: i.status_since.as_millis(),
-        maintenance: i.maintenance.map(|t| t.as_millis()),
-    };
-    serde_json::to_vec(&record).map_err(corrupt)
-}
-
-fn decode_instance(bytes: &[u8]) -> Result<StoredInstance, StoreError> {
-    let record: InstanceRecord = serde_json::from_slice(bytes).map_err(corrupt)?;
-    let registration = Registration::from_json(record.registration.to_string().as_bytes())
-        .map_err(|e| corrupt(format!("a stored registration: {e}")))?;
-    Ok(StoredInstance {
-        registration,
-        registered_at: Timestamp(record.registered_at),
-        status: Health::parse(&record.status)
-            .ok_or_else(|| corrupt(format!("status {:?}", record.status)))?,
-        status_since: Timestamp(record.status_since),
-        maintenance: record.maintenance.map(Timestamp),
-    })
-}
-
-fn encode_view(view: &[PatchEntry]) -> Result<Vec<u8>, StoreError> {
-    let pairs: Vec<(&str, &str)> = view
-        .iter()
-        .map(|e| (e.name.as_str(), e.url.as_str()))
-        .collect();
-    serde_json::to_vec(&pairs).map_err(corrupt)
-}
-
-fn decode_view(bytes: &[u8]) -> Result<Vec<PatchEntry>, StoreError> {
-    let pairs: Vec<(String, String)> = serde_json::from_slice(bytes).map_err(corrupt)?;
-    pairs
-        .into_iter()
-        .map(|(name, url)| {
-            Ok(PatchEntry::new(
-                ServiceName::parse(&name).map_err(corrupt)?,
-                ServiceUrl::parse(&url).map_err(corrupt)?,
-            ))
-        })
-        .collect()
-}
 
 /// The catalog kept in etcd.
 #[derive(Debug)]
@@ -179,6 +121,15 @@ impl EtcdStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Forgets this replica's writes up to `revision` (the feed will not see
+    /// them: it reloaded past them), so the memory of them stays bounded.
+    pub fn forget_own_through(&self, revision: i64) {
+        self.own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, at| *at > revision);
     }
 
     /// What a watched event means here.
@@ -336,18 +287,12 @@ impl EtcdStore {
                         continue;
                     }
                     let key = self.view_key(receiver);
-                    let mut view = match (replace, current(plan, &key)) {
-                        (false, Some(bytes)) => decode_view(&bytes)?,
-                        _ => Vec::new(),
+                    let mut view: BTreeSet<PatchEntry> = match current(plan, &key) {
+                        Some(bytes) => decode_view(&bytes)?.into_iter().collect(),
+                        None => BTreeSet::new(),
                     };
-                    view.retain(|e| !removed.contains(e));
-                    for e in added {
-                        if !view.contains(e) {
-                            view.push(e.clone());
-                        }
-                    }
-                    view.sort();
-                    set(plan, key, Some(encode_view(&view)?));
+                    apply_view(&mut view, added, removed, *replace);
+                    set(plan, key, Some(encode_view(view.iter())?));
                 }
                 StoreOp::SetRevision(revision) => {
                     set(
