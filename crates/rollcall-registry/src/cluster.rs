@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Registry;
 use crate::catalog::replica::Ownership;
 use crate::etcd::EtcdError;
-use crate::store::etcd::{Change, EtcdStore, Loaded};
+use crate::store::etcd::{Change, EtcdStore, Fence, Loaded};
 
 /// The longest an etcd watch may stay silent before it is opened again.
 const WATCH_IDLE: Duration = Duration::from_secs(30);
@@ -49,6 +49,15 @@ impl View {
     }
 }
 
+/// A lease this replica took, with its membership key's revision.
+#[derive(Debug)]
+struct Joined {
+    lease: i64,
+    at: i64,
+    /// When it was asked for: the lease surely holds until TTL after.
+    started: Instant,
+}
+
 /// The replica's state shared by its lease loop and its feed.
 #[derive(Debug)]
 pub struct Replica {
@@ -60,9 +69,10 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Starts the lease loop and the feed for `registry`, loaded from
+    /// Joins the cluster (one attempt; the lease loop goes on trying) and
+    /// starts the lease loop and the feed for `registry`, loaded from
     /// `store` as `loaded`; `id` is the replica's own URL.
-    pub fn start(
+    pub async fn start(
         registry: Registry,
         store: Arc<EtcdStore>,
         loaded: &Loaded,
@@ -81,10 +91,23 @@ impl Replica {
                 fed_to: loaded.revision,
             }),
         });
-        // Until it holds a lease, it owns nothing and sends nothing.
+        registry.follow(replica.store.clone(), loaded.revision);
+        // Until it holds a lease, it owns nothing, sends nothing and writes
+        // nothing.
+        replica.store.set_fence(Fence::NoLease);
         registry.set_lease_until(Instant::now());
         replica.publish();
-        registry.spawn(replica.clone().lease_loop(shutdown.clone()));
+        let first = match replica.join().await {
+            Ok(joined) => {
+                replica.hold(&joined);
+                Some(joined)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot join the cluster yet; retrying");
+                None
+            }
+        };
+        registry.spawn(replica.clone().lease_loop(first, shutdown.clone()));
         registry.spawn(replica.clone().feed(loaded.revision + 1, shutdown));
         replica
     }
@@ -117,47 +140,75 @@ impl Replica {
         self.publish();
     }
 
-    /// Holds a lease and the membership key on it, renewing it; joins again
+    /// Takes a lease and puts the membership key on it.
+    async fn join(&self) -> Result<Joined, EtcdError> {
+        let started = Instant::now();
+        let etcd = self.store.etcd();
+        let lease = etcd.grant(self.ttl).await?;
+        let at = etcd
+            .put(
+                &self.store.member_key(&self.id),
+                self.id.as_bytes(),
+                Some(lease),
+            )
+            .await?;
+        Ok(Joined { lease, at, started })
+    }
+
+    /// Acts on a lease just taken: writes are fenced on it, and the replica
+    /// counts itself a member once its feed has caught up.
+    fn hold(&self, joined: &Joined) {
+        self.registry.set_stale(false);
+        self.store
+            .set_fence(Fence::Lease(self.store.member_key(&self.id), joined.lease));
+        self.registry.set_lease_until(joined.started + self.ttl);
+        self.set_joined(Some(joined.at));
+        tracing::info!(id = %self.id, lease = joined.lease, "joined the cluster");
+    }
+
+    /// Holds the lease taken at start (`first`), renewing it; joins again
     /// with a new one whenever it lapses. Revokes it at shutdown, so the
     /// others take over at once.
-    async fn lease_loop(self: Arc<Self>, shutdown: CancellationToken) {
+    async fn lease_loop(self: Arc<Self>, first: Option<Joined>, shutdown: CancellationToken) {
         let etcd = self.store.etcd().clone();
-        let key = self.store.member_key(&self.id);
         let renew_every = self.ttl / 3;
         let mut failures = 0u32;
+        let mut next = first;
         while !shutdown.is_cancelled() {
-            let started = Instant::now();
-            let joined = async {
-                let lease = etcd.grant(self.ttl).await?;
-                let revision = etcd.put(&key, self.id.as_bytes(), Some(lease)).await?;
-                Ok::<(i64, i64), EtcdError>((lease, revision))
-            };
-            let (lease, joined_at) = match joined.await {
-                Ok(lease) => lease,
-                Err(e) => {
-                    failures += 1;
-                    self.registry.set_stale(true);
-                    if failures == 1 || failures.is_multiple_of(20) {
-                        tracing::warn!(error = %e, "cannot join the cluster; retrying");
-                    }
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            let joined = match next.take() {
+                Some(joined) => joined,
+                None => {
+                    // Whatever was queued for the store under the lease that
+                    // lapsed is refused before a new lease lets writes
+                    // through again.
+                    let _ = self.registry.flush().await;
+                    match self.join().await {
+                        Ok(joined) => {
+                            self.hold(&joined);
+                            joined
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            self.registry.set_stale(true);
+                            if failures == 1 || failures.is_multiple_of(20) {
+                                tracing::warn!(error = %e, "cannot join the cluster; retrying");
+                            }
+                            tokio::select! {
+                                () = shutdown.cancelled() => break,
+                                () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                            }
+                        }
                     }
                 }
             };
             failures = 0;
-            self.registry.set_stale(false);
-            self.store.set_fence(Some((key.clone(), lease)));
-            self.registry.set_lease_until(started + self.ttl);
-            self.set_joined(Some(joined_at));
-            tracing::info!(id = %self.id, lease, "joined the cluster");
-            let mut valid_until = started + self.ttl;
+            let lease = joined.lease;
+            let mut valid_until = joined.started + self.ttl;
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => {
                         let _ = etcd.revoke(lease).await;
-                        self.store.set_fence(None);
+                        self.store.set_fence(Fence::NoLease);
                         return;
                     }
                     () = tokio::time::sleep(renew_every) => {}
@@ -188,8 +239,8 @@ impl Replica {
                 }
             }
             tracing::warn!(id = %self.id, "the lease lapsed: acting on nothing until it joins again");
+            self.store.set_fence(Fence::NoLease);
             self.registry.set_lease_until(Instant::now());
-            self.store.set_fence(None);
             self.set_joined(None);
         }
     }
@@ -238,7 +289,7 @@ impl Replica {
                         match self.store.load_all().await {
                             Ok(loaded) => {
                                 self.store.forget_own_through(loaded.revision);
-                                self.reload(loaded.state);
+                                self.reload(loaded.state, loaded.revision);
                                 next = loaded.revision + 1;
                                 {
                                     let mut view = self.view();
@@ -271,7 +322,7 @@ impl Replica {
                 crate::etcd::Event::Delete { mod_revision, .. } => *mod_revision,
             });
             match self.store.decode(event) {
-                Ok(Change::Record(op)) => records.push(op),
+                Ok(Change::Record(op)) => records.push((op, last)),
                 Ok(Change::Member(id, url)) => {
                     let mut view = self.view();
                     members_changed |= match url {
@@ -283,9 +334,7 @@ impl Replica {
                 Err(e) => tracing::error!(error = %e, "an unreadable record in etcd; skipped"),
             }
         }
-        if !records.is_empty() {
-            self.registry.apply_remote(records);
-        }
+        self.registry.apply_remote(records, last);
         let caught_up = {
             let mut view = self.view();
             let before = view.counts_me();
@@ -299,7 +348,7 @@ impl Replica {
     }
 
     /// Brings the catalog to `state` (after the feed lost its history).
-    fn reload(&self, state: crate::catalog::records::StoredState) {
+    fn reload(&self, state: crate::catalog::records::StoredState, revision: i64) {
         use crate::catalog::records::StoreOp;
         let present: BTreeSet<_> = state
             .instances
@@ -336,6 +385,7 @@ impl Replica {
                     replace: true,
                 }),
         );
-        self.registry.apply_remote(ops);
+        self.registry
+            .apply_remote(ops.into_iter().map(|op| (op, revision)).collect(), revision);
     }
 }

@@ -90,7 +90,8 @@ pub async fn start_any(
         own_url.to_owned(),
         ttl,
         shutdown,
-    );
+    )
+    .await;
     Ok((registry, background))
 }
 

@@ -57,6 +57,7 @@ where
         if registry.shutdown_token().is_cancelled() {
             return;
         }
+        registry.settle_own_writes().await;
         let next = registry.run_now(|core, now| {
             let next = core
                 .catalog

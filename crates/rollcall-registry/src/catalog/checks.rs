@@ -104,7 +104,7 @@ impl Catalog {
         match transition {
             Transition::None => {}
             Transition::WentCritical => {
-                self.revision += 1;
+                self.bump_revision();
                 self.critical.insert((since, url.clone()));
                 if !held_out {
                     self.notify(&name, &url, Change::Removed, None, now, &mut effects);
@@ -121,7 +121,7 @@ impl Catalog {
                     .push(self.event(now, EventKind::Critical, &name, &url, detail));
             }
             Transition::Recovered => {
-                self.revision += 1;
+                self.bump_revision();
                 self.critical.retain(|(_, u)| u != &url);
                 if !held_out {
                     self.notify(&name, &url, Change::Added, None, now, &mut effects);

@@ -47,6 +47,13 @@ impl Catalog {
             }
             return None;
         };
+        let mut patch = outgoing.patch;
+        if self.ownership.is_clustered() {
+            // etcd's revision as this replica has followed it: on every
+            // replica the same number for the same state (a queued change
+            // was numbered before etcd had committed it).
+            patch.revision = Some(revision);
+        }
         Some(Delivery {
             ticket: PatchTicket {
                 receiver: receiver.clone(),
@@ -54,7 +61,7 @@ impl Catalog {
                 seq: outgoing.seq,
             },
             update_url: state.update_url.clone(),
-            patch: outgoing.patch,
+            patch,
         })
     }
 

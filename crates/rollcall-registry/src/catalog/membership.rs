@@ -82,7 +82,7 @@ impl Catalog {
         now: Timestamp,
     ) -> (Effects, Option<PatchTicket>, bool) {
         let mut effects = Effects::default();
-        self.revision += 1;
+        self.bump_revision();
         let url = stored.registration.url.clone();
         let name = stored.registration.name.clone();
         let previous = self.remove_entry(&url);
@@ -181,7 +181,7 @@ impl Catalog {
         let since = on.then_some(now);
         instance.maintenance = since;
         let name = instance.name().clone();
-        self.revision += 1;
+        self.bump_revision();
         if passing {
             let change = if on { Change::Removed } else { Change::Added };
             self.notify(&name, url, change, None, now, &mut effects);
@@ -307,7 +307,7 @@ impl Catalog {
     ) -> Option<Effects> {
         let instance = self.remove_entry(url)?;
         let mut effects = Effects::default();
-        self.revision += 1;
+        self.bump_revision();
         if instance.in_discovery() {
             self.notify(
                 instance.name(),

@@ -83,8 +83,24 @@ impl Catalog {
         &self.config
     }
 
+    /// The catalog revision: a count of changes on one registry; in
+    /// cluster mode etcd's revision, as far as this replica has followed it
+    /// (the same number for the same state on every replica).
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// A change happened here. In cluster mode the revision is etcd's
+    /// and moves only with [`Catalog::advance_revision`].
+    fn bump_revision(&mut self) {
+        if !self.ownership.is_clustered() {
+            self.revision += 1;
+        }
+    }
+
+    /// The catalog has followed etcd's history up to `revision`.
+    pub fn advance_revision(&mut self, revision: u64) {
+        self.revision = self.revision.max(revision);
     }
 
     pub fn len(&self) -> usize {

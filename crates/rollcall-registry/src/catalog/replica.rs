@@ -45,6 +45,11 @@ impl Ownership {
         }
     }
 
+    /// Whether this catalog is one replica of several.
+    pub fn is_clustered(&self) -> bool {
+        self.me.is_some()
+    }
+
     pub fn members(&self) -> &BTreeSet<String> {
         &self.members
     }
@@ -262,7 +267,7 @@ impl Catalog {
         instance.health = health;
         let held_out = instance.maintenance.is_some();
         let name = instance.name().clone();
-        self.revision += 1;
+        self.bump_revision();
         let (change, kind) = match status {
             Health::Critical => {
                 self.critical.insert((since, url.clone()));

@@ -70,6 +70,11 @@ struct Inner {
     /// Cluster mode: etcd has not answered lately, so what this replica
     /// reads out may be behind the others.
     stale: std::sync::atomic::AtomicBool,
+    /// Cluster mode: the store this replica writes to etcd through, whose
+    /// commits its deliveries wait to see come back through the feed.
+    followed: std::sync::OnceLock<Arc<crate::store::etcd::EtcdStore>>,
+    /// Cluster mode: the etcd revision the catalog has followed to.
+    fed: tokio::sync::watch::Sender<i64>,
 }
 
 /// Wall time at start plus tokio's monotonic time since (paused under test).
@@ -179,6 +184,8 @@ impl Registry {
                 shutdown,
                 lease_until: Mutex::new(None),
                 stale: std::sync::atomic::AtomicBool::new(false),
+                followed: std::sync::OnceLock::new(),
+                fed: tokio::sync::watch::Sender::new(0),
             }),
         };
         tracing::info!(
@@ -309,15 +316,52 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
     }
 
-    /// Applies records read back from the store (other replicas' changes).
-    pub fn apply_remote(&self, ops: Vec<crate::catalog::records::StoreOp>) {
+    /// Cluster mode: this replica writes through `store` and follows etcd
+    /// from `revision` on.
+    pub fn follow(&self, store: Arc<crate::store::etcd::EtcdStore>, revision: i64) {
+        let _ = self.inner.followed.set(store);
+        self.inner.fed.send_replace(revision);
+    }
+
+    /// Applies records read back from the store (other replicas' changes),
+    /// each with the etcd revision it was written at; the catalog has then
+    /// followed etcd through `through`.
+    pub fn apply_remote(&self, ops: Vec<(crate::catalog::records::StoreOp, i64)>, through: i64) {
+        let revision = |r: i64| u64::try_from(r).unwrap_or(0);
         self.run_now(|core, now| {
             let mut effects = Effects::default();
-            for op in ops {
+            for (op, at) in ops {
                 effects.merge(core.catalog.apply_remote(op, now));
+                core.catalog.advance_revision(revision(at));
             }
+            core.catalog.advance_revision(revision(through));
             ((), effects)
         });
+        self.inner.fed.send_if_modified(|fed| {
+            let moved = through > *fed;
+            *fed = (*fed).max(through);
+            moved
+        });
+    }
+
+    /// Cluster mode: waits (at most `SETTLE`) until the writes this replica
+    /// queued so far are committed in etcd and its catalog has followed
+    /// etcd past them — so a patch tells nothing etcd has not committed,
+    /// and carries the revision every replica gives that state.
+    pub async fn settle_own_writes(&self) {
+        const SETTLE: Duration = Duration::from_secs(5);
+        let Some(store) = self.inner.followed.get() else {
+            return;
+        };
+        let _ = tokio::time::timeout(SETTLE, async {
+            if self.flush().await.is_err() {
+                return;
+            }
+            let target = store.committed();
+            let mut fed = self.inner.fed.subscribe();
+            let _ = fed.wait_for(|r| *r >= target).await;
+        })
+        .await;
     }
 
     /// Who does what changed (cluster mode).

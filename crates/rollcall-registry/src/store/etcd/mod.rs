@@ -6,7 +6,9 @@
 //! - `{prefix}v/{receiver}`: the providers that receiver has acknowledged
 //!   (its confirmed view), as `[[name, url], …]`.
 //!
-//! - `{prefix}revision`: the catalog revision, as the registry numbers it.
+//! The catalog revision is etcd's own revision: nothing stores a count of
+//! its own (a key every write touched would make every two replicas'
+//! writes conflict).
 //!
 //! A batch is planned before it is written: the keys it touches are read in
 //! one round trip (a read-only transaction), the ops are applied to those
@@ -42,13 +44,15 @@ pub struct EtcdStore {
     etcd: Arc<Etcd>,
     prefix: String,
     runtime: tokio::runtime::Handle,
-    /// Every write holds only while this member key is on this lease
-    /// (cluster mode): a replica whose lease lapsed writes nothing.
-    fence: std::sync::Mutex<Option<(Vec<u8>, i64)>>,
+    /// What every write is fenced on (cluster mode): a replica whose lease
+    /// lapsed writes nothing.
+    fence: std::sync::Mutex<Fence>,
     /// Keys this replica wrote, and at which revision: the watch hands its
     /// own writes back, and older writes of those keys by others, which the
     /// catalog here is already past.
     own: std::sync::Mutex<std::collections::HashMap<Vec<u8>, i64>>,
+    /// The revision of this replica's latest committed write.
+    committed: std::sync::atomic::AtomicI64,
 }
 
 /// What the store held at start, and where the watch goes on from.
@@ -71,6 +75,20 @@ pub enum Change {
     Own,
 }
 
+/// What a write must hold to be committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fence {
+    /// Nothing: a store used alone (tests, tools).
+    Open,
+    /// This replica holds no lease (not yet joined, or it lapsed): every
+    /// write is refused — whatever was queued under a lease that is gone
+    /// (a delivery's acknowledgement, a check's verdict) must not land
+    /// after the replicas that took over wrote theirs.
+    NoLease,
+    /// Only while the membership key `.0` is on lease `.1`.
+    Lease(Vec<u8>, i64),
+}
+
 /// A key's value as read for planning, and what the plan makes of it.
 #[derive(Debug)]
 struct Planned {
@@ -89,9 +107,15 @@ impl EtcdStore {
             etcd,
             prefix: prefix.to_owned(),
             runtime,
-            fence: std::sync::Mutex::new(None),
+            fence: std::sync::Mutex::new(Fence::Open),
             own: std::sync::Mutex::new(std::collections::HashMap::new()),
+            committed: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// The etcd revision of this replica's latest committed write.
+    pub fn committed(&self) -> i64 {
+        self.committed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The key under which replica `id` announces itself.
@@ -107,16 +131,15 @@ impl EtcdStore {
         &self.prefix
     }
 
-    /// Fences every later write on `member_key` being on `lease` (`None`:
-    /// this replica holds no lease now, and writes nothing).
-    pub fn set_fence(&self, fence: Option<(Vec<u8>, i64)>) {
+    /// Fences every later write (see [`Fence`]).
+    pub fn set_fence(&self, fence: Fence) {
         *self
             .fence
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fence;
     }
 
-    fn fence(&self) -> Option<(Vec<u8>, i64)> {
+    fn fence(&self) -> Fence {
         self.fence
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -179,11 +202,9 @@ impl EtcdStore {
                 removed: Vec::new(),
                 replace: true,
             },
-            (crate::etcd::Event::Put(kv), None, None) if *key == self.revision_key() => {
-                StoreOp::SetRevision(text(&kv.value)?.parse().map_err(corrupt)?)
-            }
             // A deleted view goes with its instance; anything else under the
-            // prefix is not the catalog's.
+            // prefix (a revision key an older version wrote) is not the
+            // catalog's.
             _ => return Ok(Change::Own),
         };
         Ok(Change::Record(op))
@@ -195,10 +216,6 @@ impl EtcdStore {
 
     fn view_key(&self, url: &ServiceUrl) -> Vec<u8> {
         format!("{}v/{url}", self.prefix).into_bytes()
-    }
-
-    fn revision_key(&self) -> Vec<u8> {
-        format!("{}revision", self.prefix).into_bytes()
     }
 
     /// The keys `ops` read or write, in the order first met.
@@ -222,7 +239,8 @@ impl EtcdStore {
                     add(self.instance_key(url));
                     add(self.view_key(url));
                 }
-                StoreOp::SetRevision(_) => add(self.revision_key()),
+                // The revision is etcd's own.
+                StoreOp::SetRevision(_) => {}
             }
         }
         keys
@@ -294,13 +312,7 @@ impl EtcdStore {
                     apply_view(&mut view, added, removed, *replace);
                     set(plan, key, Some(encode_view(view.iter())?));
                 }
-                StoreOp::SetRevision(revision) => {
-                    set(
-                        plan,
-                        self.revision_key(),
-                        Some(revision.to_string().into_bytes()),
-                    );
-                }
+                StoreOp::SetRevision(_) => {}
             }
         }
         Ok(())
@@ -334,12 +346,15 @@ impl EtcdStore {
     /// Plans and writes `ops`, whose keys number at most [`MAX_TXN_OPS`].
     async fn apply_part(&self, ops: &[StoreOp], keys: &[Vec<u8>]) -> Result<(), StoreError> {
         for _ in 0..ATTEMPTS {
+            let fence = self.fence();
+            let mut txn = Txn::new();
+            match &fence {
+                Fence::Open => {}
+                Fence::NoLease => return Err(lapsed()),
+                Fence::Lease(member, lease) => txn = txn.if_lease(member, *lease),
+            }
             let mut plan = self.read(keys).await?;
             self.plan(&mut plan, ops)?;
-            let mut txn = Txn::new();
-            if let Some((member, lease)) = self.fence() {
-                txn = txn.if_lease(&member, lease);
-            }
             let mut writes = 0;
             for (key, p) in &plan {
                 txn = txn.if_mod_revision(key, p.read_at);
@@ -357,6 +372,8 @@ impl EtcdStore {
             }
             let outcome = self.etcd.txn(txn).await.map_err(unavailable)?;
             if outcome.succeeded {
+                self.committed
+                    .fetch_max(outcome.revision, std::sync::atomic::Ordering::AcqRel);
                 let mut own = self
                     .own
                     .lock()
@@ -368,18 +385,15 @@ impl EtcdStore {
                 }
                 return Ok(());
             }
-            if let Some((member, lease)) = self.fence()
+            if let Fence::Lease(member, lease) = &fence
                 && self
                     .etcd
-                    .get(&member)
+                    .get(member)
                     .await
                     .map_err(unavailable)?
-                    .is_none_or(|kv| kv.lease != lease)
+                    .is_none_or(|kv| kv.lease != *lease)
             {
-                return Err(StoreError::Etcd(
-                    "this replica's etcd lease has lapsed; it writes nothing until it holds a new one"
-                        .to_owned(),
-                ));
+                return Err(lapsed());
             }
             // Another replica wrote one of these keys since they were read.
         }
@@ -391,6 +405,13 @@ impl EtcdStore {
 
 fn current(plan: &BTreeMap<Vec<u8>, Planned>, key: &[u8]) -> Option<Vec<u8>> {
     plan.get(key).and_then(|p| p.after.clone())
+}
+
+fn lapsed() -> StoreError {
+    StoreError::Etcd(
+        "this replica holds no etcd lease (it lapsed, or the replica has not joined yet); it writes nothing until it holds one"
+            .to_owned(),
+    )
 }
 
 fn unavailable(e: crate::etcd::EtcdError) -> StoreError {
@@ -413,7 +434,6 @@ impl EtcdStore {
         let (instances_at, views_at) = (format!("{}i/", self.prefix), format!("{}v/", self.prefix));
         let mut instances = Vec::new();
         let mut views: Vec<(ServiceUrl, PatchEntry)> = Vec::new();
-        let mut revision = 0;
         let mut members = BTreeMap::new();
         let members_at = format!("{}members/", self.prefix);
         for kv in &snapshot.kvs {
@@ -422,11 +442,6 @@ impl EtcdStore {
                     String::from_utf8_lossy(id).into_owned(),
                     String::from_utf8_lossy(&kv.value).into_owned(),
                 );
-            } else if kv.key == self.revision_key() {
-                revision = std::str::from_utf8(&kv.value)
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| corrupt("the stored revision"))?;
             } else if kv.key.starts_with(instances_at.as_bytes()) {
                 instances.push(decode_instance(&kv.value)?);
             } else if let Some(receiver) = kv.key.strip_prefix(views_at.as_bytes()) {
@@ -443,7 +458,7 @@ impl EtcdStore {
             state: StoredState {
                 instances,
                 views,
-                revision,
+                revision: u64::try_from(snapshot.revision).unwrap_or(0),
             },
             revision: snapshot.revision,
             members,
