@@ -114,8 +114,8 @@ struct WatchState {
     events: tokio::sync::broadcast::Receiver<Event>,
     /// What this stream's `patch` subscriber holds.
     view: BTreeSet<PatchEntry>,
-    /// Events at or below this revision are already in the snapshot.
-    seen_revision: u64,
+    /// Events up to this one (by `Event::seq`) are in the snapshot.
+    seen_seq: u64,
     pending: std::collections::VecDeque<SseEvent>,
     /// The bound instance left the catalog: end after what is pending.
     ending: bool,
@@ -161,7 +161,7 @@ impl WatchState {
             }
             match self.events.recv().await {
                 Ok(event) => {
-                    if event.revision <= self.seen_revision && event.kind != EventKind::Resynced {
+                    if event.seq <= self.seen_seq && event.kind != EventKind::Resynced {
                         continue;
                     }
                     if matches!(event.kind, EventKind::Deregistered | EventKind::Expired)
@@ -214,7 +214,13 @@ pub fn open(
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     // Subscribe before the snapshot, so nothing falls between them.
     let events = registry.subscribe();
-    let (revision, view) = registry.read(|c| (c.revision(), c.desired_for_names(&filter.requires)));
+    let (revision, seen_seq, view) = registry.read(|c| {
+        (
+            c.revision(),
+            c.events_made(),
+            c.desired_for_names(&filter.requires),
+        )
+    });
     registry.metrics().watch_streams.inc();
     if let Some(url) = &filter.instance {
         registry.watch_opened(url);
@@ -242,7 +248,7 @@ pub fn open(
         filter,
         events,
         view,
-        seen_revision: revision,
+        seen_seq,
         pending,
         ending: false,
     };

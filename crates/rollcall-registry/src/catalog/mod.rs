@@ -69,6 +69,8 @@ pub struct Catalog {
     /// clustered).
     ownership: replica::Ownership,
     ownership_epoch: u64,
+    /// Events made so far (see [`Event::seq`]).
+    events_made: std::cell::Cell<u64>,
 }
 
 impl Catalog {
@@ -88,6 +90,11 @@ impl Catalog {
     /// (the same number for the same state on every replica).
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// Events made so far: the next one's `seq` is higher.
+    pub fn events_made(&self) -> u64 {
+        self.events_made.get()
     }
 
     /// A change happened here. In cluster mode the revision is etcd's
@@ -199,9 +206,12 @@ impl Catalog {
         url: &ServiceUrl,
         detail: Option<String>,
     ) -> Event {
+        let seq = self.events_made.get() + 1;
+        self.events_made.set(seq);
         Event {
             at,
             revision: self.revision,
+            seq,
             kind,
             service: service.clone(),
             url: url.clone(),

@@ -81,7 +81,13 @@ impl Instance {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub at: Timestamp,
+    /// The catalog revision after the change (in cluster mode etcd's, as
+    /// far as this replica had followed it).
     pub revision: u64,
+    /// This registry's own count of events (a watch stream skips those its
+    /// first state already shows).
+    #[serde(skip)]
+    pub seq: u64,
     pub kind: EventKind,
     pub service: ServiceName,
     pub url: ServiceUrl,

@@ -8,6 +8,7 @@ fn event(kind: EventKind, service: &str, url: &str, at: u64) -> Event {
     Event {
         at: Timestamp(at),
         revision: at,
+        seq: at,
         kind,
         service: ServiceName::parse(service).unwrap(),
         url: ServiceUrl::parse(url).unwrap(),

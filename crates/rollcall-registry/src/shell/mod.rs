@@ -331,8 +331,9 @@ impl Registry {
         self.run_now(|core, now| {
             let mut effects = Effects::default();
             for (op, at) in ops {
-                effects.merge(core.catalog.apply_remote(op, now));
+                // Its events carry the revision it was written at.
                 core.catalog.advance_revision(revision(at));
+                effects.merge(core.catalog.apply_remote(op, now));
             }
             core.catalog.advance_revision(revision(through));
             ((), effects)

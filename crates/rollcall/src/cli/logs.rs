@@ -103,7 +103,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let client = client(&args.registry.trust)?;
     let base = match &args.log_url {
         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
-        None => find_service(&client, args.registry.base(), args.log_service.as_str())
+        None => find_service(&client, &args.registry, args.log_service.as_str())
             .await
             .context(
                 "cannot find the log service (start one with `rollcall log`, or pass --log-url)",
@@ -151,7 +151,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
             let base = if attempt == 0 || args.log_url.is_some() {
                 first_base
             } else {
-                find_service(&client, args.registry.base(), args.log_service.as_str()).await?
+                find_service(&client, &args.registry, args.log_service.as_str()).await?
             };
             let mut tail_query = filters(&args);
             tail_query.push(("cursor", cursor.to_string()));

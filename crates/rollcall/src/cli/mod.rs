@@ -37,22 +37,21 @@ pub fn client(trust: &rollcall_http::tls::CaFile) -> anyhow::Result<reqwest::Cli
         .context("cannot build an HTTP client")
 }
 
-/// The URL of an instance of `service` in discovery, asked of the registry.
+/// The URL of an instance of `service` in discovery, asked of the registry
+/// (of its replicas in turn).
 pub async fn find_service(
     client: &reqwest::Client,
-    registry: &str,
+    registry: &registry::RegistryArg,
     service: &str,
 ) -> anyhow::Result<String> {
-    let url = format!("{}/services", registry.trim_end_matches('/'));
-    let response = client
-        .get(&url)
-        .query(&[("service", service)])
-        .timeout(REQUEST_TIMEOUT)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the registry at {registry}"))?
-        .error_for_status()
-        .with_context(|| format!("the registry at {registry} refused the request"))?;
+    let response = registry
+        .send_any(|base| {
+            client
+                .get(format!("{base}/services"))
+                .query(&[("service", service)])
+                .timeout(REQUEST_TIMEOUT)
+        })
+        .await?;
     let instances: Vec<serde_json::Value> = read_json(response)
         .await
         .context("the registry sent something that is not a catalog")?;
@@ -65,7 +64,10 @@ pub async fn find_service(
     });
     match usable.and_then(|i| i["ServiceURL"].as_str()) {
         Some(url) => Ok(url.trim_end_matches('/').to_owned()),
-        None => bail!("no passing {service} is registered at {registry}"),
+        None => bail!(
+            "no passing {service} is registered at {}",
+            registry.registry
+        ),
     }
 }
 

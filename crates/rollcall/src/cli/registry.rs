@@ -10,20 +10,55 @@ use super::{REQUEST_TIMEOUT, Style, clean, client, error_text, follow, send};
 /// Where the registry is (shared by the registry commands).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArg {
-    /// The registry's URL.
+    /// The registry's URL; the replicas of a cluster comma-separated
+    /// (`http://a:3000,http://b:3000`): a command goes to the next one
+    /// when one cannot be reached or answers 5xx.
     #[arg(
         long,
         env = "ROLLCALL_REGISTRY",
-        default_value = "http://127.0.0.1:3000"
+        default_value = "http://127.0.0.1:3000",
+        value_parser = rollcall_sdk::args::RegistryUrl::parse
     )]
-    pub registry: rollcall_proto::ServiceUrl,
+    pub registry: rollcall_sdk::args::RegistryUrl,
     #[command(flatten)]
     pub trust: rollcall_http::tls::CaFile,
 }
 
 impl RegistryArg {
-    pub fn base(&self) -> &str {
-        self.registry.as_str().trim_end_matches('/')
+    /// The replicas' base URLs, in the order they are tried.
+    pub fn bases(&self) -> Vec<String> {
+        self.registry
+            .urls()
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .collect()
+    }
+
+    /// Sends the request `build` makes for each replica's base URL in turn
+    /// until one answers: a replica that cannot be reached, or answers 5xx
+    /// (shutting down, or cut off from etcd), hands it to the next; a 4xx
+    /// is the answer. Every request the commands send is safe to repeat.
+    pub async fn send_any(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let bases = self.bases();
+        let Some(last) = bases.len().checked_sub(1) else {
+            bail!("no registry URL given (--registry / ROLLCALL_REGISTRY)");
+        };
+        let mut failures = Vec::new();
+        for (i, base) in bases.iter().enumerate() {
+            let name = format!("the registry at {base}");
+            match build(base).send().await {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) if response.status().is_server_error() && i < last => {
+                    failures.push(format!("{name}: {}", error_text(response).await));
+                }
+                Ok(response) => bail!("{name} refused: {}", error_text(response).await),
+                Err(e) => failures.push(format!("cannot reach {name}: {e}")),
+            }
+        }
+        bail!("{}", failures.join("; "))
     }
 }
 
@@ -86,12 +121,6 @@ fn ago(when: &str) -> String {
     }
 }
 
-impl RegistryArg {
-    fn name(&self) -> String {
-        format!("the registry at {}", self.registry)
-    }
-}
-
 /// Lays out rows as aligned columns; `paint` styles a cell after padding.
 pub fn table(
     header: &[&str],
@@ -130,25 +159,29 @@ pub fn table(
     out
 }
 
-/// `GET /services`, of one service if named.
-async fn get_catalog(
+/// `GET /services` from `base`, of one service if named.
+fn catalog_request(
     client: &reqwest::Client,
-    registry: &RegistryArg,
+    base: &str,
     service: Option<&str>,
-) -> anyhow::Result<reqwest::Response> {
+) -> reqwest::RequestBuilder {
     let mut request = client
-        .get(format!("{}/services", registry.base()))
+        .get(format!("{base}/services"))
         .timeout(REQUEST_TIMEOUT);
     if let Some(service) = service {
         request = request.query(&[("service", service)]);
     }
-    send(request, &registry.name()).await
+    request
 }
 
 /// `rollcall ls`.
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let client = client(&args.registry.trust)?;
-    let response = get_catalog(&client, &args.registry, args.service.as_deref()).await?;
+    let service = args.service.as_deref();
+    let response = args
+        .registry
+        .send_any(|base| catalog_request(&client, base, service))
+        .await?;
     let instances: Vec<serde_json::Value> = super::read_json(response)
         .await
         .context("the registry sent a bad catalog")?;
@@ -238,9 +271,15 @@ pub fn format_change(change: &serde_json::Value, style: Style) -> String {
 /// What `watch` knows of one instance: its service and status.
 type Known = BTreeMap<String, (String, String)>;
 
-/// The catalog (optionally one service's instances) as `url → (service, status)`.
-async fn current_state(client: &reqwest::Client, args: &WatchArgs) -> anyhow::Result<(Known, u64)> {
-    let response = get_catalog(client, &args.registry, args.service.as_deref()).await?;
+/// The catalog (optionally one service's instances) at `base` as
+/// `url → (service, status)`, with its revision.
+async fn current_state(
+    client: &reqwest::Client,
+    base: &str,
+    args: &WatchArgs,
+) -> anyhow::Result<(Known, u64)> {
+    let request = catalog_request(client, base, args.service.as_deref());
+    let response = send(request, &format!("the registry at {base}")).await?;
     let revision = response
         .headers()
         .get("x-rollcall-revision")
@@ -305,10 +344,13 @@ fn absorb(known: &mut Known, change: &serde_json::Value) {
 }
 
 /// `rollcall watch`: the current state, then every change; across a restart
-/// of the registry it reconnects and prints what changed meanwhile.
+/// of the registry it reconnects and prints what changed meanwhile. Given
+/// several replicas, it starts at the first that answers and moves to the
+/// next whenever its stream breaks.
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let client = client(&args.registry.trust)?;
-    let name = args.registry.name();
+    let bases = args.registry.bases();
+    let name = args.registry.registry.to_string();
     let style = Style::for_stdout();
     let print = |change: &serde_json::Value| {
         if args.json {
@@ -317,7 +359,16 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             println!("{}", format_change(change, style));
         }
     };
-    let (known, revision) = current_state(&client, &args).await?;
+    let mut first = Err(anyhow::anyhow!("no registry URL given"));
+    let mut at = 0;
+    for (i, base) in bases.iter().enumerate() {
+        first = current_state(&client, base, &args).await;
+        if first.is_ok() {
+            at = i;
+            break;
+        }
+    }
+    let (known, revision) = first?;
     if args.json {
         for (url, (service, status)) in &known {
             println!(
@@ -328,7 +379,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     } else {
         eprintln!(
             "watching {} (revision {revision}); {} instance(s) now:",
-            args.registry.registry,
+            bases[at],
             known.len()
         );
         for (url, (service, status)) in &known {
@@ -345,33 +396,37 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         }
     }
     let known = std::cell::RefCell::new(known);
-    let missed = std::cell::RefCell::new(Vec::new());
     let open = |attempt: u32| {
         let client = client.clone();
         let args = args.clone();
         let known = &known;
-        let missed = &missed;
+        let print = &print;
+        // A broken stream moves on to the next replica.
+        let base = bases[(at + attempt as usize) % bases.len()].clone();
+        let several = bases.len() > 1;
         async move {
-            let mut request = client.get(format!("{}/v1/watch", args.registry.base()));
+            let mut request = client.get(format!("{base}/v1/watch"));
             if let Some(service) = &args.service {
                 request = request.query(&[("service", service)]);
             }
-            let response = send(request, &args.registry.name()).await?;
+            let response = send(request, &format!("the registry at {base}")).await?;
             if attempt > 0 {
                 // Subscribed first, so nothing falls between the two.
-                let (now, _) = current_state(&client, &args).await?;
+                let (now, _) = current_state(&client, &base, &args).await?;
                 let at = rollcall_proto::Timestamp::system_now().to_rfc3339();
                 let changes = differences(&known.borrow(), &now, &at);
                 *known.borrow_mut() = now;
-                missed.borrow_mut().extend(changes);
+                for change in &changes {
+                    print(change);
+                }
+            }
+            if attempt > 0 && several {
+                eprintln!("following {base}");
             }
             Ok(response)
         }
     };
-    follow(&name, open, |event| {
-        for change in missed.borrow_mut().drain(..) {
-            print(&change);
-        }
+    follow(&format!("the registry at {name}"), open, |event| {
         if event.event.as_str() == "change"
             && let Ok(change) = serde_json::from_str::<serde_json::Value>(&event.data)
         {
@@ -387,16 +442,15 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
 /// `rollcall deregister`.
 pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<()> {
     let client = client(&args.registry.trust)?;
-    let response = client
-        .delete(format!("{}/services", args.registry.base()))
-        .body(args.url.clone())
-        .timeout(REQUEST_TIMEOUT)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the registry at {}", args.registry.registry))?;
-    if !response.status().is_success() {
-        bail!("{}", error_text(response).await);
-    }
+    let response = args
+        .registry
+        .send_any(|base| {
+            client
+                .delete(format!("{base}/services"))
+                .body(args.url.clone())
+                .timeout(REQUEST_TIMEOUT)
+        })
+        .await?;
     let answer: serde_json::Value = super::read_json(response).await.unwrap_or_default();
     println!("deregistered {}", clean(args.url.trim()));
     if answer["live"] == true {
@@ -414,11 +468,15 @@ pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<()> {
 pub async fn maint(args: MaintArgs) -> anyhow::Result<()> {
     let client = client(&args.registry.trust)?;
     let enable = args.switch == Switch::On;
-    let request = client
-        .put(format!("{}/v1/maintenance", args.registry.base()))
-        .json(&serde_json::json!({"ServiceURL": args.url.trim(), "Enable": enable}))
-        .timeout(REQUEST_TIMEOUT);
-    send(request, &args.registry.name()).await?;
+    let body = serde_json::json!({"ServiceURL": args.url.trim(), "Enable": enable});
+    args.registry
+        .send_any(|base| {
+            client
+                .put(format!("{base}/v1/maintenance"))
+                .json(&body)
+                .timeout(REQUEST_TIMEOUT)
+        })
+        .await?;
     if enable {
         println!(
             "{}: maintenance on — out of discovery (dependents were told), still registered",

@@ -24,7 +24,10 @@ async fn watchers(registry: &str, n: u32, what: &str) {
     .await;
 }
 
-async fn next_with(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, text: &str) -> String {
+pub(crate) async fn next_with(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    text: &str,
+) -> String {
     let deadline = tokio::time::Instant::now() + SOON;
     loop {
         let line = tokio::time::timeout_at(deadline, rx.recv())

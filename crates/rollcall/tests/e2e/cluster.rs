@@ -551,3 +551,60 @@ async fn up_runs_its_registry_over_etcd_and_another_replica_joins_it() {
         wait_status(&other.url, up.url(name), "passing").await;
     }
 }
+
+#[tokio::test]
+async fn the_cli_given_every_replica_goes_past_a_dead_one_and_its_watch_moves_on() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let etcd = EtcdCluster::start(3).await;
+    let mut r = replicas(&etcd, "/cli/").await;
+    let before = FakeService::start().await;
+    register_ok(&r[0].url, &before.registration("Before", &[])).await;
+    // A first URL that answers nothing: ls goes on to the next.
+    let dead = "http://127.0.0.1:9";
+    let through = format!("{dead},{}", r[1].url);
+    let (ok, out, err) = run_rollcall(&["ls", "--registry", &through]).await;
+    assert!(ok && out.contains(&before.url), "{out}{err}");
+    // watch follows the first replica, which is killed: it moves on to
+    // the next, says what changed meanwhile, and goes on.
+    let all = r
+        .iter()
+        .map(|x| x.url.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (mut watch, mut out, mut err) = spawn_rollcall(&["watch", "--registry", &all]);
+    crate::cli::next_with(&mut out, &before.url).await;
+    eventually(Duration::from_secs(10), "the watch stream on A", || async {
+        (streams(&r[0].url).await >= 1.0).then_some(())
+    })
+    .await;
+    r[0].kill();
+    let during = FakeService::start().await;
+    register_ok(&r[1].url, &during.registration("During", &[])).await;
+    crate::cli::next_with(&mut err, "following").await;
+    let line = crate::cli::next_with(&mut out, &during.url).await;
+    assert!(line.contains("registered"), "{line}");
+    let after = FakeService::start().await;
+    register_ok(&r[2].url, &after.registration("After", &[])).await;
+    let line = crate::cli::next_with(&mut out, &after.url).await;
+    assert!(line.contains("registered"), "{line}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    // Writes too: deregister and maint go past the dead replica.
+    let through = format!("{},{}", r[0].url, r[2].url);
+    let (ok, _, err) = run_rollcall(&["maint", "--registry", &through, &after.url, "on"]).await;
+    assert!(ok, "{err}");
+    wait_status(&r[1].url, &after.url, "maintenance").await;
+    let (ok, _, err) = run_rollcall(&["deregister", "--registry", &through, &during.url]).await;
+    assert!(ok, "{err}");
+    eventually(
+        Duration::from_secs(10),
+        "the deregistration on B",
+        || async {
+            instance(&r[1].url, &during.url)
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
