@@ -104,12 +104,7 @@ pub async fn run_check<P, F>(
     let outcome = probe(request.clone()).await;
     metrics.checks_in_flight.dec();
     metrics.count_check(&outcome);
-    let result = registry
-        .run(false, |core, now| {
-            ((), core.catalog.check_result(&request, &outcome, now))
-        })
-        .await;
-    if result.is_err() {
+    if registry.record_check(&request, &outcome).await.is_err() {
         tracing::debug!("check result not recorded: the registry is stopping");
     }
 }

@@ -37,6 +37,8 @@ struct View {
     joined_at: Option<i64>,
     /// The last revision the feed applied.
     fed_to: i64,
+    /// The members when it last counted itself one of them.
+    last_counted: Option<BTreeSet<String>>,
 }
 
 impl View {
@@ -89,6 +91,7 @@ impl Replica {
                 members: loaded.members.keys().cloned().collect(),
                 joined_at: None,
                 fed_to: loaded.revision,
+                last_counted: None,
             }),
         });
         registry.follow(replica.store.clone(), loaded.revision);
@@ -122,12 +125,21 @@ impl Replica {
     /// the catalog has it, so the feed and the lease loop cannot hand it
     /// over in the wrong order (an older view last).
     fn publish(&self) {
-        let view = self.view();
+        let mut view = self.view();
         let mut members = view.members.clone();
-        if !view.counts_me() {
+        let ownership = if view.counts_me() {
+            view.last_counted = Some(members.clone());
+            Ownership::member(&self.id, members)
+        } else {
             members.remove(&self.id);
-        }
-        let ownership = Ownership::member(&self.id, members);
+            match &view.last_counted {
+                // Lapsed: it goes on checking its share from before.
+                Some(last) if view.joined_at.is_none() => {
+                    Ownership::lapsed(&self.id, members, last.clone())
+                }
+                _ => Ownership::member(&self.id, members),
+            }
+        };
         if self.registry.read(|c| c.ownership() != &ownership) {
             tracing::info!(members = ?ownership.members(), "cluster membership changed");
             self.registry.set_ownership(ownership);

@@ -22,7 +22,7 @@ impl Catalog {
             let Some((at, url)) = self.schedule.pop_first() else {
                 break;
             };
-            let owned = self.ownership.owns(&url);
+            let owned = self.ownership.checks(&url);
             let interval = self.config.health.interval;
             let Some(instance) = self.instances.get_mut(&url) else {
                 continue;
@@ -62,6 +62,7 @@ impl Catalog {
     ) -> Effects {
         let mut effects = Effects::default();
         let policy = self.config.health.clone();
+        let owned = self.ownership.owns(&request.url);
         let Some(instance) = self.instances.get_mut(&request.url) else {
             return effects;
         };
@@ -101,7 +102,23 @@ impl Catalog {
         // its own (the fast one after a failure) may come before that.
         effects.schedule_changed = self.schedule.first().is_none_or(|(at, _)| next < *at);
         self.schedule.insert((next, url.clone()));
+        let status = instance.health.status;
+        // Only what it owns (its lease holds, its feed has caught up): a
+        // verdict from before a lapse must not overwrite a newer one.
+        let rewrite =
+            transition == Transition::None && instance.status_write == StatusWrite::Failed && owned;
+        if transition != Transition::None || rewrite {
+            instance.status_write = StatusWrite::Pending;
+        }
         match transition {
+            // The last change did not reach the store: write it again.
+            Transition::None if rewrite => {
+                effects.persist.push(StoreOp::SetStatus {
+                    url: url.clone(),
+                    status,
+                    since,
+                });
+            }
             Transition::None => {}
             Transition::WentCritical => {
                 self.bump_revision();
@@ -144,6 +161,20 @@ impl Catalog {
             self.wake(&url, now, &mut effects);
         }
         effects
+    }
+
+    /// The store committed (`true`) or refused a status change of `url`
+    /// handed to it by a check.
+    pub fn status_written(&mut self, url: &ServiceUrl, committed: bool) {
+        if let Some(instance) = self.instances.get_mut(url)
+            && instance.status_write == StatusWrite::Pending
+        {
+            instance.status_write = if committed {
+                StatusWrite::Recorded
+            } else {
+                StatusWrite::Failed
+            };
+        }
     }
 
     /// The instance's watch stream closed while it was still registered: check

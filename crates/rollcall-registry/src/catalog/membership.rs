@@ -266,6 +266,7 @@ impl Catalog {
                 maintenance,
                 receiver,
                 checked_elsewhere: false,
+                status_write: StatusWrite::Recorded,
             },
         );
     }

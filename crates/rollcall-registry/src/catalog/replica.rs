@@ -25,6 +25,12 @@ pub struct Ownership {
     me: Option<String>,
     /// The live replicas (this one included while its lease holds).
     members: BTreeSet<String>,
+    /// While this replica's lease has lapsed (etcd unreachable, or it was
+    /// frozen): the members it last counted itself among. It goes on
+    /// checking its share of them, so that what it reads out stays as
+    /// current as it can keep it, but owns nothing: it delivers nothing,
+    /// and the status changes it sees wait for etcd.
+    lapsed_from: Option<BTreeSet<String>>,
 }
 
 impl Ownership {
@@ -34,7 +40,27 @@ impl Ownership {
         Self {
             me: Some(me.to_owned()),
             members,
+            lapsed_from: None,
         }
+    }
+
+    /// A replica whose lease lapsed, out of `members`, that last counted
+    /// itself among `last`.
+    pub fn lapsed(me: &str, members: BTreeSet<String>, last: BTreeSet<String>) -> Self {
+        Self {
+            lapsed_from: Some(last),
+            ..Self::member(me, members)
+        }
+    }
+
+    /// Whether this replica checks `url`: what it owns, and while its lease
+    /// has lapsed, its share from before.
+    pub fn checks(&self, url: &ServiceUrl) -> bool {
+        self.owns(url)
+            || match (&self.me, &self.lapsed_from) {
+                (Some(me), Some(last)) => owner(last, url) == Some(me.as_str()),
+                _ => false,
+            }
     }
 
     /// Whether this replica checks `url` and delivers to it.
@@ -255,6 +281,9 @@ impl Catalog {
         let Some(instance) = self.instances.get_mut(url) else {
             return effects;
         };
+        // Another replica's verdict is in the store now, newer than any
+        // this one failed to write.
+        instance.status_write = StatusWrite::Recorded;
         if instance.health.status == status {
             return effects;
         }

@@ -186,6 +186,48 @@ fn a_failing_provider_goes_critical_after_two_checks_and_comes_back_after_two() 
 }
 
 #[test]
+fn a_status_change_the_store_refused_is_written_again_by_the_next_check_until_it_lands() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Log", 4000, &[]), T0);
+    let status_writes = |fx: &Effects| {
+        fx.persist
+            .iter()
+            .filter(|op| {
+                matches!(
+                    op,
+                    StoreOp::SetStatus {
+                        status: Health::Critical,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let next = |c: &Catalog| c.get(&url(4000)).unwrap().next_check().unwrap();
+    run_checks(&mut c, at(1000), &[4000]);
+    let fx = run_checks(&mut c, at(1250), &[4000]);
+    assert_eq!(status_writes(&fx), 1, "the change itself");
+    // In flight: the next check does not write it twice.
+    let when = next(&c);
+    let fx = run_checks(&mut c, when, &[4000]);
+    assert_eq!(status_writes(&fx), 0);
+    // Refused (etcd unreachable): the next check writes it again, once.
+    c.status_written(&url(4000), false);
+    let when = next(&c);
+    let fx = run_checks(&mut c, when, &[4000]);
+    assert_eq!(status_writes(&fx), 1, "written again");
+    assert!(fx.events.is_empty(), "no second event: nothing changed");
+    let when = next(&c);
+    let fx = run_checks(&mut c, when, &[4000]);
+    assert_eq!(status_writes(&fx), 0, "in flight again");
+    // Committed: nothing more to write.
+    c.status_written(&url(4000), true);
+    let when = next(&c);
+    let fx = run_checks(&mut c, when, &[4000]);
+    assert_eq!(status_writes(&fx), 0);
+}
+
+#[test]
 fn a_newcomer_is_checked_at_once_and_shows_unchecked_until_then() {
     let mut c = Catalog::new(CatalogConfig::default());
     let fx = c.register(reg("Log", 4000, &[]), T0).effects;

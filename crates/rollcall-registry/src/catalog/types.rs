@@ -30,6 +30,21 @@ pub struct Instance {
     /// Another replica checks it (cluster mode): its status is that
     /// replica's verdict, never "unchecked" here.
     pub(super) checked_elsewhere: bool,
+    /// Whether its latest status change is in the store.
+    pub(super) status_write: StatusWrite,
+}
+
+/// Where a status change stands with the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StatusWrite {
+    /// Stored (or nothing to store).
+    #[default]
+    Recorded,
+    /// Handed to the store, not committed yet.
+    Pending,
+    /// The store could not commit it (etcd unreachable, a full disk): the
+    /// next check writes the status again.
+    Failed,
 }
 
 impl Instance {

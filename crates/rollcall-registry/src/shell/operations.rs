@@ -109,6 +109,35 @@ impl Registry {
         Ok(())
     }
 
+    /// Records a check's result. A status change it makes is followed to
+    /// the store: one the store could not commit (etcd unreachable, a full
+    /// disk) is written again by the instance's next check, so the others
+    /// learn it once the store is back.
+    pub async fn record_check(
+        &self,
+        request: &crate::catalog::CheckRequest,
+        outcome: &crate::catalog::health::CheckOutcome,
+    ) -> Result<(), StoreError> {
+        let ((), committed) = self
+            .run(true, |core, now| {
+                ((), core.catalog.check_result(request, outcome, now))
+            })
+            .await?;
+        if let Some(committed) = committed {
+            let registry = self.clone();
+            let url = request.url.clone();
+            // Waited for apart from the check: it holds a check permit.
+            self.spawn(async move {
+                let ok = store_outcome(committed).await.is_ok();
+                registry.run_now(|core, _| {
+                    core.catalog.status_written(&url, ok);
+                    ((), Effects::default())
+                });
+            });
+        }
+        Ok(())
+    }
+
     /// Whether a watch stream bound to `url` is open (a running SDK service).
     pub fn holds_stream(&self, url: &ServiceUrl) -> bool {
         self.lock().bound_streams.get(url).is_some_and(|n| *n > 0)

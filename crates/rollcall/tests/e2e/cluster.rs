@@ -82,6 +82,10 @@ async fn without_etcd_quorum_writes_are_503_naming_etcd_and_reads_go_on_until_it
     // notices etcd is gone; the refused write is not in it.
     assert!(instance(&reg.url, &fakes[0].url).await.is_some());
     assert!(instance(&reg.url, &fakes[1].url).await.is_none());
+    // Checks go on: a provider that fails meanwhile goes critical here,
+    // though the change cannot be stored yet.
+    fakes[0].set_heartbeat(Mode::Status(500));
+    wait_status(&reg.url, &fakes[0].url, "critical").await;
     let stale = || async {
         let answer = reqwest::get(format!("{}/services", reg.url)).await.ok()?;
         let marked = answer.headers().get("x-rollcall-stale").is_some();
@@ -109,6 +113,18 @@ async fn without_etcd_quorum_writes_are_503_naming_etcd_and_reads_go_on_until_it
     eventually(Duration::from_secs(15), "reads current again", || async {
         stale().await.filter(|s| !*s).map(|_| ())
     })
+    .await;
+    // The status change made without etcd reaches etcd by itself.
+    let key = format!("/quorum/i/{}", fakes[0].url);
+    eventually(
+        Duration::from_secs(15),
+        "the critical status in etcd",
+        || async {
+            let stored = etcd_client(&etcd).get(key.as_bytes()).await.ok()??;
+            let record: serde_json::Value = serde_json::from_slice(&stored.value).ok()?;
+            (record["status"] == "critical").then_some(())
+        },
+    )
     .await;
 }
 
@@ -215,20 +231,20 @@ async fn every_replica_serves_every_write_and_the_dependents_are_told_across_the
     }
 }
 
-/// etcd's revision of `key`'s last write.
-async fn etcd_mod_revision(etcd: &EtcdCluster, key: &str) -> i64 {
+/// A client of `etcd`'s members.
+fn etcd_client(etcd: &EtcdCluster) -> rollcall_registry::etcd::Etcd {
     let endpoints = etcd
         .endpoints()
         .iter()
         .map(|e| rollcall_proto::ServiceUrl::parse(e).unwrap())
         .collect();
-    let client = rollcall_registry::etcd::Etcd::new(
-        endpoints,
-        reqwest::Client::new(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
-    client
+    rollcall_registry::etcd::Etcd::new(endpoints, reqwest::Client::new(), Duration::from_secs(2))
+        .unwrap()
+}
+
+/// etcd's revision of `key`'s last write.
+async fn etcd_mod_revision(etcd: &EtcdCluster, key: &str) -> i64 {
+    etcd_client(etcd)
         .get(key.as_bytes())
         .await
         .unwrap()
