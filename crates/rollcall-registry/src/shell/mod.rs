@@ -109,6 +109,10 @@ pub(crate) struct Core {
     pub(crate) catalog: Catalog,
     /// Registrations waiting for their initial patch to be delivered.
     pub(crate) waiters: HashMap<PatchTicket, oneshot::Sender<bool>>,
+    /// Registrations through this replica whose initial patch another
+    /// replica delivers (cluster mode), by receiver: told when that
+    /// replica's record of the delivery arrives.
+    pub(crate) told_elsewhere: HashMap<ServiceUrl, oneshot::Sender<bool>>,
     pub(crate) recent: VecDeque<Event>,
     /// Open watch streams bound to an instance, by its URL.
     pub(crate) bound_streams: HashMap<ServiceUrl, u32>,
@@ -168,6 +172,7 @@ impl Registry {
                 core: Mutex::new(Core {
                     catalog,
                     waiters: HashMap::new(),
+                    told_elsewhere: HashMap::new(),
                     recent: VecDeque::with_capacity(RECENT_EVENTS),
                     bound_streams: HashMap::new(),
                 }),
@@ -331,6 +336,15 @@ impl Registry {
         self.run_now(|core, now| {
             let mut effects = Effects::default();
             for (op, at) in ops {
+                if let crate::catalog::records::StoreOp::ApplyView {
+                    receiver,
+                    replace: true,
+                    ..
+                } = &op
+                    && let Some(waiter) = core.told_elsewhere.remove(receiver)
+                {
+                    let _ = waiter.send(true);
+                }
                 // Its events carry the revision it was written at.
                 core.catalog.advance_revision(revision(at));
                 effects.merge(core.catalog.apply_remote(op, now));

@@ -18,13 +18,18 @@ impl Registry {
                     return (Err(ApiError::CatalogFull(max)), Effects::default());
                 }
                 let registered = core.catalog.register(registration, now);
-                // Its initial patch is waited for here only if this replica
-                // delivers to it.
+                // Its initial patch is waited for: delivered from here, or
+                // recorded by the replica that delivers to it.
                 let owned = core.catalog.owns(&url);
-                let waiter = registered.initial_patch.filter(|_| owned).map(|ticket| {
+                let waiter = registered.initial_patch.map(|ticket| {
                     let (tx, rx) = oneshot::channel();
-                    core.waiters.insert(ticket.clone(), tx);
-                    (ticket, rx)
+                    if owned {
+                        core.waiters.insert(ticket.clone(), tx);
+                        (Some(ticket), rx)
+                    } else {
+                        core.told_elsewhere.insert(url.clone(), tx);
+                        (None, rx)
+                    }
                 });
                 (Ok(waiter), registered.effects)
             })
@@ -35,6 +40,7 @@ impl Registry {
             && let Err(reason) = store_outcome(committed).await
         {
             // Leave nothing behind: take the registration back out.
+            self.lock().told_elsewhere.remove(&url);
             let _ = self
                 .run(false, |core, now| {
                     ((), core.catalog.deregister(&url, now).unwrap_or_default())
@@ -46,7 +52,11 @@ impl Registry {
         if let Some((ticket, delivered)) = waiter {
             let timeout = self.inner.config.delivery_timeout;
             if !matches!(tokio::time::timeout(timeout, delivered).await, Ok(Ok(true))) {
-                self.lock().waiters.remove(&ticket);
+                let mut core = self.lock();
+                match ticket {
+                    Some(ticket) => core.waiters.remove(&ticket),
+                    None => core.told_elsewhere.remove(&url),
+                };
                 tracing::debug!(%url, "initial patch not delivered before answering; it will be retried");
             }
         }

@@ -293,6 +293,19 @@ async fn patches_from_every_replica_carry_etcds_revision() {
             dependent.url
         );
     }
+    // Registered through a replica that does not deliver to it, a classic
+    // dependent holds its providers when the registration is answered, as
+    // with one registry (the answer waits for the owner's record of it).
+    for replica in &r {
+        let late = loop {
+            let fake = FakeService::start().await;
+            if owner_of(&r, &fake.url).url != replica.url {
+                break fake;
+            }
+        };
+        register_ok(&replica.url, &late.registration("Late", &["Numbered"])).await;
+        assert_eq!(late.providers("Numbered"), vec![provider.url.clone()]);
+    }
     // Reads say the same revision on every replica once they have followed
     // etcd to the same point.
     eventually(
