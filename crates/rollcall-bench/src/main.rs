@@ -50,6 +50,10 @@ struct Args {
     /// Keep-alive connections of the load generator.
     #[arg(long, default_value_t = 32)]
     connections: usize,
+    /// Run only this section (and the ceiling), e.g. `--only cluster`; the
+    /// report goes to target/bench-only unless --out says otherwise.
+    #[arg(long)]
+    only: Option<String>,
     /// Do not build the rollcall binaries first.
     #[arg(long)]
     no_build: bool,
@@ -126,6 +130,10 @@ struct Plan {
     scale_window: Duration,
     memory_instances: [u64; 2],
     log_batch: usize,
+    /// Instances checked by the cluster section's replicas, and how many
+    /// replicas it kills one after another.
+    cluster_instances: u64,
+    cluster_trials: usize,
 }
 
 impl Plan {
@@ -143,6 +151,8 @@ impl Plan {
                 scale_window: Duration::from_secs(2),
                 memory_instances: [1_000, 5_000],
                 log_batch: 200,
+                cluster_instances: 60,
+                cluster_trials: 1,
             }
         } else {
             Plan {
@@ -157,6 +167,8 @@ impl Plan {
                 scale_window: Duration::from_secs(10),
                 memory_instances: [10_000, 100_000],
                 log_batch: 1_000,
+                cluster_instances: 300,
+                cluster_trials: 6,
             }
         }
     }
@@ -269,16 +281,19 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         loaded_rss: Vec::new(),
     };
     let mut sections = Vec::new();
+    let selected = |name: &str| name == "ceiling" || args.only.as_deref().is_none_or(|o| o == name);
     macro_rules! section {
         ($name:literal, $call:expr) => {{
-            eprintln!("rollcall-bench: {}", $name);
-            let started = Instant::now();
-            let section = $call.await.with_context(|| $name)?;
-            eprintln!(
-                "rollcall-bench:   done in {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-            sections.push(section);
+            if selected($name) {
+                eprintln!("rollcall-bench: {}", $name);
+                let started = Instant::now();
+                let section = $call.await.with_context(|| $name)?;
+                eprintln!(
+                    "rollcall-bench:   done in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                sections.push(section);
+            }
         }};
     }
     section!("ceiling", bench.ceiling());
@@ -289,6 +304,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     section!("logs", bench.logs());
     section!("application", bench.application());
     section!("memory", bench.memory());
+    section!("cluster", bench.cluster());
     if let Some(trivial) = bench.trivial.take() {
         trivial.stop().await;
     }
@@ -307,6 +323,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let out = match args.out {
         Some(dir) => dir,
+        None if args.only.is_some() => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-only")
+        }
         None if plan.quick => {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-quick")
         }

@@ -65,6 +65,8 @@ pub struct Arrival {
 pub struct Receivers {
     pub addrs: Vec<SocketAddr>,
     patches: Arc<Mutex<HashMap<u64, Vec<Arrival>>>>,
+    /// When each instance's heartbeat was asked for.
+    heartbeats: Arc<Mutex<HashMap<u64, Vec<Instant>>>>,
     changed: watch::Sender<u64>,
 }
 
@@ -85,6 +87,7 @@ impl Receivers {
         let receivers = Receivers {
             addrs: Vec::new(),
             patches: Arc::default(),
+            heartbeats: Arc::default(),
             changed,
         };
         let mut addrs = Vec::new();
@@ -102,6 +105,15 @@ impl Receivers {
 
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_owned();
+        if let Some(id) = path
+            .strip_prefix("/hb/")
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            if let Ok(mut heartbeats) = self.heartbeats.lock() {
+                heartbeats.entry(id).or_default().push(Instant::now());
+            }
+            return Response::new(Full::new(Bytes::new()));
+        }
         if let Some(id) = path
             .strip_prefix("/r/")
             .and_then(|id| id.parse::<u64>().ok())
@@ -143,6 +155,12 @@ impl Receivers {
             "HeartbeatURL": format!("{base}/hb/{id}"),
         })
         .to_string()
+    }
+
+    /// The first heartbeat of instance `id` asked for after `t`.
+    pub fn heartbeat_after(&self, id: u64, t: Instant) -> Option<Instant> {
+        let heartbeats = self.heartbeats.lock().ok()?;
+        heartbeats.get(&id)?.iter().find(|at| **at > t).copied()
     }
 
     /// When receiver `id` first held `url` (an `Added`), if it has.

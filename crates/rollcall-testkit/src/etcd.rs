@@ -127,6 +127,11 @@ impl EtcdCluster {
         self.members[i].child = Some(child);
     }
 
+    /// Member `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members.get(i)?.child.as_ref().map(Child::id)
+    }
+
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.client_url.clone()).collect()

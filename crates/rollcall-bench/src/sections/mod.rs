@@ -5,6 +5,7 @@ use super::*;
 
 mod app;
 mod checks;
+mod cluster;
 mod failure;
 mod logs;
 mod memory;
