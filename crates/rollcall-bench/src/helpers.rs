@@ -31,6 +31,10 @@ impl Bench {
             &dir_text,
             "--max-writes-per-client",
             "0",
+            // The bench registers hundreds of thousands of instances; the
+            // catalog's cap (10,000 by default) is a defence, not a subject.
+            "--max-instances",
+            "100000000",
         ];
         args.extend_from_slice(extra);
         let proc = Proc::start(&self.bins.rollcall, &args).await?;

@@ -28,14 +28,21 @@ fn a_quick_run_completes_with_every_section_and_every_check_passing() {
         "## 6. Logs",
         "## 7. Application",
         "## 8. Memory",
+        "## 9. Cluster",
     ] {
         assert!(md.contains(section), "{section} is missing");
     }
     assert!(md.contains("*Method:*"));
+    // The cluster section ran against real etcd (it notes and measures
+    // nothing when etcd is missing: that fails here).
+    assert!(
+        md.contains("registrations/s through 3 replicas"),
+        "the cluster section measured nothing (is etcd-server installed?)"
+    );
     assert!(!md.contains("✘ FAILED"), "{md}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("BENCHMARKS.json")).unwrap())
             .unwrap();
-    assert_eq!(json["sections"].as_array().unwrap().len(), 8);
+    assert_eq!(json["sections"].as_array().unwrap().len(), 9);
     assert!(json["machine"]["cores"].as_u64().unwrap() >= 1);
 }

@@ -93,6 +93,8 @@ impl Bench {
                 prefix,
                 "--max-writes-per-client",
                 "0",
+                "--max-instances",
+                "100000000",
             ],
         )
         .await
