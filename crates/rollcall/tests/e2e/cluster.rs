@@ -59,18 +59,21 @@ async fn the_catalog_lives_in_etcd_and_outlives_the_registry() {
 }
 
 #[tokio::test]
-async fn without_etcd_quorum_writes_are_503_naming_etcd_and_reads_go_on_until_it_returns() {
+async fn with_every_etcd_member_stopped_writes_are_503_naming_etcd_and_reads_go_on_until_it_returns()
+ {
     let _turn = ONE_AT_A_TIME.lock().await;
     let mut etcd = EtcdCluster::start(3).await;
     let reg = registry_on(&etcd, "/quorum/").await;
     let fakes = [FakeService::start().await, FakeService::start().await];
     register_ok(&reg.url, &fakes[0].registration("A", &[])).await;
 
-    // Two of three members stopped: no quorum.
+    // Every member stopped: one killed, two frozen (they accept
+    // connections and never answer).
     let leader = etcd.leader().await.unwrap();
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     etcd.kill(others[0]);
     etcd.signal(others[1], "STOP");
+    etcd.signal(leader, "STOP");
     let refused = register_raw(&reg.url, &fakes[1].registration("B", &[])).await;
     assert_eq!(refused.status(), 503);
     let body: serde_json::Value = refused.json().await.unwrap();
@@ -97,7 +100,8 @@ async fn without_etcd_quorum_writes_are_503_naming_etcd_and_reads_go_on_until_it
     })
     .await;
 
-    // Quorum back: the same registry takes writes again by itself.
+    // etcd back: the same registry takes writes again by itself.
+    etcd.signal(leader, "CONT");
     etcd.signal(others[1], "CONT");
     etcd.restart(others[0]);
     eventually(
