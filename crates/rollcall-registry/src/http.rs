@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use rollcall_http::access::{Access, Peer};
@@ -42,7 +42,7 @@ struct Doc;
 /// come from this one list, so neither can miss what the other has.
 pub fn api() -> OpenApiRouter<Registry> {
     OpenApiRouter::with_openapi(Doc::openapi())
-        .routes(routes!(list_services, register, deregister))
+        .routes(routes!(crate::read::list_services, register, deregister))
         .routes(routes!(dashboard::page))
         .routes(routes!(dashboard::live))
         .routes(routes!(dashboard::pages::service_page))
@@ -214,17 +214,6 @@ async fn maintenance(
     .into_response())
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    /// Only instances of this service.
-    service: Option<String>,
-    /// Only instances shown so.
-    #[param(value_type = Option<Shown>)]
-    status: Option<String>,
-}
-
 /// One instance as `GET /services` shows it: the classic fields (Go casing)
 /// plus its health.
 #[derive(Debug, Serialize, ToSchema)]
@@ -314,66 +303,6 @@ impl InstanceView {
             }),
         }
     }
-}
-
-/// The catalog
-///
-/// Instances sorted by name then URL; `?service=` and `?status=` filter it.
-/// The `X-Rollcall-Revision` header carries the catalog revision. Unknown
-/// query parameters are a 400 that lists the known ones.
-#[utoipa::path(get, path = "/services", tag = "classic", params(ListQuery),
-    responses(
-        (status = 200, description = "The instances", body = Vec<InstanceView>,
-            headers(("X-Rollcall-Revision" = u64, description = "The catalog revision"))),
-        rollcall_http::openapi::BadQuery,
-    ))]
-async fn list_services(
-    State(registry): State<Registry>,
-    QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Response, ApiError> {
-    let service = query
-        .service
-        .filter(|s| !s.is_empty())
-        .map(|s: String| ServiceName::parse(&s))
-        .transpose()
-        .map_err(|reason| ApiError::InvalidName {
-            param: "service",
-            reason,
-        })?;
-    let status = query
-        .status
-        .filter(|s| !s.is_empty())
-        .map(|s: String| {
-            Shown::parse(&s).ok_or(ApiError::InvalidQuery {
-                param: "status",
-                reason: format!("`{s}` is not one of passing, critical, unchecked, maintenance"),
-            })
-        })
-        .transpose()?;
-    let (mut views, revision) = registry.read(|c| {
-        let pick = |i: &&Instance| status.is_none_or(|s| s == i.shown());
-        let views: Vec<InstanceView> = match &service {
-            Some(name) => c
-                .instances_of(name)
-                .filter(pick)
-                .map(InstanceView::of)
-                .collect(),
-            None => c.instances().filter(pick).map(InstanceView::of).collect(),
-        };
-        (views, c.revision())
-    });
-    views.sort_by(|a, b| (&a.name, &a.url).cmp(&(&b.name, &b.url)));
-    // Sized up front: one allocation instead of a buffer grown piece by piece.
-    let mut body = Vec::with_capacity(64 + views.len() * 600);
-    if let Err(e) = serde_json::to_writer(&mut body, &views) {
-        tracing::error!(error = %e, "cannot encode the catalog");
-        return Err(ApiError::Internal);
-    }
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if let Ok(value) = HeaderValue::from_str(&revision.to_string()) {
-        response.headers_mut().insert("x-rollcall-revision", value);
-    }
-    Ok(response)
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

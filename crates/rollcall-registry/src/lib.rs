@@ -14,7 +14,8 @@
 //! - [`checker`], [`notifier`]: health checks and patch delivery, each a
 //!   step function plus a thin loop; [`outbound`]: every call to another
 //!   service. [`start`] wires them to a registry (the composition root).
-//! - [`http`], [`watch`]: the HTTP API; [`dashboard`]: the page at `GET /`.
+//! - [`http`], [`read`], [`watch`]: the HTTP API (`read`: the catalog read,
+//!   paged, cached and blocking); [`dashboard`]: the page at `GET /`.
 //!
 //! [`run`] serves it all on an already-bound listener until a
 //! `CancellationToken` fires.
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod notifier;
 pub mod outbound;
 pub mod own_logs;
+pub mod read;
 pub mod shell;
 pub mod store;
 pub mod watch;

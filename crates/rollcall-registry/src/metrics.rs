@@ -26,6 +26,8 @@ pub struct Metrics {
     pub delivery_seconds: Histogram,
     pub watch_streams: Gauge,
     pub watch_events_lagged: Counter,
+    pub read_cache_hits: Counter,
+    pub read_cache_misses: Counter,
     pub store_dropped: Counter,
     events: [Counter; 10],
 }
@@ -224,6 +226,16 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
                 "rollcall_registry_watch_events_lagged",
                 "Events a slow watch stream missed (it was resynced instead)",
                 &m.watch_events_lagged,
+            ),
+            (
+                "rollcall_registry_read_cache_hits",
+                "Catalog reads answered from an answer already serialized (nothing changed since)",
+                &m.read_cache_hits,
+            ),
+            (
+                "rollcall_registry_read_cache_misses",
+                "Catalog reads that had to be built",
+                &m.read_cache_misses,
             ),
             (
                 "rollcall_registry_store_commits",

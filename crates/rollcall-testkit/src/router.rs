@@ -12,10 +12,16 @@ use tower::ServiceExt as _;
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
+    pub headers: axum::http::HeaderMap,
     pub body: String,
 }
 
 impl Answer {
+    /// A header's value as text (`None` if absent or not text).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
     /// The body as JSON (`Null` if it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_default()
@@ -45,6 +51,7 @@ pub async fn call(router: &Router, method: &str, uri: &str, body: impl Into<Body
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let headers = response.headers().clone();
     let bytes = response
         .into_body()
         .collect()
@@ -54,6 +61,7 @@ pub async fn call(router: &Router, method: &str, uri: &str, body: impl Into<Body
     Answer {
         status,
         content_type,
+        headers,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }

@@ -58,7 +58,8 @@ impl Default for CatalogConfig {
 pub struct Catalog {
     config: CatalogConfig,
     instances: HashMap<ServiceUrl, Instance>,
-    by_name: HashMap<ServiceName, BTreeSet<ServiceUrl>>,
+    /// Ordered, so the catalog can be read a page at a time.
+    by_name: std::collections::BTreeMap<ServiceName, BTreeSet<ServiceUrl>>,
     dependents: HashMap<ServiceName, BTreeSet<ServiceUrl>>,
     schedule: BTreeSet<(Timestamp, ServiceUrl)>,
     critical: BTreeSet<(Timestamp, ServiceUrl)>,
@@ -125,6 +126,48 @@ impl Catalog {
     /// All instances, in no particular order.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.instances.values()
+    }
+
+    /// At most `limit` instances in (name, URL) order — of `only` when
+    /// given — after `after`, those `keep` accepts; and whether more follow.
+    /// Costs the page, not the catalog (the name index is ordered).
+    pub fn page(
+        &self,
+        only: Option<&ServiceName>,
+        after: Option<(&ServiceName, &ServiceUrl)>,
+        limit: usize,
+        keep: impl Fn(&Instance) -> bool,
+    ) -> (Vec<&Instance>, bool) {
+        use std::ops::Bound;
+        let names: Box<dyn Iterator<Item = (&ServiceName, &BTreeSet<ServiceUrl>)>> = match only {
+            Some(name) => Box::new(self.by_name.get_key_value(name).into_iter()),
+            None => Box::new(match after {
+                Some((name, _)) => self
+                    .by_name
+                    .range::<ServiceName, _>((Bound::Included(name), Bound::Unbounded)),
+                None => self.by_name.range::<ServiceName, _>(..),
+            }),
+        };
+        let mut out = Vec::new();
+        for (name, urls) in names {
+            let urls: Box<dyn Iterator<Item = &ServiceUrl>> = match after {
+                Some((after_name, after_url)) if after_name == name => Box::new(
+                    urls.range::<ServiceUrl, _>((Bound::Excluded(after_url), Bound::Unbounded)),
+                ),
+                Some((after_name, _)) if name < after_name => continue,
+                _ => Box::new(urls.iter()),
+            };
+            for instance in urls.filter_map(|u| self.instances.get(u)) {
+                if !keep(instance) {
+                    continue;
+                }
+                if out.len() == limit {
+                    return (out, true);
+                }
+                out.push(instance);
+            }
+        }
+        (out, false)
     }
 
     /// The instances of `name` (through the name index: no scan).

@@ -75,6 +75,29 @@ struct Inner {
     followed: std::sync::OnceLock<Arc<crate::store::etcd::EtcdStore>>,
     /// Cluster mode: the etcd revision the catalog has followed to.
     fed: tokio::sync::watch::Sender<i64>,
+    /// Commands run so far (each may change what a read shows): a cached
+    /// read is good while this has not moved.
+    changes: std::sync::atomic::AtomicU64,
+    /// The catalog revision, for blocking reads.
+    revision: tokio::sync::watch::Sender<u64>,
+    /// Serialized answers to catalog reads, by query.
+    read_cache: Mutex<HashMap<String, CachedRead>>,
+}
+
+/// Most answers the read cache keeps (past it, it starts again empty).
+pub const READ_CACHE: usize = 256;
+
+/// A catalog read, serialized once and shared by every reader until the
+/// catalog changes.
+#[derive(Debug, Clone)]
+pub struct CachedRead {
+    /// The change count it was read at.
+    pub changes: u64,
+    pub revision: u64,
+    /// The JSON, shared (a clone is a reference count).
+    pub body: bytes::Bytes,
+    /// Where the next page starts, if one follows.
+    pub next: Option<String>,
 }
 
 /// Wall time at start plus tokio's monotonic time since (paused under test).
@@ -163,6 +186,7 @@ impl Registry {
         let clock = Clock::new();
         let restored = state.instances.len();
         let (catalog, effects) = Catalog::restore(config.catalog(), state, clock.now());
+        let revision = catalog.revision();
         let (writer, writer_thread) = StoreWriter::spawn(store, STORE_QUEUE)?;
         let client = crate::outbound::client(&config)?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -191,6 +215,9 @@ impl Registry {
                 stale: std::sync::atomic::AtomicBool::new(false),
                 followed: std::sync::OnceLock::new(),
                 fed: tokio::sync::watch::Sender::new(0),
+                changes: std::sync::atomic::AtomicU64::new(0),
+                revision: tokio::sync::watch::Sender::new(revision),
+                read_cache: Mutex::new(HashMap::new()),
             }),
         };
         tracing::info!(
@@ -265,6 +292,80 @@ impl Registry {
     /// Reads the catalog.
     pub fn read<T>(&self, f: impl FnOnce(&Catalog) -> T) -> T {
         f(&self.lock().catalog)
+    }
+
+    /// Reads the catalog, with the change count it was read at.
+    pub fn read_counted<T>(&self, f: impl FnOnce(&Catalog) -> T) -> (T, u64) {
+        let core = self.lock();
+        let changes = self
+            .inner
+            .changes
+            .load(std::sync::atomic::Ordering::Acquire);
+        (f(&core.catalog), changes)
+    }
+
+    /// The answer cached for `query`, if nothing changed since it was read
+    /// (checked without the catalog's lock: the count moves under it, at
+    /// the end of every command, so a read never gets an answer older than
+    /// a change that finished before it began).
+    pub fn cached_read(&self, query: &str) -> Option<CachedRead> {
+        let now = self
+            .inner
+            .changes
+            .load(std::sync::atomic::Ordering::Acquire);
+        let cache = self
+            .inner
+            .read_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let hit = cache.get(query).filter(|c| c.changes == now).cloned();
+        drop(cache);
+        let metrics = &self.inner.metrics;
+        if hit.is_some() {
+            metrics.read_cache_hits.inc();
+        } else {
+            metrics.read_cache_misses.inc();
+        }
+        hit
+    }
+
+    /// Keeps `read` as the answer to `query` (unless a newer one is kept).
+    pub fn cache_read(&self, query: String, read: CachedRead) {
+        let mut cache = self
+            .inner
+            .read_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= READ_CACHE && !cache.contains_key(&query) {
+            cache.clear();
+        }
+        match cache.get(&query) {
+            Some(kept) if kept.changes >= read.changes => {}
+            _ => {
+                cache.insert(query, read);
+            }
+        }
+    }
+
+    /// The catalog revision as it moves (for blocking reads).
+    pub fn revision_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.revision.subscribe()
+    }
+
+    /// Counts a command (under the lock); the catalog revision after it.
+    fn changed(&self, core: &Core) -> u64 {
+        self.inner
+            .changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        core.catalog.revision()
+    }
+
+    fn revision_moved(&self, revision: u64) {
+        self.inner.revision.send_if_modified(|r| {
+            let moved = revision > *r;
+            *r = (*r).max(revision);
+            moved
+        });
     }
 
     /// Recent events, oldest first.
@@ -392,7 +493,7 @@ impl Registry {
         command: impl FnOnce(&mut Core, Timestamp) -> (T, Effects),
     ) -> Result<(T, Option<oneshot::Receiver<Result<(), String>>>), StoreError> {
         let permit = self.inner.store.reserve().await?;
-        let (value, effects, done) = {
+        let (value, effects, done, revision) = {
             let mut core = self.lock();
             let now = self.now();
             let (value, mut effects) = command(&mut core, now);
@@ -411,8 +512,10 @@ impl Registry {
                 rx
             };
             self.publish(&mut core, &effects.events);
-            (value, effects, done)
+            let revision = self.changed(&core);
+            (value, effects, done, revision)
         };
+        self.revision_moved(revision);
         self.execute(effects);
         Ok((value, done))
     }
@@ -424,7 +527,7 @@ impl Registry {
         &self,
         command: impl FnOnce(&mut Core, Timestamp) -> (T, Effects),
     ) -> T {
-        let (value, effects) = {
+        let (value, effects, revision) = {
             let mut core = self.lock();
             let now = self.now();
             let (value, mut effects) = command(&mut core, now);
@@ -441,8 +544,10 @@ impl Registry {
                 }
             }
             self.publish(&mut core, &effects.events);
-            (value, effects)
+            let revision = self.changed(&core);
+            (value, effects, revision)
         };
+        self.revision_moved(revision);
         self.execute(effects);
         value
     }

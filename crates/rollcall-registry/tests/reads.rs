@@ -1,0 +1,248 @@
+//! `GET /services` in process: pages return every instance exactly once
+//! while registrations go on, the shared answer cache never serves an
+//! answer older than the catalog, and a blocking read answers on the next
+//! change or when its wait is over.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use rollcall_registry::{Registry, RegistryConfig, http};
+use rollcall_testkit::router::call;
+use tokio_util::sync::CancellationToken;
+
+fn router() -> (axum::Router, Registry, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    let (registry, _background, _starts) =
+        Registry::start(RegistryConfig::for_tests(), shutdown.clone()).unwrap();
+    (http::router(registry.clone()), registry, shutdown)
+}
+
+fn registration(name: &str, url: &str) -> String {
+    format!(r#"{{"ServiceName":"{name}","ServiceURL":"{url}"}}"#)
+}
+
+async fn register(router: &axum::Router, name: &str, url: &str) {
+    let answer = call(router, "POST", "/services", registration(name, url)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+fn urls(answer: &rollcall_testkit::router::Answer) -> Vec<String> {
+    answer
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["ServiceURL"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn pages_return_every_instance_exactly_once_while_registrations_go_on() {
+    let (router, _registry, _stop) = router();
+    let mut before = Vec::new();
+    for name in ["Alpha", "Beta", "Gamma", "Delta"] {
+        for i in 0..40 {
+            let url = format!("http://127.0.0.1:9/{name}/{i:03}");
+            register(&router, name, &url).await;
+            before.push(url);
+        }
+    }
+    // Registrations keep arriving (new names and new URLs among the old)
+    // while the catalog is read a page at a time.
+    let writer = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                let name = ["Alpha", "Beta", "Epsilon", "Aardvark"][i % 4];
+                register(&router, name, &format!("http://127.0.0.1:9/{name}/new{i}")).await;
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let answer = call(
+            &router,
+            "GET",
+            &format!("/services?limit=7&cursor={cursor}"),
+            "",
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let page = urls(&answer);
+        assert!(page.len() <= 7);
+        for url in page {
+            *seen.entry(url).or_default() += 1;
+        }
+        pages += 1;
+        match answer.header("x-rollcall-next-cursor") {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    assert!(pages > 20, "{pages} pages");
+    for url in &before {
+        assert_eq!(seen.get(url), Some(&1), "{url} on one page");
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "on two pages: {twice:?}");
+    // A page of one service, and bad pages.
+    let answer = call(&router, "GET", "/services?service=Gamma&limit=50", "").await;
+    assert_eq!(urls(&answer).len(), 40);
+    assert!(answer.header("x-rollcall-next-cursor").is_none());
+    for bad in [
+        "limit=0",
+        "limit=10001",
+        "cursor=nonsense",
+        "wait=forever&index=1",
+    ] {
+        let answer = call(&router, "GET", &format!("/services?{bad}"), "").await;
+        assert_eq!(answer.status, 400, "{bad}: {}", answer.body);
+        assert_eq!(answer.error_code(), "invalid_query", "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_cache_never_serves_an_answer_older_than_the_catalog() {
+    let (router, registry, _stop) = router();
+    let url = |i: i64| format!("http://127.0.0.1:9/cached/{i}");
+    // The writer registers i, then deregisters i - 3, saying after each
+    // answer how far it got.
+    let registered = Arc::new(AtomicI64::new(-1));
+    let deregistered = Arc::new(AtomicI64::new(-1));
+    let writer = {
+        let (router, registered, deregistered) =
+            (router.clone(), registered.clone(), deregistered.clone());
+        tokio::spawn(async move {
+            for i in 0..300 {
+                register(&router, "Cached", &url(i)).await;
+                registered.store(i, Ordering::SeqCst);
+                if i >= 3 {
+                    let answer = call(&router, "DELETE", "/services", url(i - 3)).await;
+                    assert_eq!(answer.status, 200);
+                    deregistered.store(i - 3, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        // What was acknowledged before the read began must show in it.
+        let (r, d) = (
+            registered.load(Ordering::SeqCst),
+            deregistered.load(Ordering::SeqCst),
+        );
+        let answer = call(&router, "GET", "/services?service=Cached", "").await;
+        let held = urls(&answer);
+        if r >= 0 {
+            let gone_since = deregistered.load(Ordering::SeqCst) >= r;
+            assert!(
+                held.contains(&url(r)) || gone_since,
+                "read after {} was acknowledged, without it: {held:?}",
+                url(r)
+            );
+        }
+        if d >= 0 {
+            assert!(
+                !held.contains(&url(d)),
+                "read after {} was deregistered, with it",
+                url(d)
+            );
+        }
+        reads += 1;
+    }
+    writer.await.unwrap();
+    let metrics = call(&router, "GET", "/metrics", "").await.body;
+    let hits: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("rollcall_registry_read_cache_hits"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!(reads > 100, "{reads} reads");
+    assert!(hits > 0.0, "the cache answered none of {reads} reads");
+    // And once nothing changes, readers share one answer.
+    let before = hits;
+    for _ in 0..10 {
+        call(&router, "GET", "/services?service=Cached", "").await;
+    }
+    let metrics = call(&router, "GET", "/metrics", "").await.body;
+    let after: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("rollcall_registry_read_cache_hits"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!(after - before >= 9.0, "{before} → {after}");
+    assert_eq!(registry.read(|c| c.len()), 3);
+}
+
+#[tokio::test]
+async fn a_blocking_read_answers_on_the_next_change_or_when_its_wait_is_over() {
+    let (router, _registry, _stop) = router();
+    register(&router, "Blocking", "http://127.0.0.1:9/b/0").await;
+    let first = call(&router, "GET", "/services", "").await;
+    let index: u64 = first
+        .header("x-rollcall-revision")
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Nothing changes: it answers when the wait is over, at the same
+    // revision.
+    let started = Instant::now();
+    let answer = call(
+        &router,
+        "GET",
+        &format!("/services?index={index}&wait=300ms"),
+        "",
+    )
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(
+        answer.header("x-rollcall-revision"),
+        Some(index.to_string().as_str())
+    );
+
+    // A change: it answers with it, long before the wait is over.
+    let writer = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            register(&router, "Blocking", "http://127.0.0.1:9/b/1").await;
+        })
+    };
+    let started = Instant::now();
+    let answer = call(
+        &router,
+        "GET",
+        &format!("/services?index={index}&wait=30s"),
+        "",
+    )
+    .await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(150), "{waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    let revision: u64 = answer
+        .header("x-rollcall-revision")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(revision > index);
+    assert!(urls(&answer).contains(&"http://127.0.0.1:9/b/1".to_owned()));
+    writer.await.unwrap();
+
+    // An index this registry has not reached (from elsewhere) answers at
+    // once.
+    let started = Instant::now();
+    let answer = call(&router, "GET", "/services?index=999999&wait=30s", "").await;
+    assert_eq!(answer.status, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
