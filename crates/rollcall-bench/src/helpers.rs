@@ -89,9 +89,16 @@ impl Bench {
              connection count as everything below: what this machine can do over loopback at all.",
         );
         let trivial = Proc::start(&self.bins.bench, &["--serve-trivial", "127.0.0.1:0"]).await?;
+        let cpu = trivial.cpu();
         let r = self.load_trivial(&trivial).await;
         self.ceiling = r.rate();
+        self.ceiling_cpu_us = cpu_per_op(trivial.cpu() - cpu, r.ok);
         s.row(Row::new("requests/s", r.rate(), "req/s"))
+            .row(Row::new(
+                "server CPU per request",
+                self.ceiling_cpu_us,
+                "µs",
+            ))
             .latencies("latency", &r.latencies);
         s.check(
             format!("{} requests, no errors", r.ok),
@@ -154,15 +161,36 @@ impl Bench {
         .await
     }
 
+    /// A row for the server's CPU per request, as a share of the ceiling's
+    /// (measured right before), with a target of at most `times` that.
+    pub(crate) fn cpu_row(&self, what: &str, cpu: Duration, ops: u64, times: Option<f64>) -> Row {
+        let us = cpu_per_op(cpu, ops);
+        let row = Row::new(format!("  {what}"), us, "µs").ratio(self.ceiling_cpu_us);
+        match times {
+            Some(times) => row.target(
+                &format!("≤ {times}× the ceiling's CPU"),
+                us <= times * self.ceiling_cpu_us,
+            ),
+            None => row,
+        }
+    }
+
     /// Measures the ceiling again, right now (for the next figure's ratio).
     pub(crate) async fn ceiling_now(&mut self) -> f64 {
         let Some(trivial) = &self.trivial else {
             return self.ceiling;
         };
+        let cpu = trivial.cpu();
         let r = self.load_trivial(trivial).await;
         if r.ok > 0 {
             self.ceiling = r.rate();
+            self.ceiling_cpu_us = cpu_per_op(trivial.cpu() - cpu, r.ok);
         }
         self.ceiling
     }
+}
+
+/// CPU time per operation, in µs.
+pub(crate) fn cpu_per_op(cpu: Duration, ops: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / ops.max(1) as f64
 }

@@ -181,6 +181,9 @@ struct Bench {
     /// figure.
     trivial: Option<Proc>,
     ceiling: f64,
+    /// The trivial server's CPU time per request in the same measurement
+    /// (µs): what a request costs a server that does nothing.
+    ceiling_cpu_us: f64,
     client: reqwest::Client,
     idle_rss: Vec<(String, u64)>,
     loaded_rss: Vec<(String, u64)>,
@@ -274,6 +277,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         bins,
         trivial: None,
         ceiling: 0.0,
+        ceiling_cpu_us: 0.0,
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()?,

@@ -319,12 +319,12 @@ impl Bench {
         }
         s.row(Row::new(
             "failover: killed replica's share checked again, p50",
-            ms(failover.percentile(0.5)),
+            ms(failover.percentile(50.0)),
             "ms",
         ))
         .row(Row::new(
             "failover: killed replica's share checked again, p99",
-            ms(failover.percentile(0.99)),
+            ms(failover.percentile(99.0)),
             "ms",
         ));
         s.check(

@@ -17,6 +17,9 @@ impl Bench {
         let addr = reg.addr();
         let base = reg.url.clone();
         self.idle_rss.push(("registry".into(), reg.rss()));
+        // (`load` measures the ceiling first; the idle registry meanwhile
+        // costs next to nothing.)
+        let cpu = reg.cpu();
         let r = self
             .load(addr, "POST", move |i| {
                 (
@@ -31,6 +34,12 @@ impl Bench {
                 .ratio(self.ceiling)
                 .target("≥ 40 % of ceiling", r.rate() >= 0.4 * self.ceiling),
         )
+        .row(self.cpu_row(
+            "registry CPU per registration",
+            reg.cpu() - cpu,
+            r.ok,
+            Some(3.0),
+        ))
         .row(Row::p99("registration latency", &r.latencies));
         self.loaded_rss
             .push(("registry (registering)".into(), reg.rss()));
@@ -94,6 +103,8 @@ impl Bench {
             )
             .await?;
         }
+        self.ceiling_now().await;
+        let cpu = reg.cpu();
         let r = self
             .measure(
                 addr,
@@ -102,15 +113,18 @@ impl Bench {
                 }),
             )
             .await;
+        let read_cpu = reg.cpu() - cpu;
         s.row(
             Row::new("catalog reads/s", r.rate(), "req/s")
                 .ratio(self.ceiling)
                 .target("≥ 60 % of ceiling", r.rate() >= 0.6 * self.ceiling),
         )
+        .row(self.cpu_row("registry CPU per read", read_cpu, r.ok, Some(2.0)))
         .row(Row::p99("catalog read latency", &r.latencies));
 
         // Deregistrations of the first run's instances.
         self.ceiling_now().await;
+        let cpu = reg.cpu();
         let r = load::run(
             addr,
             self.plan.connections,
@@ -126,7 +140,13 @@ impl Bench {
             }),
         )
         .await;
-        s.row(Row::new("deregistrations/s", r.rate(), "req/s").ratio(self.ceiling));
+        s.row(Row::new("deregistrations/s", r.rate(), "req/s").ratio(self.ceiling))
+            .row(self.cpu_row(
+                "registry CPU per deregistration",
+                reg.cpu() - cpu,
+                r.ok,
+                None,
+            ));
         let left = self.count(&base, "Bench").await? as u64;
         s.check(
             format!(
