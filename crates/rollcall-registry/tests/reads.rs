@@ -246,3 +246,44 @@ async fn a_blocking_read_answers_on_the_next_change_or_when_its_wait_is_over() {
     assert_eq!(answer.status, 200);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn the_dashboard_stays_small_however_large_the_catalog() {
+    let shutdown = CancellationToken::new();
+    let mut config = RegistryConfig::for_tests();
+    config.max_instances = 100_000;
+    let (registry, _background, _starts) = Registry::start(config, shutdown.clone()).unwrap();
+    let router = http::router(registry);
+    // One large service, and many small ones.
+    for i in 0..4_000 {
+        register(
+            &router,
+            "Large",
+            &format!("http://127.0.0.1:9/large/{i:05}"),
+        )
+        .await;
+    }
+    for s in 0..300 {
+        for i in 0..10 {
+            register(
+                &router,
+                &format!("Small{s:03}"),
+                &format!("http://127.0.0.1:9/s{s}/{i}"),
+            )
+            .await;
+        }
+    }
+    let page = call(&router, "GET", "/", "").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.len() < 200 * 1024, "{} bytes", page.body.len());
+    assert!(
+        page.body
+            .contains("… and 3997 more: <a href=\"/dashboard/service/Large\">"),
+        "the large service's rest is on its own page"
+    );
+    assert!(page.body.contains("more services: search to narrow"));
+    assert!(page.body.contains("301 services: too many to draw"));
+    // A search still finds what is not shown.
+    let found = call(&router, "GET", "/?q=Small299", "").await;
+    assert!(found.body.contains("http://127.0.0.1:9/s299/9"));
+}

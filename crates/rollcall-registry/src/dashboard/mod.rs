@@ -26,7 +26,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use rollcall_http::QueryParams;
-use rollcall_proto::Timestamp;
+use rollcall_proto::{ServiceUrl, Timestamp};
 use serde::Deserialize;
 
 use crate::catalog::health::Shown;
@@ -63,8 +63,20 @@ struct ServiceGroup {
     open: bool,
     passing: usize,
     other: usize,
+    /// The first of its instances (those needing attention first).
     instances: Vec<InstanceRow>,
+    /// Instances not shown here (they are on the service's own page).
+    more: usize,
 }
+
+/// Most service groups the page shows (those needing attention first; a
+/// search narrows the rest), and most instances a group shows, open or
+/// folded: the page stays small however large the catalog.
+pub const MAX_GROUPS: usize = 100;
+pub const OPEN_ROWS: usize = 20;
+pub const FOLDED_ROWS: usize = 3;
+/// Most services the dependency graph draws.
+pub const MAX_GRAPH: usize = 150;
 
 struct EventRow {
     at: String,
@@ -101,6 +113,8 @@ struct Live {
     total_services: usize,
     query: String,
     services: Vec<ServiceGroup>,
+    /// Service groups not shown (past [`MAX_GROUPS`]).
+    more_services: usize,
     graph: Graph,
     events: Vec<EventRow>,
     logs: LogPanel,
@@ -198,85 +212,115 @@ fn matches(needle: &str, name: &str, url: &str) -> bool {
         || url.to_ascii_lowercase().contains(needle)
 }
 
-/// The catalog part of the page (no I/O beyond the lock).
+/// The catalog part of the page (no I/O beyond the lock). Rows are made
+/// only for the instances shown: under the lock a group costs a reference
+/// per instance, not a formatted row.
 fn snapshot(registry: &Registry, now: Timestamp, query: &str) -> (Live, Option<String>) {
     let log_name = registry.config().log_service.clone();
     let needle = query.trim().to_ascii_lowercase();
-    let (groups, infos, revision, log_url) = registry.read(|c| {
-        let mut groups: BTreeMap<String, Vec<(Shown, InstanceRow)>> = BTreeMap::new();
+    let (services, more_services, infos, revision, log_url) = registry.read(|c| {
+        let mut groups: BTreeMap<String, Vec<&Instance>> = BTreeMap::new();
         let mut infos: BTreeMap<String, ServiceInfo> = BTreeMap::new();
         for i in c.instances() {
-            let name = i.name().to_string();
-            let info = infos.entry(name.clone()).or_insert_with(|| ServiceInfo {
-                name: name.clone(),
-                passing: 0,
-                critical: 0,
-                requires: BTreeSet::new(),
-            });
+            let name = i.name().as_str();
+            let info = match infos.get_mut(name) {
+                Some(info) => info,
+                None => infos.entry(name.to_owned()).or_insert_with(|| ServiceInfo {
+                    name: name.to_owned(),
+                    passing: 0,
+                    critical: 0,
+                    requires: BTreeSet::new(),
+                }),
+            };
             if i.in_discovery() {
                 info.passing += 1;
             } else {
                 info.critical += 1;
             }
-            info.requires
-                .extend(i.registration.required.iter().map(ToString::to_string));
-            if matches(&needle, &name, i.url().as_str()) {
-                groups
-                    .entry(name)
-                    .or_default()
-                    .push((i.shown(), instance_row(i, now)));
+            for required in &i.registration.required {
+                if !info.requires.contains(required.as_str()) {
+                    info.requires.insert(required.to_string());
+                }
+            }
+            if matches(&needle, name, i.url().as_str()) {
+                match groups.get_mut(name) {
+                    Some(group) => group.push(i),
+                    None => {
+                        groups.insert(name.to_owned(), vec![i]);
+                    }
+                }
             }
         }
+        let many = groups.len() > OPEN_UP_TO && needle.is_empty();
+        let mut services: Vec<ServiceGroup> = groups
+            .into_iter()
+            .map(|(name, mut instances)| {
+                // Within a service: critical, then the rest, then by URL.
+                fn key<'a>(i: &&'a Instance) -> (bool, bool, &'a ServiceUrl) {
+                    let shown = i.shown();
+                    (shown != Shown::Critical, shown == Shown::Passing, i.url())
+                }
+                let passing = instances
+                    .iter()
+                    .filter(|i| i.shown() == Shown::Passing)
+                    .count();
+                let other = instances.len() - passing;
+                let attention = instances
+                    .iter()
+                    .any(|i| matches!(i.shown(), Shown::Critical | Shown::Maintenance));
+                let open = attention || !many;
+                let rows = if open { OPEN_ROWS } else { FOLDED_ROWS };
+                let total = instances.len();
+                if total > rows {
+                    instances.select_nth_unstable_by(rows, |a, b| key(a).cmp(&key(b)));
+                    instances.truncate(rows);
+                }
+                instances.sort_by(|a, b| key(a).cmp(&key(b)));
+                ServiceGroup {
+                    open,
+                    attention,
+                    passing,
+                    other,
+                    name,
+                    more: total - instances.len(),
+                    instances: instances.iter().map(|i| instance_row(i, now)).collect(),
+                }
+            })
+            .collect();
+        // Services that need attention first; past MAX_GROUPS, a count.
+        services.sort_by(|a, b| (!a.attention, &a.name).cmp(&(!b.attention, &b.name)));
+        let more_services = services.len().saturating_sub(MAX_GROUPS);
+        services.truncate(MAX_GROUPS);
         let log_url = c
             .healthy_providers(&log_name)
             .into_iter()
             .next()
             .map(|u| u.to_string());
-        (groups, infos, c.revision(), log_url)
+        (services, more_services, infos, c.revision(), log_url)
     });
     let passing = infos.values().map(|s| s.passing).sum();
     let critical = infos.values().map(|s| s.critical).sum();
-    let many = groups.len() > OPEN_UP_TO && needle.is_empty();
-    let mut services: Vec<ServiceGroup> = groups
-        .into_iter()
-        .map(|(name, mut instances)| {
-            // Within a service: critical, then the rest, then by URL.
-            instances.sort_by(|(a, ra), (b, rb)| {
-                (*a != Shown::Critical, *a == Shown::Passing, &ra.url).cmp(&(
-                    *b != Shown::Critical,
-                    *b == Shown::Passing,
-                    &rb.url,
-                ))
-            });
-            let passing = instances
-                .iter()
-                .filter(|(s, _)| *s == Shown::Passing)
-                .count();
-            let other = instances.len() - passing;
-            let attention = instances
-                .iter()
-                .any(|(s, _)| matches!(s, Shown::Critical | Shown::Maintenance));
-            ServiceGroup {
-                open: attention || !many,
-                attention,
-                passing,
-                other,
-                name,
-                instances: instances.into_iter().map(|(_, row)| row).collect(),
-            }
-        })
-        .collect();
-    // Services that need attention first.
-    services.sort_by(|a, b| (!a.attention, &a.name).cmp(&(!b.attention, &b.name)));
-    let graph = graph::layout(&infos.into_values().collect::<Vec<_>>());
+    let total_services = infos.len();
+    // Past MAX_GRAPH services a drawing is no longer read, only scrolled.
+    let graph = if total_services <= MAX_GRAPH {
+        graph::layout(&infos.into_values().collect::<Vec<_>>())
+    } else {
+        Graph {
+            width: 0,
+            height: 0,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+        }
+    };
     let events = fold_events(registry.recent_events(TIMELINE_WINDOW), TIMELINE);
     let live = Live {
         revision,
         passing,
         critical,
-        total_services: graph.nodes.len(),
+        total_services,
         query: query.to_owned(),
         services,
+        more_services,
         graph,
         events,
         logs: LogPanel::NoLogService,
