@@ -283,6 +283,18 @@ async fn the_dashboard_stays_small_however_large_the_catalog() {
     );
     assert!(page.body.contains("more services: search to narrow"));
     assert!(page.body.contains("301 services: too many to draw"));
+    // The service's own page, a page at a time.
+    let first = call(&router, "GET", "/dashboard/service/Large", "").await;
+    assert_eq!(first.status, 200);
+    assert!(
+        first.body.contains("(4000; page 1 of 20)"),
+        "{}",
+        &first.body[..400]
+    );
+    assert!(first.body.len() < 200 * 1024, "{} bytes", first.body.len());
+    assert!(first.body.contains("/large/00199\"") && !first.body.contains("/large/00200\""));
+    let last = call(&router, "GET", "/dashboard/service/Large?page=20", "").await;
+    assert!(last.body.contains("/large/03999\"") && !last.body.contains("/large/03799\""));
     // A search still finds what is not shown.
     let found = call(&router, "GET", "/?q=Small299", "").await;
     assert!(found.body.contains("http://127.0.0.1:9/s299/9"));

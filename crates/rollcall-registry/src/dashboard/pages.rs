@@ -22,11 +22,26 @@ struct DependentRow {
     status: &'static str,
 }
 
+/// Instances on one page of a service's page.
+pub const SERVICE_PAGE: usize = 200;
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ServiceQuery {
+    /// Which page of its instances (200 a page, from 1).
+    page: Option<usize>,
+}
+
 #[derive(Template)]
 #[template(path = "service.html")]
 struct ServicePage {
     name: String,
     instances: Vec<InstanceRow>,
+    /// This page (from 1), and how many there are.
+    page: usize,
+    pages: usize,
+    total: usize,
     required_by: Vec<DependentRow>,
     requires: Vec<String>,
     events: Vec<EventRow>,
@@ -34,21 +49,30 @@ struct ServicePage {
 
 /// Dashboard: one service (instances, who requires it, events)
 #[utoipa::path(get, path = "/dashboard/service/{name}", tag = "dashboard",
-    params(("name" = String, Path, description = "The service name")),
+    params(("name" = String, Path, description = "The service name"), ServiceQuery),
     responses(
         (status = 200, description = "The page", content_type = "text/html"),
         (status = 404, description = "No such service (HTML)", content_type = "text/html"),
     ))]
-pub async fn service_page(State(registry): State<Registry>, Path(name): Path<String>) -> Response {
+pub async fn service_page(
+    State(registry): State<Registry>,
+    Path(name): Path<String>,
+    QueryParams(query): QueryParams<ServiceQuery>,
+) -> Response {
     let Ok(name) = ServiceName::parse(&name) else {
         return not_found("There is no such service: the name is not valid.");
     };
     let now = registry.now();
-    let (mut instances, required_by, requires) = registry.read(|c| {
+    let page = query.page.unwrap_or(1).max(1);
+    let (instances, total, required_by, requires) = registry.read(|c| {
+        // In URL order (the name index is ordered); rows only for this page.
         let instances: Vec<InstanceRow> = c
             .instances_of(&name)
+            .skip((page - 1).saturating_mul(SERVICE_PAGE))
+            .take(SERVICE_PAGE)
             .map(|i| instance_row(i, now))
             .collect();
+        let total = c.instances_of(&name).count();
         let required_by: Vec<DependentRow> = c
             .dependents_of(&name)
             .map(|i| DependentRow {
@@ -61,12 +85,11 @@ pub async fn service_page(State(registry): State<Registry>, Path(name): Path<Str
             .instances_of(&name)
             .flat_map(|i| i.registration.required.iter().map(ToString::to_string))
             .collect();
-        (instances, required_by, requires)
+        (instances, total, required_by, requires)
     });
-    if instances.is_empty() && required_by.is_empty() {
+    if total == 0 && required_by.is_empty() {
         return not_found("No instance of this service is registered, and nothing requires it.");
     }
-    instances.sort_by(|a, b| a.url.cmp(&b.url));
     let events: Vec<Event> = registry
         .recent_events(crate::shell::RECENT_EVENTS)
         .into_iter()
@@ -75,6 +98,9 @@ pub async fn service_page(State(registry): State<Registry>, Path(name): Path<Str
     render(&ServicePage {
         name: name.to_string(),
         instances,
+        page,
+        pages: total.div_ceil(SERVICE_PAGE).max(1),
+        total,
         required_by,
         requires: requires.into_iter().collect(),
         events: fold_events(events, TIMELINE),
