@@ -10,15 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use rollcall_registry::{Registry, RegistryConfig, http};
+use rollcall_registry::{Registry, RegistryConfig};
 use rollcall_testkit::router::call;
 use tokio_util::sync::CancellationToken;
 
 fn router() -> (axum::Router, Registry, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let (registry, _background, _starts) =
-        Registry::start(RegistryConfig::for_tests(), shutdown.clone()).unwrap();
-    (http::router(registry.clone()), registry, shutdown)
+    rollcall_testkit::router::registry(RegistryConfig::for_tests())
 }
 
 fn registration(name: &str, url: &str) -> String {
@@ -110,6 +107,16 @@ async fn pages_return_every_instance_exactly_once_while_registrations_go_on() {
     }
 }
 
+/// Reads answered from the cache so far.
+async fn cache_hits(router: &axum::Router) -> f64 {
+    let metrics = call(router, "GET", "/metrics", "").await.body;
+    metrics
+        .lines()
+        .find(|l| l.starts_with("rollcall_registry_read_cache_hits"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_read_cache_never_serves_an_answer_older_than_the_catalog() {
     let (router, registry, _stop) = router();
@@ -161,12 +168,7 @@ async fn the_read_cache_never_serves_an_answer_older_than_the_catalog() {
         reads += 1;
     }
     writer.await.unwrap();
-    let metrics = call(&router, "GET", "/metrics", "").await.body;
-    let hits: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("rollcall_registry_read_cache_hits"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap();
+    let hits = cache_hits(&router).await;
     assert!(reads > 100, "{reads} reads");
     assert!(hits > 0.0, "the cache answered none of {reads} reads");
     // And once nothing changes, readers share one answer.
@@ -174,12 +176,7 @@ async fn the_read_cache_never_serves_an_answer_older_than_the_catalog() {
     for _ in 0..10 {
         call(&router, "GET", "/services?service=Cached", "").await;
     }
-    let metrics = call(&router, "GET", "/metrics", "").await.body;
-    let after: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("rollcall_registry_read_cache_hits"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap();
+    let after = cache_hits(&router).await;
     assert!(after - before >= 9.0, "{before} → {after}");
     assert_eq!(registry.read(|c| c.len()), 3);
 }
@@ -249,11 +246,9 @@ async fn a_blocking_read_answers_on_the_next_change_or_when_its_wait_is_over() {
 
 #[tokio::test]
 async fn the_dashboard_stays_small_however_large_the_catalog() {
-    let shutdown = CancellationToken::new();
     let mut config = RegistryConfig::for_tests();
     config.max_instances = 100_000;
-    let (registry, _background, _starts) = Registry::start(config, shutdown.clone()).unwrap();
-    let router = http::router(registry);
+    let (router, _registry, _stop) = rollcall_testkit::router::registry(config);
     // One large service, and many small ones.
     for i in 0..4_000 {
         register(

@@ -8,10 +8,7 @@ use rollcall_testkit::router::{assert_refused, call};
 use tokio_util::sync::CancellationToken;
 
 fn router() -> (axum::Router, Registry, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let (registry, _background, _starts) =
-        Registry::start(RegistryConfig::for_tests(), shutdown.clone()).unwrap();
-    (http::router(registry.clone()), registry, shutdown)
+    rollcall_testkit::router::registry(RegistryConfig::for_tests())
 }
 
 #[tokio::test]

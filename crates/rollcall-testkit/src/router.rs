@@ -36,6 +36,25 @@ impl Answer {
     }
 }
 
+/// A registry's routes in process (no socket), the registry, and the token
+/// that stops it.
+pub fn registry(
+    config: rollcall_registry::RegistryConfig,
+) -> (
+    Router,
+    rollcall_registry::Registry,
+    tokio_util::sync::CancellationToken,
+) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (registry, _background, _starts) =
+        rollcall_registry::Registry::start(config, shutdown.clone()).expect("a registry");
+    (
+        rollcall_registry::http::router(registry.clone()),
+        registry,
+        shutdown,
+    )
+}
+
 /// Sends one request to `router` and reads the whole answer.
 pub async fn call(router: &Router, method: &str, uri: &str, body: impl Into<Body>) -> Answer {
     let request = Request::builder()
