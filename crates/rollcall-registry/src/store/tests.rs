@@ -210,6 +210,36 @@ async fn etcd_store_keeps_the_contract() {
         let many: Vec<StoreOp> = (100..400).map(|p| put("Many", p)).collect();
         store.apply(&many).unwrap();
         assert_eq!(store.load().unwrap().instances.len(), 301);
+        // A new instance whose key another replica wrote meanwhile (the
+        // unread write finds it there) is planned and written all the same:
+        // the later registration wins, once.
+        let moved = reg("Moved", 100);
+        store
+            .apply(&[StoreOp::PutInstance {
+                instance: StoredInstance {
+                    registration: moved.clone(),
+                    registered_at: Timestamp(2_000),
+                    status: Health::Passing,
+                    status_since: Timestamp(2_000),
+                    maintenance: None,
+                },
+                replaced: false,
+            }])
+            .unwrap();
+        let state = store.load().unwrap();
+        assert_eq!(state.instances.len(), 301);
+        let held = state
+            .instances
+            .iter()
+            .find(|i| i.registration.url == url(100))
+            .unwrap();
+        assert_eq!(held.registration, moved);
+        // The same URL twice in one batch is planned too (etcd refuses a key
+        // twice in one transaction).
+        store
+            .apply(&[put("Twice", 7), put_as("Twice", 7, false)])
+            .unwrap();
+        assert_eq!(store.load().unwrap().instances.len(), 302);
     })
     .await
     .unwrap();

@@ -24,11 +24,12 @@ use std::sync::Arc;
 
 use rollcall_proto::{PatchEntry, ServiceUrl};
 
-use super::{Store, StoreError};
+use super::StoreError;
 use crate::catalog::records::{StoreOp, StoredState, apply_view};
 use crate::etcd::{Etcd, Txn};
 
 mod codec;
+mod load;
 
 use codec::{corrupt, decode_instance, decode_view, encode_instance, encode_view};
 
@@ -343,8 +344,62 @@ impl EtcdStore {
             .collect())
     }
 
+    /// New instances only (registrations of URLs the catalog did not hold):
+    /// written in one transaction that holds if none of their keys exists,
+    /// without reading first — half the round trips of a planned batch.
+    /// `Ok(false)`: not such a batch, or a key exists after all (another
+    /// replica registered it meanwhile): plan it instead.
+    async fn apply_new(&self, ops: &[StoreOp]) -> Result<bool, StoreError> {
+        let mut txn = Txn::new();
+        match self.fence() {
+            Fence::Open => {}
+            Fence::NoLease => return Err(lapsed()),
+            Fence::Lease(member, lease) => txn = txn.if_lease(&member, lease),
+        }
+        let mut written: Vec<Vec<u8>> = Vec::new();
+        for op in ops {
+            match op {
+                StoreOp::PutInstance {
+                    instance,
+                    replaced: false,
+                } => {
+                    let key = self.instance_key(&instance.registration.url);
+                    if written.contains(&key) {
+                        return Ok(false);
+                    }
+                    txn = txn
+                        .if_absent(&key)
+                        .then_put(&key, &encode_instance(instance)?, None);
+                    written.push(key);
+                }
+                StoreOp::SetRevision(_) => {}
+                _ => return Ok(false),
+            }
+        }
+        if written.is_empty() {
+            return Ok(false);
+        }
+        let outcome = self.etcd.txn(txn).await.map_err(unavailable)?;
+        if !outcome.succeeded {
+            return Ok(false);
+        }
+        self.committed
+            .fetch_max(outcome.revision, std::sync::atomic::Ordering::AcqRel);
+        let mut own = self
+            .own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in written {
+            own.insert(key, outcome.revision);
+        }
+        Ok(true)
+    }
+
     /// Plans and writes `ops`, whose keys number at most [`MAX_TXN_OPS`].
     async fn apply_part(&self, ops: &[StoreOp], keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        if self.apply_new(ops).await? {
+            return Ok(());
+        }
         for _ in 0..ATTEMPTS {
             let fence = self.fence();
             let mut txn = Txn::new();
@@ -416,95 +471,4 @@ fn lapsed() -> StoreError {
 
 fn unavailable(e: crate::etcd::EtcdError) -> StoreError {
     StoreError::Etcd(e.to_string())
-}
-
-impl EtcdStore {
-    /// Everything stored (what [`Store::load`] does, for async callers).
-    pub async fn load_async(&self) -> Result<StoredState, StoreError> {
-        self.load_all().await.map(|loaded| loaded.state)
-    }
-
-    /// Everything stored, with etcd's revision and the live replicas.
-    pub async fn load_all(&self) -> Result<Loaded, StoreError> {
-        let snapshot = self
-            .etcd
-            .get_prefix(self.prefix.as_bytes())
-            .await
-            .map_err(unavailable)?;
-        let (instances_at, views_at) = (format!("{}i/", self.prefix), format!("{}v/", self.prefix));
-        let mut instances = Vec::new();
-        let mut views: Vec<(ServiceUrl, PatchEntry)> = Vec::new();
-        let mut members = BTreeMap::new();
-        let members_at = format!("{}members/", self.prefix);
-        for kv in &snapshot.kvs {
-            if let Some(id) = kv.key.strip_prefix(members_at.as_bytes()) {
-                members.insert(
-                    String::from_utf8_lossy(id).into_owned(),
-                    String::from_utf8_lossy(&kv.value).into_owned(),
-                );
-            } else if kv.key.starts_with(instances_at.as_bytes()) {
-                instances.push(decode_instance(&kv.value)?);
-            } else if let Some(receiver) = kv.key.strip_prefix(views_at.as_bytes()) {
-                let receiver = std::str::from_utf8(receiver).map_err(corrupt)?;
-                let receiver = ServiceUrl::parse(receiver).map_err(corrupt)?;
-                for entry in decode_view(&kv.value)? {
-                    views.push((receiver.clone(), entry));
-                }
-            }
-        }
-        // Views are deleted with their instance; none outlives it.
-        views.retain(|(r, _)| instances.iter().any(|i| &i.registration.url == r));
-        Ok(Loaded {
-            state: StoredState {
-                instances,
-                views,
-                revision: u64::try_from(snapshot.revision).unwrap_or(0),
-            },
-            revision: snapshot.revision,
-            members,
-        })
-    }
-}
-
-impl Store for EtcdStore {
-    /// From a thread outside the runtime (the store writer's).
-    fn load(&self) -> Result<StoredState, StoreError> {
-        self.runtime.block_on(self.load_async())
-    }
-
-    fn apply(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        self.runtime.block_on(async {
-            // Parts of at most MAX_TXN_OPS keys, cut between ops.
-            let mut start = 0;
-            let mut keys: Vec<Vec<u8>> = Vec::new();
-            for (i, op) in ops.iter().enumerate() {
-                let mine = self.keys_of(std::slice::from_ref(op));
-                let new = mine.iter().filter(|k| !keys.contains(k)).count();
-                if keys.len() + new > MAX_TXN_OPS && i > start {
-                    self.apply_part(&ops[start..i], &keys).await?;
-                    start = i;
-                    keys.clear();
-                }
-                for k in mine {
-                    if !keys.contains(&k) {
-                        keys.push(k);
-                    }
-                }
-            }
-            if start < ops.len() {
-                self.apply_part(&ops[start..], &keys).await?;
-            }
-            Ok(())
-        })
-    }
-
-    fn describe(&self) -> String {
-        let endpoints: Vec<&str> = self
-            .etcd
-            .endpoints()
-            .iter()
-            .map(ServiceUrl::as_str)
-            .collect();
-        format!("etcd:{} (prefix {})", endpoints.join(","), self.prefix)
-    }
 }
