@@ -112,6 +112,7 @@ impl Receivers {
             if let Ok(mut heartbeats) = self.heartbeats.lock() {
                 heartbeats.entry(id).or_default().push(Instant::now());
             }
+            self.changed.send_modify(|n| *n += 1);
             return Response::new(Full::new(Bytes::new()));
         }
         if let Some(id) = path

@@ -279,8 +279,14 @@ impl Bench {
         let mut failover = Samples::default();
         let mut unchecked = 0;
         for trial in 0..self.plan.cluster_trials {
-            // Every instance checked at least once since the last change.
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            // Every instance checked at least once since the last change
+            // (the registrations, or the replacement replica's joining).
+            let since = Instant::now();
+            heartbeats
+                .wait_until(Duration::from_secs(20), |h| {
+                    (0..n).all(|i| h.heartbeat_after(i, since).is_some())
+                })
+                .await;
             let members: std::collections::BTreeSet<String> =
                 replicas.iter().map(|r| r.url.clone()).collect();
             let victim = trial % replicas.len();

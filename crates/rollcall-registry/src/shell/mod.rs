@@ -33,7 +33,11 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::writer::{Batch, StoreWriter};
 use crate::store::{Store, StoreError};
 
+mod cluster;
 mod operations;
+mod reads;
+
+pub use reads::{CachedRead, READ_CACHE};
 
 /// How many recent events are kept for `/v1/events` and the dashboard.
 pub const RECENT_EVENTS: usize = 1000;
@@ -82,22 +86,6 @@ struct Inner {
     revision: tokio::sync::watch::Sender<u64>,
     /// Serialized answers to catalog reads, by query.
     read_cache: Mutex<HashMap<String, CachedRead>>,
-}
-
-/// Most answers the read cache keeps (past it, it starts again empty).
-pub const READ_CACHE: usize = 256;
-
-/// A catalog read, serialized once and shared by every reader until the
-/// catalog changes.
-#[derive(Debug, Clone)]
-pub struct CachedRead {
-    /// The change count it was read at.
-    pub changes: u64,
-    pub revision: u64,
-    /// The JSON, shared (a clone is a reference count).
-    pub body: bytes::Bytes,
-    /// Where the next page starts, if one follows.
-    pub next: Option<String>,
 }
 
 /// Wall time at start plus tokio's monotonic time since (paused under test).
@@ -294,64 +282,6 @@ impl Registry {
         f(&self.lock().catalog)
     }
 
-    /// Reads the catalog, with the change count it was read at.
-    pub fn read_counted<T>(&self, f: impl FnOnce(&Catalog) -> T) -> (T, u64) {
-        let core = self.lock();
-        let changes = self
-            .inner
-            .changes
-            .load(std::sync::atomic::Ordering::Acquire);
-        (f(&core.catalog), changes)
-    }
-
-    /// The answer cached for `query`, if nothing changed since it was read
-    /// (checked without the catalog's lock: the count moves under it, at
-    /// the end of every command, so a read never gets an answer older than
-    /// a change that finished before it began).
-    pub fn cached_read(&self, query: &str) -> Option<CachedRead> {
-        let now = self
-            .inner
-            .changes
-            .load(std::sync::atomic::Ordering::Acquire);
-        let cache = self
-            .inner
-            .read_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let hit = cache.get(query).filter(|c| c.changes == now).cloned();
-        drop(cache);
-        let metrics = &self.inner.metrics;
-        if hit.is_some() {
-            metrics.read_cache_hits.inc();
-        } else {
-            metrics.read_cache_misses.inc();
-        }
-        hit
-    }
-
-    /// Keeps `read` as the answer to `query` (unless a newer one is kept).
-    pub fn cache_read(&self, query: String, read: CachedRead) {
-        let mut cache = self
-            .inner
-            .read_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= READ_CACHE && !cache.contains_key(&query) {
-            cache.clear();
-        }
-        match cache.get(&query) {
-            Some(kept) if kept.changes >= read.changes => {}
-            _ => {
-                cache.insert(query, read);
-            }
-        }
-    }
-
-    /// The catalog revision as it moves (for blocking reads).
-    pub fn revision_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.revision.subscribe()
-    }
-
     /// Counts a command (under the lock); the catalog revision after it.
     fn changed(&self, core: &Core) -> u64 {
         self.inner
@@ -378,111 +308,6 @@ impl Registry {
     /// Subscribes to events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
-    }
-
-    /// Whether this replica may act on what it owns: always, unless it is
-    /// clustered and its lease may have lapsed.
-    pub fn may_act(&self) -> bool {
-        let until = *self
-            .inner
-            .lease_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        until.is_none_or(|t| std::time::Instant::now() < t)
-    }
-
-    /// Whether reads may be behind (cluster mode, etcd unreachable).
-    pub fn is_stale(&self) -> bool {
-        self.inner.stale.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Marks reads as possibly behind (or current again).
-    pub fn set_stale(&self, stale: bool) {
-        let was = self
-            .inner
-            .stale
-            .swap(stale, std::sync::atomic::Ordering::Relaxed);
-        if was != stale {
-            if stale {
-                tracing::warn!(
-                    "etcd does not answer: reads are served from this replica's catalog, possibly behind"
-                );
-            } else {
-                tracing::info!("etcd answers again");
-            }
-        }
-    }
-
-    /// Records until when this replica's lease surely holds.
-    pub fn set_lease_until(&self, until: std::time::Instant) {
-        *self
-            .inner
-            .lease_until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
-    }
-
-    /// Cluster mode: this replica writes through `store` and follows etcd
-    /// from `revision` on.
-    pub fn follow(&self, store: Arc<crate::store::etcd::EtcdStore>, revision: i64) {
-        let _ = self.inner.followed.set(store);
-        self.inner.fed.send_replace(revision);
-    }
-
-    /// Applies records read back from the store (other replicas' changes),
-    /// each with the etcd revision it was written at; the catalog has then
-    /// followed etcd through `through`.
-    pub fn apply_remote(&self, ops: Vec<(crate::catalog::records::StoreOp, i64)>, through: i64) {
-        let revision = |r: i64| u64::try_from(r).unwrap_or(0);
-        self.run_now(|core, now| {
-            let mut effects = Effects::default();
-            for (op, at) in ops {
-                if let crate::catalog::records::StoreOp::ApplyView {
-                    receiver,
-                    replace: true,
-                    ..
-                } = &op
-                    && let Some(waiter) = core.told_elsewhere.remove(receiver)
-                {
-                    let _ = waiter.send(true);
-                }
-                // Its events carry the revision it was written at.
-                core.catalog.advance_revision(revision(at));
-                effects.merge(core.catalog.apply_remote(op, now));
-            }
-            core.catalog.advance_revision(revision(through));
-            ((), effects)
-        });
-        self.inner.fed.send_if_modified(|fed| {
-            let moved = through > *fed;
-            *fed = (*fed).max(through);
-            moved
-        });
-    }
-
-    /// Cluster mode: waits (at most `SETTLE`) until the writes this replica
-    /// queued so far are committed in etcd and its catalog has followed
-    /// etcd past them — so a patch tells nothing etcd has not committed,
-    /// and carries the revision every replica gives that state.
-    pub async fn settle_own_writes(&self) {
-        const SETTLE: Duration = Duration::from_secs(5);
-        let Some(store) = self.inner.followed.get() else {
-            return;
-        };
-        let _ = tokio::time::timeout(SETTLE, async {
-            if self.flush().await.is_err() {
-                return;
-            }
-            let target = store.committed();
-            let mut fed = self.inner.fed.subscribe();
-            let _ = fed.wait_for(|r| *r >= target).await;
-        })
-        .await;
-    }
-
-    /// Who does what changed (cluster mode).
-    pub fn set_ownership(&self, ownership: crate::catalog::replica::Ownership) {
-        self.run_now(|core, now| ((), core.catalog.set_ownership(ownership, now)));
     }
 
     /// Applies one command and carries out its effects. With `ack`, returns a

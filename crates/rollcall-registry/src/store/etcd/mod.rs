@@ -350,49 +350,65 @@ impl EtcdStore {
     /// `Ok(false)`: not such a batch, or a key exists after all (another
     /// replica registered it meanwhile): plan it instead.
     async fn apply_new(&self, ops: &[StoreOp]) -> Result<bool, StoreError> {
-        let mut txn = Txn::new();
-        match self.fence() {
-            Fence::Open => {}
-            Fence::NoLease => return Err(lapsed()),
-            Fence::Lease(member, lease) => txn = txn.if_lease(&member, lease),
+        let only_new = ops.iter().all(|op| {
+            matches!(
+                op,
+                StoreOp::PutInstance {
+                    replaced: false,
+                    ..
+                } | StoreOp::SetRevision(_)
+            )
+        });
+        if !only_new {
+            return Ok(false);
         }
+        let (mut txn, _) = self.fenced_txn()?;
         let mut written: Vec<Vec<u8>> = Vec::new();
         for op in ops {
-            match op {
-                StoreOp::PutInstance {
-                    instance,
-                    replaced: false,
-                } => {
-                    let key = self.instance_key(&instance.registration.url);
-                    if written.contains(&key) {
-                        return Ok(false);
-                    }
-                    txn = txn
-                        .if_absent(&key)
-                        .then_put(&key, &encode_instance(instance)?, None);
-                    written.push(key);
+            if let StoreOp::PutInstance { instance, .. } = op {
+                let key = self.instance_key(&instance.registration.url);
+                if written.contains(&key) {
+                    return Ok(false);
                 }
-                StoreOp::SetRevision(_) => {}
-                _ => return Ok(false),
+                txn = txn
+                    .if_absent(&key)
+                    .then_put(&key, &encode_instance(instance)?, None);
+                written.push(key);
             }
         }
         if written.is_empty() {
             return Ok(false);
         }
         let outcome = self.etcd.txn(txn).await.map_err(unavailable)?;
-        if !outcome.succeeded {
-            return Ok(false);
+        if outcome.succeeded {
+            self.remember_own(written, outcome.revision);
         }
+        Ok(outcome.succeeded)
+    }
+
+    /// A transaction holding only while this replica's fence does (an
+    /// error when it holds no lease), and the fence it was built on.
+    fn fenced_txn(&self) -> Result<(Txn, Fence), StoreError> {
+        let fence = self.fence();
+        let txn = match &fence {
+            Fence::Open => Txn::new(),
+            Fence::NoLease => return Err(lapsed()),
+            Fence::Lease(member, lease) => Txn::new().if_lease(member, *lease),
+        };
+        Ok((txn, fence))
+    }
+
+    /// This replica committed `keys` at `revision`: the feed skips them.
+    fn remember_own(&self, keys: impl IntoIterator<Item = Vec<u8>>, revision: i64) {
         self.committed
-            .fetch_max(outcome.revision, std::sync::atomic::Ordering::AcqRel);
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
         let mut own = self
             .own
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for key in written {
-            own.insert(key, outcome.revision);
+        for key in keys {
+            own.insert(key, revision);
         }
-        Ok(true)
     }
 
     /// Plans and writes `ops`, whose keys number at most [`MAX_TXN_OPS`].
@@ -401,13 +417,7 @@ impl EtcdStore {
             return Ok(());
         }
         for _ in 0..ATTEMPTS {
-            let fence = self.fence();
-            let mut txn = Txn::new();
-            match &fence {
-                Fence::Open => {}
-                Fence::NoLease => return Err(lapsed()),
-                Fence::Lease(member, lease) => txn = txn.if_lease(member, *lease),
-            }
+            let (mut txn, fence) = self.fenced_txn()?;
             let mut plan = self.read(keys).await?;
             self.plan(&mut plan, ops)?;
             let mut writes = 0;
@@ -427,17 +437,11 @@ impl EtcdStore {
             }
             let outcome = self.etcd.txn(txn).await.map_err(unavailable)?;
             if outcome.succeeded {
-                self.committed
-                    .fetch_max(outcome.revision, std::sync::atomic::Ordering::AcqRel);
-                let mut own = self
-                    .own
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                for (key, p) in plan {
-                    if p.after != p.before {
-                        own.insert(key, outcome.revision);
-                    }
-                }
+                let written = plan
+                    .into_iter()
+                    .filter(|(_, p)| p.after != p.before)
+                    .map(|(key, _)| key);
+                self.remember_own(written, outcome.revision);
                 return Ok(());
             }
             if let Fence::Lease(member, lease) = &fence
