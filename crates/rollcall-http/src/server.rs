@@ -65,16 +65,18 @@ impl Default for Limits {
 impl Limits {
     /// `max_connections`, lowered to what the process may open.
     pub fn effective_max(&self) -> usize {
-        match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
-            Ok((soft, _)) => {
-                let allowed = usize::try_from(soft)
-                    .unwrap_or(usize::MAX)
-                    .saturating_sub(64);
-                self.max_connections.min(allowed.max(1))
-            }
-            Err(_) => self.max_connections,
+        match descriptor_limit() {
+            Some(soft) => self.max_connections.min(soft.saturating_sub(64).max(1)),
+            None => self.max_connections,
         }
     }
+}
+
+/// How many file descriptors the process may open (its soft limit).
+pub fn descriptor_limit() -> Option<usize> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
 }
 
 /// Open connections, in all and per client address, oldest first.

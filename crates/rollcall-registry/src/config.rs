@@ -125,6 +125,13 @@ pub struct RegistryConfig {
     #[arg(long, env = "ROLLCALL_DEREGISTER_AFTER", default_value = "10m", value_parser = parse_duration)]
     pub deregister_after: Duration,
 
+    /// Most keep-alive connections to instances the checker holds open
+    /// between checks (a held connection that closes gets its instance
+    /// checked at once; 0 holds none). Never more than a quarter of the
+    /// file-descriptor limit.
+    #[arg(long, env = "ROLLCALL_MAX_HELD_CONNECTIONS", default_value_t = 4096)]
+    pub max_held_connections: usize,
+
     /// Most health checks in flight at once.
     #[arg(long, env = "ROLLCALL_MAX_CHECKS_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_checks_in_flight: u32,
@@ -176,6 +183,7 @@ impl RegistryConfig {
             passes_to_recover: 2,
             deregister_after: Duration::from_secs(600),
             max_checks_in_flight: 1024,
+            max_held_connections: 4096,
             delivery_timeout: Duration::from_secs(1),
             delivery_attempts: 4,
             queue_limit: 64,

@@ -28,6 +28,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod etcd;
+pub mod held;
 pub mod http;
 pub mod metrics;
 pub mod notifier;
@@ -107,10 +108,27 @@ fn with_workers(
     let key = registry.config().signing_key.clone();
     let probe_client = client.clone();
     let probe_key = key.clone();
+    let held = held::HeldConnections::new(registry.clone());
+    registry.spawn(held::run_sweeper(held.clone(), registry.clone()));
     let probe = move |request: catalog::CheckRequest| {
         let client = probe_client.clone();
         let key = probe_key.clone();
-        async move { outbound::probe(&client, &request.heartbeat_url, timeout, key.as_ref()).await }
+        let held = held.clone();
+        // A suspect has less time: contact was lost, and a hung process
+        // would otherwise hold its removal for a whole timeout.
+        let timeout = if request.suspect {
+            timeout.min(SUSPECT_TIMEOUT)
+        } else {
+            timeout
+        };
+        async move {
+            let (instance, heartbeat) = (&request.url, &request.heartbeat_url);
+            if heartbeat.as_str().starts_with("http://") {
+                held.probe(instance, heartbeat, timeout, key.as_ref()).await
+            } else {
+                outbound::probe(&client, heartbeat, timeout, key.as_ref()).await
+            }
+        }
     };
     let delivery_timeout = registry.config().delivery_timeout;
     let acting = registry.clone();
@@ -132,6 +150,10 @@ fn with_workers(
     registry.spawn(notifier::run_dispatcher(registry.clone(), starts, post));
     (registry, background)
 }
+
+/// The longest a suspect's check may take (less with a shorter
+/// `--check-timeout`).
+pub const SUSPECT_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// How long background work may take to stop after the HTTP server stopped.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);

@@ -25,6 +25,10 @@ pub struct Metrics {
     pub delivery_attempt_failures: Counter,
     pub delivery_seconds: Histogram,
     pub watch_streams: Gauge,
+    pub watch_streams_silent: Counter,
+    pub held_connections: Gauge,
+    pub held_connections_lost: Counter,
+    pub held_connections_evicted: Counter,
     pub watch_events_lagged: Counter,
     pub read_cache_hits: Counter,
     pub read_cache_misses: Counter,
@@ -219,9 +223,29 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
         "Open watch streams",
         m.watch_streams.clone(),
     );
+    r.register(
+        "rollcall_registry_held_connections",
+        "Keep-alive connections to instances held open by the checker between checks",
+        m.held_connections.clone(),
+    );
     prom::counters(
         &mut r,
         &[
+            (
+                "rollcall_registry_held_connections_lost",
+                "Held connections an instance closed between checks (each made it suspect and checked at once)",
+                &m.held_connections_lost,
+            ),
+            (
+                "rollcall_registry_held_connections_evicted",
+                "Held connections dropped because --max-held-connections were held",
+                &m.held_connections_evicted,
+            ),
+            (
+                "rollcall_registry_watch_streams_silent",
+                "Times an instance's watch stream missed its liveness beats (each made it suspect and checked at once)",
+                &m.watch_streams_silent,
+            ),
             (
                 "rollcall_registry_watch_events_lagged",
                 "Events a slow watch stream missed (it was resynced instead)",

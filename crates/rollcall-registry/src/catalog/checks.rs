@@ -45,6 +45,7 @@ impl Catalog {
             due.push(CheckRequest {
                 url,
                 heartbeat_url,
+                suspect: instance.suspect_since.is_some(),
                 generation: instance.generation,
                 due: at,
                 started: now,
@@ -177,9 +178,10 @@ impl Catalog {
         }
     }
 
-    /// The instance's watch stream closed while it was still registered: check
-    /// it at once, and take it out on the first failure.
-    pub fn watch_closed(&mut self, url: &ServiceUrl, now: Timestamp) -> Effects {
+    /// Contact with the instance was lost while it was still registered (its
+    /// watch stream closed or went silent, or the connection the checker held
+    /// to it closed): check it at once, and take it out on the first failure.
+    pub fn lost_contact(&mut self, url: &ServiceUrl, now: Timestamp) -> Effects {
         let mut effects = Effects::default();
         let Some(instance) = self.instances.get_mut(url) else {
             return effects;

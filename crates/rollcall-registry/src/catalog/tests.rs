@@ -315,7 +315,7 @@ fn a_closed_watch_stream_triggers_an_immediate_check_that_needs_one_failure() {
     let mut c = Catalog::new(CatalogConfig::default());
     c.register(reg("Log", 4000, &[]), T0);
     run_checks(&mut c, T0, &[]);
-    let fx = c.watch_closed(&url(4000), at(5));
+    let fx = c.lost_contact(&url(4000), at(5));
     assert!(fx.schedule_changed);
     assert_eq!(c.next_check_due(), Some(at(5)));
     let fx = run_checks(&mut c, at(5), &[4000]);
@@ -328,13 +328,13 @@ fn closing_streams_over_and_over_pulls_checks_forward_at_most_once_per_fast_rech
     let gap = CatalogConfig::default().health.fast_recheck;
     c.register(reg("Log", 4000, &[]), T0);
     run_checks(&mut c, T0, &[]);
-    c.watch_closed(&url(4000), at(10));
+    c.lost_contact(&url(4000), at(10));
     assert_eq!(c.next_check_due(), Some(at(10)), "the first one at once");
     run_checks(&mut c, at(10), &[]);
     // Streams bound to it open and close again and again (someone hammering
     // it through the registry): the next check waits for the gap.
     for ms in [20, 30, 40] {
-        c.watch_closed(&url(4000), at(ms));
+        c.lost_contact(&url(4000), at(ms));
         assert_eq!(c.next_check_due(), Some(at(10).plus(gap)), "at {ms} ms");
     }
 }
@@ -346,7 +346,7 @@ fn suspicion_raised_during_a_check_is_not_cleared_by_it() {
     let reqs = c.take_due_checks(at(1000), 10);
     assert_eq!(reqs.len(), 1);
     // The stream closes while the check is in flight; the check then passes.
-    c.watch_closed(&url(4000), at(1001));
+    c.lost_contact(&url(4000), at(1001));
     c.check_result(
         &reqs[0],
         &CheckOutcome::pass(Duration::from_millis(1)),
@@ -612,7 +612,7 @@ proptest! {
                     sim.step(&mut c, port, ok, applied_anyway, now);
                 }
                 Cmd::WatchClosed { port } => {
-                    let fx = c.watch_closed(&url(port), now);
+                    let fx = c.lost_contact(&url(port), now);
                     sim.absorb(&fx);
                 }
                 Cmd::Tick { advance_ms } => {

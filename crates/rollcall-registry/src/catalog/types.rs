@@ -209,6 +209,9 @@ pub struct PatchTicket {
 pub struct CheckRequest {
     pub url: ServiceUrl,
     pub heartbeat_url: ServiceUrl,
+    /// Contact was lost (see [`super::Catalog::lost_contact`]): one failure
+    /// takes it out, and it has less time to answer.
+    pub suspect: bool,
     pub generation: u64,
     /// When it was due (the shell measures its lag from this).
     pub due: Timestamp,

@@ -169,10 +169,16 @@ impl Registry {
                 }
             }
         }
+        self.contact_lost(url);
+    }
+
+    /// Contact with a registered instance was lost (a stream or a held
+    /// connection closed, or its stream went silent): it is checked at once.
+    pub fn contact_lost(&self, url: &ServiceUrl) {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
-        self.run_now(|core, now| ((), core.catalog.watch_closed(url, now)));
+        self.run_now(|core, now| ((), core.catalog.lost_contact(url, now)));
     }
 
     /// Waits until everything handed to the store so far is committed.

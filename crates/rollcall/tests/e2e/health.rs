@@ -159,3 +159,148 @@ async fn an_instance_critical_for_too_long_leaves_the_catalog() {
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(kinds, vec!["registered", "critical", "expired"]);
 }
+
+/// A raw HTTP/1.1 server, written out here byte by byte: it answers every
+/// request `200 ok` and keeps the connection open for the next (as Go's
+/// server does, forever), or closes it after each answer (`close`).
+struct RawServer {
+    url: String,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawServer {
+    async fn start(close: bool) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
+        let task = tokio::spawn(async move {
+            // Connections live in this set: aborting the server drops them
+            // all, closing every socket the way a process's death does.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counted = counted.clone();
+                connections.spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(n) = socket.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            let answer: &[u8] = if close {
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                            } else {
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                            };
+                            if socket.write_all(answer).await.is_err() || close {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            requests,
+            task,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every socket closes at once, and the port refuses from now on.
+    fn kill(&self) {
+        self.task.abort();
+    }
+
+    fn registration(&self, name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "ServiceName": name,
+            "ServiceURL": self.url,
+            "RequiredServices": null,
+            "ServiceUpdateURL": "",
+            "HeartbeatURL": format!("{}/heartbeat", self.url),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_killed_classic_keep_alive_server_is_noticed_through_the_held_connection() {
+    // Checks every 30 s: only the connection held since the first check
+    // can explain a removal within seconds.
+    let reg = registry(&["--check-interval", "30s"]).await;
+    let provider = RawServer::start(false).await;
+    let response = register_raw(&reg.url, &provider.registration("Hello")).await;
+    assert_eq!(response.status(), 200);
+    let dependent = dependent_holding(&reg.url, &provider.url).await;
+    // The provider's connection and the dependent's (a keep-alive server
+    // too), each held since its first check.
+    eventually(SOON, "both connections held", || async {
+        let held = metric(&reg.url, "rollcall_registry_held_connections").await;
+        (held == Some(2.0)).then_some(())
+    })
+    .await;
+    assert_eq!(provider.requests(), 1, "one check so far");
+    let killed = std::time::Instant::now();
+    provider.kill();
+    wait_providers(&dependent, "Hello", &[], Duration::from_secs(10)).await;
+    let took = killed.elapsed();
+    let entry = instance(&reg.url, &provider.url).await.unwrap();
+    assert_eq!(entry["Status"], "critical", "{entry}");
+    assert!(
+        entry["LastCheckError"]
+            .as_str()
+            .unwrap()
+            .contains("connection failed"),
+        "{entry}"
+    );
+    assert_eq!(
+        metric(&reg.url, "rollcall_registry_held_connections_lost_total").await,
+        Some(1.0)
+    );
+    eprintln!("a killed keep-alive server was out of discovery after {took:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_closes_every_connection_is_checked_as_before() {
+    let reg = registry(FAST_CHECKS).await;
+    let provider = RawServer::start(true).await;
+    register_raw(&reg.url, &provider.registration("Hello")).await;
+    eventually(SOON, "five checks", || {
+        let checked = provider.requests() >= 5;
+        async move { checked.then_some(()) }
+    })
+    .await;
+    // Each check on a connection of its own; none held, none lost, and the
+    // server's closing after each answer never made it suspect.
+    assert_eq!(
+        metric(&reg.url, "rollcall_registry_held_connections").await,
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&reg.url, "rollcall_registry_held_connections_lost_total").await,
+        Some(0.0)
+    );
+    assert_eq!(
+        instance(&reg.url, &provider.url).await.unwrap()["Status"],
+        "passing"
+    );
+    provider.kill();
+    wait_status(&reg.url, &provider.url, "critical").await;
+}

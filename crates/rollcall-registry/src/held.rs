@@ -1,0 +1,427 @@
+//! Held connections: the checker keeps the keep-alive connection of each
+//! `http` instance's last check open, uses it for the next check, and watches
+//! it in between. A server that keeps idle connections open (Go's does,
+//! forever) closes them only when it is told to or when its process dies —
+//! and then the kernel tells the other end at once. So a connection that
+//! closes while held makes its instance *suspect*: it is checked at once, and
+//! one failure (a refused connection) takes it out. A classic service killed
+//! with SIGKILL is out of discovery in milliseconds, without a check interval
+//! and without anything in the service but an ordinary HTTP/1.1 server.
+//!
+//! Bounded: at most `--max-held-connections` are held; past it, the one idle
+//! longest is dropped (counted). A connection not used by a check for a few
+//! intervals (its instance left, or another replica checks it) is dropped by
+//! [`HeldConnections::sweep`]. A server that answers `Connection: close` (or
+//! HTTP/1.0) is checked on a fresh connection each time, as before; one that
+//! closes idle connections after a while only causes an early check. `https`
+//! heartbeat URLs are checked through the ordinary client (not held).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{CONNECTION, HOST, USER_AGENT};
+use rollcall_http::signing::SigningKey;
+use rollcall_proto::ServiceUrl;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::health::CheckOutcome;
+use crate::outbound::MAX_ANSWER_READ;
+use crate::shell::Registry;
+
+const AGENT: &str = concat!("rollcall-registry/", env!("CARGO_PKG_VERSION"));
+
+/// The checker's held connections (cheap to clone).
+#[derive(Clone)]
+pub struct HeldConnections {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HeldConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldConnections")
+            .field("held", &lock(&self.inner.idle).by_url.len())
+            .field("cap", &self.inner.cap)
+            .finish()
+    }
+}
+
+struct Inner {
+    idle: Mutex<Idle>,
+    cap: usize,
+    registry: Registry,
+}
+
+/// Held connections by instance, and in the order they were put back (the
+/// first is the one idle longest).
+#[derive(Default)]
+struct Idle {
+    by_url: HashMap<ServiceUrl, Conn>,
+    order: BTreeMap<u64, ServiceUrl>,
+    stamp: u64,
+}
+
+/// One held connection. Dropping it closes the socket (and stops its
+/// watcher without reporting anything).
+struct Conn {
+    sender: SendRequest<Empty<Bytes>>,
+    /// `host:port` it is connected to (a re-registration may move the
+    /// heartbeat elsewhere).
+    authority: String,
+    watch: Arc<Watch>,
+    stamp: u64,
+    put_at: Instant,
+}
+
+/// Shared by a connection and its watcher.
+#[derive(Default)]
+struct Watch {
+    /// Held between checks: closing now is news.
+    idle: AtomicBool,
+    /// Dropped on purpose: the watcher stops.
+    dropped: CancellationToken,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.watch.idle.store(false, Ordering::Release);
+        self.watch.dropped.cancel();
+    }
+}
+
+fn lock(idle: &Mutex<Idle>) -> std::sync::MutexGuard<'_, Idle> {
+    idle.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a check's URL says to connect to and ask for.
+struct Target {
+    authority: String,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Target {
+    fn parse(url: &ServiceUrl) -> Result<Self, String> {
+        let uri: hyper::Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e| format!("invalid heartbeat URL: {e}"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| "the heartbeat URL has no host".to_owned())?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        Ok(Self {
+            authority: authority.as_str().to_owned(),
+            host,
+            port: authority.port_u16().unwrap_or(80),
+            path: uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        })
+    }
+}
+
+/// How a check's answer went.
+struct Answer {
+    status: hyper::StatusCode,
+    /// The server keeps the connection open after it.
+    reusable: bool,
+}
+
+impl HeldConnections {
+    pub fn new(registry: Registry) -> Self {
+        let cap = registry
+            .config()
+            .max_held_connections
+            .min(rollcall_http::server::descriptor_limit().map_or(usize::MAX, |fds| fds / 4));
+        Self {
+            inner: Arc::new(Inner {
+                idle: Mutex::new(Idle::default()),
+                cap,
+                registry,
+            }),
+        }
+    }
+
+    /// How many are held now.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.idle).by_url.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks `instance` by `GET`ting `heartbeat` (any 2xx within `timeout`
+    /// passes) on its held connection, or a new one it then holds.
+    pub async fn probe(
+        &self,
+        instance: &ServiceUrl,
+        heartbeat: &ServiceUrl,
+        timeout: Duration,
+        key: Option<&SigningKey>,
+    ) -> CheckOutcome {
+        let started = Instant::now();
+        let result =
+            match tokio::time::timeout(timeout, self.attempt(instance, heartbeat, key)).await {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "timed out after {}",
+                    humantime::format_duration(timeout)
+                )),
+            };
+        let latency = started.elapsed();
+        match result {
+            Ok(()) => CheckOutcome::pass(latency),
+            Err(error) => CheckOutcome::fail(latency, error),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        instance: &ServiceUrl,
+        heartbeat: &ServiceUrl,
+        key: Option<&SigningKey>,
+    ) -> Result<(), String> {
+        let target = Target::parse(heartbeat)?;
+        if let Some(mut conn) = self.take(instance, &target) {
+            // A held connection the server closed just now fails at once;
+            // a check is idempotent, so it is asked again on a new one.
+            if let Ok(answer) = exchange(&mut conn.sender, &target, key).await {
+                return self.finish(instance, conn, &answer);
+            }
+        }
+        let mut conn = self.connect(instance, &target).await?;
+        let answer = exchange(&mut conn.sender, &target, key).await?;
+        self.finish(instance, conn, &answer)
+    }
+
+    /// Holds `conn` again if the server keeps it; the check's result.
+    fn finish(&self, instance: &ServiceUrl, conn: Conn, answer: &Answer) -> Result<(), String> {
+        if answer.reusable {
+            self.put(instance, conn);
+        }
+        if answer.status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", answer.status.as_u16()))
+        }
+    }
+
+    /// Takes `instance`'s held connection out for a check.
+    fn take(&self, instance: &ServiceUrl, target: &Target) -> Option<Conn> {
+        let mut idle = lock(&self.inner.idle);
+        let conn = idle.by_url.remove(instance)?;
+        idle.order.remove(&conn.stamp);
+        self.set_gauge(&idle);
+        drop(idle);
+        conn.watch.idle.store(false, Ordering::Release);
+        (conn.authority == target.authority && !conn.sender.is_closed()).then_some(conn)
+    }
+
+    /// Holds `conn` until the next check of `instance`; past the cap, the
+    /// connection idle longest is dropped.
+    fn put(&self, instance: &ServiceUrl, mut conn: Conn) {
+        if self.inner.cap == 0 {
+            return;
+        }
+        let mut evicted = Vec::new();
+        let mut idle = lock(&self.inner.idle);
+        idle.stamp += 1;
+        conn.stamp = idle.stamp;
+        conn.put_at = Instant::now();
+        conn.watch.idle.store(true, Ordering::Release);
+        idle.order.insert(conn.stamp, instance.clone());
+        if let Some(old) = idle.by_url.insert(instance.clone(), conn) {
+            idle.order.remove(&old.stamp);
+            evicted.push(old);
+        }
+        while idle.by_url.len() > self.inner.cap {
+            let Some((_, url)) = idle.order.pop_first() else {
+                break;
+            };
+            if let Some(old) = idle.by_url.remove(&url) {
+                self.inner.registry.metrics().held_connections_evicted.inc();
+                evicted.push(old);
+            }
+        }
+        self.set_gauge(&idle);
+        drop(idle);
+        drop(evicted);
+    }
+
+    /// Drops connections no check has used since `before` (their instance
+    /// left, or is checked by another replica now).
+    pub fn sweep(&self, before: Instant) {
+        let mut dropped = Vec::new();
+        let mut idle = lock(&self.inner.idle);
+        while let Some((&stamp, url)) = idle.order.first_key_value() {
+            if idle.by_url.get(url).is_some_and(|c| c.put_at >= before) {
+                break;
+            }
+            let url = url.clone();
+            idle.order.remove(&stamp);
+            if let Some(conn) = idle.by_url.remove(&url) {
+                dropped.push(conn);
+            }
+        }
+        self.set_gauge(&idle);
+        drop(idle);
+        drop(dropped);
+    }
+
+    fn set_gauge(&self, idle: &Idle) {
+        self.inner
+            .registry
+            .metrics()
+            .held_connections
+            .set(i64::try_from(idle.by_url.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Opens a connection for `instance`'s checks and starts its watcher.
+    async fn connect(&self, instance: &ServiceUrl, target: &Target) -> Result<Conn, String> {
+        let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(|e| format!("connection failed: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("connection failed: {e}"))?;
+        let watch = Arc::new(Watch::default());
+        let watcher = watch.clone();
+        let held = Arc::downgrade(&self.inner);
+        let url = instance.clone();
+        self.inner.registry.spawn(async move {
+            tokio::select! {
+                _ = connection => {
+                    if watcher.idle.load(Ordering::Acquire) {
+                        lost(&held, &url, &watcher);
+                    }
+                }
+                () = watcher.dropped.cancelled() => {}
+            }
+        });
+        Ok(Conn {
+            sender,
+            authority: target.authority.clone(),
+            watch,
+            stamp: 0,
+            put_at: Instant::now(),
+        })
+    }
+}
+
+/// A held connection closed by the other end between checks: forget it and
+/// make its instance suspect.
+fn lost(held: &Weak<Inner>, url: &ServiceUrl, watch: &Arc<Watch>) {
+    let Some(inner) = held.upgrade() else {
+        return;
+    };
+    let conn = {
+        let mut idle = lock(&inner.idle);
+        let ours = idle
+            .by_url
+            .get(url)
+            .is_some_and(|c| Arc::ptr_eq(&c.watch, watch));
+        let conn = ours.then(|| idle.by_url.remove(url)).flatten();
+        if let Some(conn) = &conn {
+            idle.order.remove(&conn.stamp);
+        }
+        inner
+            .registry
+            .metrics()
+            .held_connections
+            .set(i64::try_from(idle.by_url.len()).unwrap_or(i64::MAX));
+        conn
+    };
+    if conn.is_none() {
+        return;
+    }
+    drop(conn);
+    inner.registry.metrics().held_connections_lost.inc();
+    tracing::debug!(%url, "held connection closed by the instance; checking it now");
+    inner.registry.contact_lost(url);
+}
+
+/// Sends one check on `sender` and reads a little of the answer.
+async fn exchange(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    target: &Target,
+    key: Option<&SigningKey>,
+) -> Result<Answer, String> {
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("connection failed: {e}"))?;
+    let mut request = hyper::Request::get(target.path.as_str())
+        .header(HOST, target.authority.as_str())
+        .header(USER_AGENT, AGENT);
+    if let Some(key) = key {
+        for (name, value) in key.sign("GET", b"", rollcall_proto::Timestamp::system_now().0) {
+            request = request.header(name, value);
+        }
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("invalid request: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let mut reusable = response.version() == hyper::Version::HTTP_11
+        && !response.headers().get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+        });
+    let mut body = response.into_body();
+    let mut read = 0;
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > MAX_ANSWER_READ {
+                    // Not worth reading on: the connection goes.
+                    reusable = false;
+                    break;
+                }
+            }
+            Some(Err(_)) => {
+                reusable = false;
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok(Answer { status, reusable })
+}
+
+/// Drops held connections no check used for a while, every few seconds,
+/// until shutdown.
+pub async fn run_sweeper(held: HeldConnections, registry: Registry) {
+    let unused = (registry.config().check_interval * 3).max(Duration::from_secs(30));
+    let shutdown = registry.shutdown_token().clone();
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if let Some(before) = Instant::now().checked_sub(unused) {
+            held.sweep(before);
+        }
+    }
+}
