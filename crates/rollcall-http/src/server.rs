@@ -260,8 +260,14 @@ async fn serve_connection<IO>(
             // stream's included): not evicted for a newcomer meanwhile.
             let in_progress = Busy::new(&busy);
             request.extensions_mut().insert(ConnectInfo(peer));
-            let request =
-                request.map(|body| axum::body::Body::new(DeadlineBody::new(body_timeout, body)));
+            // A GET's body is not read by any handler but a stream's, which
+            // reads its liveness beats for as long as it lives, each within
+            // a deadline of its own.
+            let request = if request.method() == hyper::Method::GET {
+                request.map(axum::body::Body::new)
+            } else {
+                request.map(|body| axum::body::Body::new(DeadlineBody::new(body_timeout, body)))
+            };
             let router = router.clone();
             async move {
                 let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});

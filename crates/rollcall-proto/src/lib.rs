@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod jitter;
+pub mod liveness;
 pub mod names;
 pub mod patch;
 pub mod paths;

@@ -9,7 +9,10 @@
 //!   this). If the stream closes while the instance is still registered — the
 //!   process died and the kernel closed its socket — the registry checks it at
 //!   once and takes it out on the first failure, so dependents learn of a crash
-//!   in milliseconds instead of after the next interval.
+//!   in milliseconds instead of after the next interval. With the header
+//!   `X-Rollcall-Beat: 200ms` the client also sends a byte of its request body
+//!   every beat ([`rollcall_proto::liveness`]); silence for two beats makes
+//!   the instance suspect the same way, so a *hung* process is noticed too.
 //!
 //! Events: `hello` (`{"revision"}`), `change` (a catalog [`Event`]), `patch`
 //! (a classic patch), `lagged` (`{"missed"}`: the stream fell behind; `patch`
@@ -26,9 +29,10 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use rollcall_http::QueryParams;
-use rollcall_proto::{Patch, PatchEntry, ServiceName, ServiceUrl};
+use rollcall_proto::{Patch, PatchEntry, ServiceName, ServiceUrl, liveness};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Event, EventKind};
 use crate::error::ApiError;
@@ -96,10 +100,13 @@ impl TryFrom<WatchQuery> for WatchFilter {
 struct StreamGuard {
     registry: Registry,
     instance: Option<ServiceUrl>,
+    /// Stops the reading of the stream's beats.
+    beats: CancellationToken,
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        self.beats.cancel();
         self.registry.metrics().watch_streams.dec();
         if let Some(url) = &self.instance {
             tracing::debug!(%url, "watch stream of an instance closed");
@@ -207,10 +214,65 @@ impl WatchState {
     }
 }
 
+/// How a bound stream's client beats: its request body and the interval.
+#[derive(Debug)]
+pub struct Beats {
+    pub body: axum::body::Body,
+    pub every: Duration,
+}
+
+/// Reads `url`'s liveness beats until the stream ends (`stop`) or the client
+/// stops sending them; silence past the limit (once the first beat came)
+/// makes the instance suspect, once per silence.
+async fn read_beats(registry: Registry, url: ServiceUrl, beats: Beats, stop: CancellationToken) {
+    use http_body_util::BodyExt as _;
+    let limit = liveness::silence_limit(beats.every);
+    let mut body = beats.body;
+    let (mut armed, mut silent) = (false, false);
+    loop {
+        let next = tokio::select! {
+            () = stop.cancelled() => return,
+            next = tokio::time::timeout(limit, body.frame()) => next,
+        };
+        match next {
+            Ok(Some(Ok(frame))) => {
+                if frame
+                    .data_ref()
+                    .is_some_and(|d| d.len() > liveness::MAX_BEAT_BYTES)
+                {
+                    tracing::debug!(%url, "a beat too large: its beats are no longer read");
+                    return;
+                }
+                armed = true;
+                silent = false;
+            }
+            // The client stopped beating (or the connection went): a closed
+            // stream is noticed by its own end.
+            Ok(Some(Err(_)) | None) => return,
+            Err(_) if armed && !silent => {
+                silent = true;
+                registry.metrics().watch_streams_silent.inc();
+                tracing::debug!(%url, "an instance's watch stream went silent; checking it now");
+                registry.contact_lost(&url);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Opens a watch stream.
 pub fn open(
     registry: Registry,
     filter: WatchFilter,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    open_with_beats(registry, filter, None)
+}
+
+/// Opens a watch stream whose bound instance beats (`beats`).
+pub fn open_with_beats(
+    registry: Registry,
+    filter: WatchFilter,
+    beats: Option<Beats>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     // Subscribe before the snapshot, so nothing falls between them.
     let events = registry.subscribe();
@@ -239,10 +301,20 @@ pub fn open(
         };
         pending.push_back(json_event("patch", &patch));
     }
+    let stop_beats = CancellationToken::new();
+    if let (Some(url), Some(beats)) = (&filter.instance, beats) {
+        registry.spawn(read_beats(
+            registry.clone(),
+            url.clone(),
+            beats,
+            stop_beats.clone(),
+        ));
+    }
     let state = WatchState {
         _guard: StreamGuard {
             registry: registry.clone(),
             instance: filter.instance.clone(),
+            beats: stop_beats,
         },
         registry,
         filter,
@@ -267,9 +339,11 @@ pub fn open(
 /// first is complete, `Resync` true, then differences) when `requires` is
 /// given; `lagged` {missed}; `removed` when the bound instance was taken out.
 /// A comment every 15 s keeps the connection alive. With `instance`, the
-/// stream is that instance's liveness session: if it closes while the
-/// instance is registered, the instance is checked at once.
-#[utoipa::path(get, path = "/v1/watch", tag = "rollcall", params(WatchQuery),
+/// stream is that instance's liveness session: if it closes (or, with
+/// `X-Rollcall-Beat`, its beats stop) while the instance is registered, the
+/// instance is checked at once.
+#[utoipa::path(get, path = "/v1/watch", tag = "rollcall", params(WatchQuery,
+        ("X-Rollcall-Beat" = Option<String>, Header, description = "With `instance`: the client sends a byte of its chunked request body at this interval (`200ms`; 50ms–10s); silence for two beats makes the instance suspect")),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream"),
         rollcall_http::openapi::BadQuery,
@@ -278,8 +352,14 @@ pub async fn watch(
     State(registry): State<Registry>,
     peer: rollcall_http::access::Peer,
     QueryParams(query): QueryParams<WatchQuery>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let filter = WatchFilter::try_from(query)?;
+    let beat = headers
+        .get(liveness::BEAT_HEADER)
+        .map(|value| parse_beat(value.to_str().unwrap_or("")))
+        .transpose()?;
     let max = registry.config().max_watch_streams;
     if registry.metrics().watch_streams.get() >= i64::try_from(max).unwrap_or(i64::MAX) {
         return Err(ApiError::TooManyStreams(max));
@@ -294,5 +374,26 @@ pub async fn watch(
             &registry.config().allow_callbacks,
         )?;
     }
-    Ok(Sse::new(open(registry, filter)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+    let beats = beat
+        .filter(|_| filter.instance.is_some())
+        .map(|every| Beats { body, every });
+    Ok(Sse::new(open_with_beats(registry, filter, beats))
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// The interval of `X-Rollcall-Beat`, within the bounds.
+fn parse_beat(value: &str) -> Result<Duration, ApiError> {
+    let invalid = |reason: String| ApiError::InvalidQuery {
+        param: "X-Rollcall-Beat",
+        reason,
+    };
+    let every = rollcall_proto::units::parse_duration(value).map_err(|e| invalid(e.to_string()))?;
+    if !(liveness::MIN_BEAT..=liveness::MAX_BEAT).contains(&every) {
+        return Err(invalid(format!(
+            "must be between {} and {}",
+            humantime::format_duration(liveness::MIN_BEAT),
+            humantime::format_duration(liveness::MAX_BEAT)
+        )));
+    }
+    Ok(every)
 }

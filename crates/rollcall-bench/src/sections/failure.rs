@@ -12,27 +12,41 @@ impl Bench {
                  \"classic\" runs it with `--classic`: webhook and heartbeat only, no watch stream) and one \
                  dependent that requires it. The process gets SIGKILL (crash) or SIGSTOP (hung: the socket \
                  accepts, nothing answers); measured from the signal to the dependent holding `Removed`. Registry \
-                 defaults: checks every 1 s ±10 %, 500 ms timeout, 2 failures, 250 ms recheck."
+                 defaults: checks every 1 s ±10 %, 500 ms timeout (250 ms for a suspect), 2 failures, 250 ms \
+                 recheck. An SDK service's watch stream closes with it, or stops beating (every 200 ms) when it \
+                 hangs; a classic service's keep-alive connection, held by the checker, closes with it. \
+                 \"without a held connection\" runs the registry with `--max-held-connections 0`: what a server \
+                 that closes every connection gets."
             ),
         );
-        let reg = self.registry(&[]).await?;
-        let base = reg.url.clone();
+        let held = self.registry(&[]).await?;
+        let unheld = self.registry(&["--max-held-connections", "0"]).await?;
         let receivers = Receivers::start(4).await?;
-        // Targets in ms. A classic SIGKILL: the next check comes within the
-        // interval (+10 % jitter), the recheck 250 ms after the first refusal:
-        // 1.1 s + 0.25 s, plus the patch's delivery.
-        let kinds: [(&str, bool, &str, u64); 4] = [
-            ("SDK service, SIGKILL", false, "KILL", 100),
-            ("classic service, SIGKILL", true, "KILL", 1400),
-            ("SDK service, SIGSTOP", false, "STOP", 3000),
-            ("classic service, SIGSTOP", true, "STOP", 3000),
+        // Targets in ms (the issue's where it sets one). A classic SIGKILL
+        // without a held connection: the next check comes within the
+        // interval (+10 % jitter), the recheck 250 ms after the first
+        // refusal: 1.1 s + 0.25 s. A hung classic service: that, plus a
+        // timeout for each of its 2 failures.
+        let kinds: [(&str, bool, &str, u64, bool); 5] = [
+            ("SDK service, SIGKILL", false, "KILL", 100, true),
+            ("classic service, SIGKILL", true, "KILL", 50, true),
+            (
+                "classic service without a held connection, SIGKILL",
+                true,
+                "KILL",
+                1350,
+                false,
+            ),
+            ("SDK service, SIGSTOP", false, "STOP", 1000, true),
+            ("classic service, SIGSTOP", true, "STOP", 3000, true),
         ];
-        for (k, (label, classic, signal, target_ms)) in kinds.iter().enumerate() {
+        for (k, (label, classic, signal, target_ms, holds)) in kinds.iter().enumerate() {
+            let base = if *holds { &held.url } else { &unheld.url };
             let target = &Duration::from_millis(*target_ms);
             let mut victims = Vec::new();
             for t in 0..trials {
                 let name = format!("Victim{k}x{t}");
-                let mut args = vec!["--name", &name, "--registry", &base];
+                let mut args = vec!["--name", &name, "--registry", base];
                 if *classic {
                     args.push("--classic");
                 }
@@ -95,7 +109,8 @@ impl Bench {
                 v.signal("KILL");
             }
         }
-        reg.stop().await;
+        held.stop().await;
+        unheld.stop().await;
         Ok(s)
     }
 }

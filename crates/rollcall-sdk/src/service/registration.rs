@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::http::{StatusCode, header};
 use futures_util::StreamExt;
-use rollcall_proto::jitter;
 use rollcall_proto::{Registration, ServiceUrl};
+use rollcall_proto::{jitter, liveness};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -127,10 +127,29 @@ impl RemovedScanner {
 
 async fn hold_watch(inner: &Inner, registry: &ServiceUrl) -> WatchEnd {
     let url = registry.join("/v1/watch");
-    let request = inner.client.get(&url).query(&[
-        ("instance", inner.url.as_str()),
-        ("service", inner.name.as_str()),
-    ]);
+    // Liveness beats: a byte of the request body every beat, for as long as
+    // the stream lives; a hung process stops sending them.
+    let beats = futures_util::stream::unfold(
+        tokio::time::interval(liveness::BEAT),
+        |mut every| async move {
+            every.tick().await;
+            Some((Ok::<_, std::io::Error>(&b"\n"[..]), every))
+        },
+    );
+    let request = inner
+        .client
+        .get(&url)
+        .query(&[
+            ("instance", inner.url.as_str()),
+            ("service", inner.name.as_str()),
+        ])
+        .header(
+            liveness::BEAT_HEADER,
+            format!("{}ms", liveness::BEAT.as_millis()),
+        )
+        // Said explicitly: hyper sends no body with a GET otherwise.
+        .header(header::TRANSFER_ENCODING, "chunked")
+        .body(reqwest::Body::wrap_stream(beats));
     let request = crate::args::bearer(request, inner.token.as_ref()).send();
     let response = match tokio::time::timeout(REGISTER_TIMEOUT, request).await {
         Ok(Ok(r)) => r,

@@ -304,3 +304,34 @@ async fn a_server_that_closes_every_connection_is_checked_as_before() {
     provider.kill();
     wait_status(&reg.url, &provider.url, "critical").await;
 }
+
+#[tokio::test]
+async fn a_hung_sdk_service_is_noticed_through_its_streams_missing_beats() {
+    // Checks every 60 s, and a stopped process's sockets stay open: only the
+    // beats its watch stream stopped sending can explain a quick removal.
+    let reg = registry(&["--check-interval", "60s"]).await;
+    let provider = provider(&reg.url, false).await;
+    wait_registered(&reg.url, &provider.url).await;
+    let dependent = dependent_holding(&reg.url, &provider.url).await;
+    let stopped = std::time::Instant::now();
+    provider.signal("STOP");
+    wait_providers(&dependent, "Hello", &[], Duration::from_secs(10)).await;
+    let took = stopped.elapsed();
+    provider.signal("CONT");
+    let entry = instance(&reg.url, &provider.url).await.unwrap();
+    assert_eq!(entry["Status"], "critical", "{entry}");
+    assert!(
+        entry["LastCheckError"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 250ms"),
+        "a suspect's short check: {entry}"
+    );
+    assert!(
+        metric(&reg.url, "rollcall_registry_watch_streams_silent_total")
+            .await
+            .unwrap()
+            >= 1.0
+    );
+    eprintln!("a stopped SDK service was out of discovery after {took:?}");
+}
