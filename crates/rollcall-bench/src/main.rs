@@ -165,7 +165,7 @@ impl Plan {
                 failure_trials: 40,
                 scale_instances: 10_000,
                 scale_window: Duration::from_secs(10),
-                memory_instances: [10_000, 100_000],
+                memory_instances: [100_000, 1_000_000],
                 log_batch: 1_000,
                 cluster_instances: 300,
                 cluster_trials: 6,

@@ -272,7 +272,7 @@ pub struct DeliveryView {
 impl InstanceView {
     pub fn of(i: &Instance) -> Self {
         let reg = &i.registration;
-        let last = i.health.last_check.as_ref();
+        let last = i.health.last_check();
         Self {
             name: reg.name.clone(),
             url: reg.url.clone(),

@@ -160,6 +160,14 @@ pub struct HealthState {
     pub consecutive_passes: u32,
     pub consecutive_failures: u32,
     pub suspect: bool,
+    /// What its checks said, once it has been checked (boxed: most of an
+    /// instance's size otherwise, and many instances are never checked here).
+    pub log: Option<Box<CheckLog>>,
+}
+
+/// What an instance's checks said.
+#[derive(Debug, Clone, Default)]
+pub struct CheckLog {
     pub last_check: Option<LastCheck>,
     /// The latest failed check, kept after it passes again.
     pub last_failure: Option<LastCheck>,
@@ -185,10 +193,23 @@ impl HealthState {
             consecutive_passes: 0,
             consecutive_failures: 0,
             suspect: false,
-            last_check: None,
-            last_failure: None,
-            recent: std::collections::VecDeque::new(),
+            log: None,
         }
+    }
+
+    /// The last completed check.
+    pub fn last_check(&self) -> Option<&LastCheck> {
+        self.log.as_ref()?.last_check.as_ref()
+    }
+
+    /// The latest failed check, kept after it passes again.
+    pub fn last_failure(&self) -> Option<&LastCheck> {
+        self.log.as_ref()?.last_failure.as_ref()
+    }
+
+    /// The last [`HISTORY`] checks, oldest first.
+    pub fn recent(&self) -> impl DoubleEndedIterator<Item = &CheckSample> {
+        self.log.iter().flat_map(|log| log.recent.iter())
     }
 
     /// Applies one check result and says whether the status changed.
@@ -204,14 +225,15 @@ impl HealthState {
             passed: outcome.passed,
             error: outcome.error.clone(),
         };
+        let log = self.log.get_or_insert_with(Box::default);
         if !outcome.passed {
-            self.last_failure = Some(check.clone());
+            log.last_failure = Some(check.clone());
         }
-        self.last_check = Some(check);
-        if self.recent.len() == HISTORY {
-            self.recent.pop_front();
+        log.last_check = Some(check);
+        if log.recent.len() == HISTORY {
+            log.recent.pop_front();
         }
-        self.recent.push_back(CheckSample {
+        log.recent.push_back(CheckSample {
             at: now,
             latency_us: u32::try_from(outcome.latency.as_micros()).unwrap_or(u32::MAX),
             passed: outcome.passed,

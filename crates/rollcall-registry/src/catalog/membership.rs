@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use rollcall_proto::{Patch, PatchEntry, Registration, ServiceUrl, Timestamp};
+use rollcall_proto::{Patch, PatchEntry, Registration, ServiceName, ServiceUrl, Timestamp};
 
 use super::delivery::{self, Pushed};
 use super::health::{self, Health, HealthState};
@@ -217,6 +217,13 @@ impl Catalog {
             status_since,
             maintenance,
         } = stored;
+        let mut registration = registration;
+        registration.name = self.intern(&registration.name);
+        registration.required = registration
+            .required
+            .iter()
+            .map(|name| self.intern(name))
+            .collect();
         let health = HealthState::new(status, status_since);
         self.next_generation += 1;
         let generation = self.next_generation;
@@ -244,7 +251,7 @@ impl Catalog {
                     .or_default()
                     .insert(url.clone());
             }
-            Receiver::new(update_url, generation, confirmed)
+            Box::new(Receiver::new(update_url, generation, confirmed))
         });
         self.by_name
             .entry(registration.name.clone())
@@ -252,7 +259,7 @@ impl Catalog {
             .insert(url.clone());
         self.instances.insert(
             url,
-            Instance {
+            Box::new(Instance {
                 registration,
                 registered_at,
                 health,
@@ -267,8 +274,19 @@ impl Catalog {
                 receiver,
                 checked_elsewhere: false,
                 status_write: StatusWrite::Recorded,
-            },
+            }),
         );
+    }
+
+    /// `name`, sharing the text of the same name already in the catalog
+    /// (a thousand instances of a service hold its name once).
+    fn intern(&self, name: &ServiceName) -> ServiceName {
+        self.by_name
+            .get_key_value(name)
+            .map(|(k, _)| k)
+            .or_else(|| self.dependents.get_key_value(name).map(|(k, _)| k))
+            .unwrap_or(name)
+            .clone()
     }
 
     /// Takes an instance out of every index (no notifications).
@@ -297,7 +315,13 @@ impl Catalog {
             self.critical.remove(&(instance.health.since, url.clone()));
         }
         self.owing.remove(url);
-        Some(instance)
+        // Memory goes back as instances leave: a table is halved once it is
+        // a quarter full.
+        if self.instances.capacity() > 1024 && self.instances.len() < self.instances.capacity() / 4
+        {
+            self.instances.shrink_to(self.instances.len() * 2);
+        }
+        Some(*instance)
     }
 
     pub(super) fn remove(

@@ -57,7 +57,8 @@ impl Default for CatalogConfig {
 #[derive(Debug, Default)]
 pub struct Catalog {
     config: CatalogConfig,
-    instances: HashMap<ServiceUrl, Instance>,
+    /// Boxed: a table of a million entries is twice their number of slots.
+    instances: HashMap<ServiceUrl, Box<Instance>>,
     /// Ordered, so the catalog can be read a page at a time.
     by_name: std::collections::BTreeMap<ServiceName, BTreeSet<ServiceUrl>>,
     dependents: HashMap<ServiceName, BTreeSet<ServiceUrl>>,
@@ -120,12 +121,12 @@ impl Catalog {
     }
 
     pub fn get(&self, url: &ServiceUrl) -> Option<&Instance> {
-        self.instances.get(url)
+        self.instances.get(url).map(|i| &**i)
     }
 
     /// All instances, in no particular order.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
-        self.instances.values()
+        self.instances.values().map(|i| &**i)
     }
 
     /// At most `limit` instances in (name, URL) order — of `only` when
@@ -179,7 +180,7 @@ impl Catalog {
             .get(name)
             .into_iter()
             .flatten()
-            .filter_map(|url| self.instances.get(url))
+            .filter_map(|url| self.instances.get(url).map(|i| &**i))
     }
 
     /// The instances that require `name` (and take patches).
@@ -191,7 +192,7 @@ impl Catalog {
             .get(name)
             .into_iter()
             .flatten()
-            .filter_map(|url| self.instances.get(url))
+            .filter_map(|url| self.instances.get(url).map(|i| &**i))
     }
 
     /// The names that some registered receiver requires.
@@ -208,7 +209,7 @@ impl Catalog {
             .get(name)
             .into_iter()
             .flatten()
-            .filter(|url| self.instances.get(*url).is_some_and(Instance::in_discovery))
+            .filter(|url| self.instances.get(*url).is_some_and(|i| i.in_discovery()))
             .cloned()
             .collect()
     }
@@ -263,7 +264,7 @@ impl Catalog {
     }
 
     fn receiver_mut(&mut self, url: &ServiceUrl) -> Option<&mut Receiver> {
-        self.instances.get_mut(url)?.receiver.as_mut()
+        self.instances.get_mut(url)?.receiver.as_deref_mut()
     }
 
     fn receiver_of(&mut self, ticket: &PatchTicket) -> Option<&mut Receiver> {
@@ -271,7 +272,7 @@ impl Catalog {
         if instance.generation != ticket.generation {
             return None;
         }
-        instance.receiver.as_mut()
+        instance.receiver.as_deref_mut()
     }
 }
 

@@ -290,9 +290,7 @@ impl Catalog {
         let old_since = instance.health.since;
         // Keep what this replica saw of its checks; take the status.
         let mut health = HealthState::new(status, since);
-        health.last_check = instance.health.last_check.take();
-        health.last_failure = instance.health.last_failure.take();
-        health.recent = std::mem::take(&mut instance.health.recent);
+        health.log = instance.health.log.take();
         instance.health = health;
         let held_out = instance.maintenance.is_some();
         let name = instance.name().clone();

@@ -797,3 +797,12 @@ fn as_read_back_put(registration: Registration, now: Timestamp) -> StoreOp {
         replaced: false,
     }
 }
+
+#[test]
+fn an_instance_stays_small() {
+    // A catalog of a million instances holds a million of these (boxed)
+    // and twice as many table slots: what is rare (a receiver, check
+    // history) is boxed, so the common case stays small.
+    assert!(std::mem::size_of::<super::Instance>() <= 256);
+    assert!(std::mem::size_of::<super::health::HealthState>() <= 40);
+}

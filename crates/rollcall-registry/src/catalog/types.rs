@@ -26,7 +26,7 @@ pub struct Instance {
     pub(super) pulled_forward_at: Option<Timestamp>,
     /// Since when an operator has held it out of discovery.
     pub(super) maintenance: Option<Timestamp>,
-    pub(super) receiver: Option<Receiver>,
+    pub(super) receiver: Option<Box<Receiver>>,
     /// Another replica checks it (cluster mode): its status is that
     /// replica's verdict, never "unchecked" here.
     pub(super) checked_elsewhere: bool,
@@ -80,7 +80,7 @@ impl Instance {
             Shown::Maintenance
         } else if self.health.status == Health::Critical {
             Shown::Critical
-        } else if self.health.last_check.is_none() && !self.checked_elsewhere {
+        } else if self.health.last_check().is_none() && !self.checked_elsewhere {
             Shown::Unchecked
         } else {
             Shown::Passing
@@ -88,7 +88,7 @@ impl Instance {
     }
 
     pub fn receiver(&self) -> Option<&Receiver> {
-        self.receiver.as_ref()
+        self.receiver.as_deref()
     }
 }
 

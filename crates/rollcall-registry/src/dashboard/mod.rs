@@ -186,7 +186,7 @@ fn fold_events(events: Vec<Event>, limit: usize) -> Vec<EventRow> {
 }
 
 fn instance_row(i: &Instance, now: Timestamp) -> InstanceRow {
-    let last = i.health.last_check.as_ref();
+    let last = i.health.last_check();
     InstanceRow {
         url: i.url().to_string(),
         status: i.shown().as_str(),

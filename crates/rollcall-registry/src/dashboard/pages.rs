@@ -175,8 +175,7 @@ pub async fn instance_page(
                 .map_or_else(|| "— (not checked)".into(), ToString::to_string),
             checks: i
                 .health
-                .recent
-                .iter()
+                .recent()
                 .rev()
                 .map(|s| CheckRow {
                     at: ago(now, s.at),
@@ -184,7 +183,7 @@ pub async fn instance_page(
                     latency: format!("{:.1} ms", f64::from(s.latency_us) / 1000.0),
                 })
                 .collect(),
-            last_failure: i.health.last_failure.as_ref().map(|f| {
+            last_failure: i.health.last_failure().map(|f| {
                 (
                     ago(now, f.at),
                     f.error.clone().unwrap_or_else(|| "failed".into()),

@@ -75,6 +75,9 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // The page cache stays within 2 MiB however large the catalog (the
+        // catalog itself is in memory; the file is written, rarely read).
+        conn.pragma_update(None, "cache_size", -2048)?;
         conn.execute_batch(SCHEMA)?;
         // Files written before the maintenance switch existed lack its column.
         if conn
