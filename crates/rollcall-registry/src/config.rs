@@ -127,9 +127,10 @@ pub struct RegistryConfig {
 
     /// Most keep-alive connections to instances the checker holds open
     /// between checks (a held connection that closes gets its instance
-    /// checked at once; 0 holds none). Never more than a quarter of the
+    /// checked at once; 0 holds none; instances past it are checked through
+    /// pooled connections). Never more than a quarter of the
     /// file-descriptor limit.
-    #[arg(long, env = "ROLLCALL_MAX_HELD_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "ROLLCALL_MAX_HELD_CONNECTIONS", default_value_t = 1024)]
     pub max_held_connections: usize,
 
     /// Most health checks in flight at once.
@@ -183,7 +184,7 @@ impl RegistryConfig {
             passes_to_recover: 2,
             deregister_after: Duration::from_secs(600),
             max_checks_in_flight: 1024,
-            max_held_connections: 4096,
+            max_held_connections: 1024,
             delivery_timeout: Duration::from_secs(1),
             delivery_attempts: 4,
             queue_limit: 64,

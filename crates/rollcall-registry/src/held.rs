@@ -8,8 +8,9 @@
 //! with SIGKILL is out of discovery in milliseconds, without a check interval
 //! and without anything in the service but an ordinary HTTP/1.1 server.
 //!
-//! Bounded: at most `--max-held-connections` are held; past it, the one idle
-//! longest is dropped (counted). A connection not used by a check for a few
+//! Bounded: at most `--max-held-connections` are held; past it, an instance
+//! is checked through the ordinary pooled client, as without held
+//! connections (counted as not held). A connection not used by a check for a few
 //! intervals (its instance left, or another replica checks it) is dropped by
 //! [`HeldConnections::sweep`]. A server that answers `Connection: close` (or
 //! HTTP/1.0) is checked on a fresh connection each time, as before; one that
@@ -32,6 +33,9 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::health::CheckOutcome;
 use crate::outbound::MAX_ANSWER_READ;
 use crate::shell::Registry;
+
+/// The read buffer of a held connection (an answer's head must fit).
+const READ_BUFFER: usize = 4096;
 
 const AGENT: &str = concat!("rollcall-registry/", env!("CARGO_PKG_VERSION"));
 
@@ -188,6 +192,13 @@ impl HeldConnections {
         }
     }
 
+    /// Whether another connection may be held (past the cap, checks go
+    /// through the ordinary pooled client, as without held connections).
+    pub fn has_room(&self, instance: &ServiceUrl) -> bool {
+        let idle = lock(&self.inner.idle);
+        idle.by_url.contains_key(instance) || idle.by_url.len() < self.inner.cap
+    }
+
     async fn attempt(
         &self,
         instance: &ServiceUrl,
@@ -230,14 +241,21 @@ impl HeldConnections {
         (conn.authority == target.authority && !conn.sender.is_closed()).then_some(conn)
     }
 
-    /// Holds `conn` until the next check of `instance`; past the cap, the
-    /// connection idle longest is dropped.
+    /// Holds `conn` until the next check of `instance`; at the cap it is
+    /// dropped instead (counted): the ones held stay held, rather than each
+    /// new one pushing out the next to be checked.
     fn put(&self, instance: &ServiceUrl, mut conn: Conn) {
-        if self.inner.cap == 0 {
-            return;
-        }
         let mut evicted = Vec::new();
         let mut idle = lock(&self.inner.idle);
+        if idle.by_url.len() >= self.inner.cap && !idle.by_url.contains_key(instance) {
+            drop(idle);
+            self.inner
+                .registry
+                .metrics()
+                .held_connections_over_cap
+                .inc();
+            return;
+        }
         idle.stamp += 1;
         conn.stamp = idle.stamp;
         conn.put_at = Instant::now();
@@ -246,15 +264,6 @@ impl HeldConnections {
         if let Some(old) = idle.by_url.insert(instance.clone(), conn) {
             idle.order.remove(&old.stamp);
             evicted.push(old);
-        }
-        while idle.by_url.len() > self.inner.cap {
-            let Some((_, url)) = idle.order.pop_first() else {
-                break;
-            };
-            if let Some(old) = idle.by_url.remove(&url) {
-                self.inner.registry.metrics().held_connections_evicted.inc();
-                evicted.push(old);
-            }
         }
         self.set_gauge(&idle);
         drop(idle);
@@ -295,10 +304,13 @@ impl HeldConnections {
             .await
             .map_err(|e| format!("connection failed: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("connection failed: {e}"))?;
+        // A small fixed read buffer: a heartbeat's answer is small, and
+        // thousands of these are held.
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .read_buf_exact_size(Some(READ_BUFFER))
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("connection failed: {e}"))?;
         let watch = Arc::new(Watch::default());
         let watcher = watch.clone();
         let held = Arc::downgrade(&self.inner);

@@ -28,7 +28,7 @@ pub struct Metrics {
     pub watch_streams_silent: Counter,
     pub held_connections: Gauge,
     pub held_connections_lost: Counter,
-    pub held_connections_evicted: Counter,
+    pub held_connections_over_cap: Counter,
     pub watch_events_lagged: Counter,
     pub read_cache_hits: Counter,
     pub read_cache_misses: Counter,
@@ -237,9 +237,9 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
                 &m.held_connections_lost,
             ),
             (
-                "rollcall_registry_held_connections_evicted",
-                "Held connections dropped because --max-held-connections were held",
-                &m.held_connections_evicted,
+                "rollcall_registry_held_connections_over_cap",
+                "Connections not held because --max-held-connections were held already",
+                &m.held_connections_over_cap,
             ),
             (
                 "rollcall_registry_watch_streams_silent",
