@@ -263,6 +263,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
 /// Middleware: applies `access` to every request (the peer address comes
 /// from the connection, see [`crate::server`]).
 pub async fn guard(State(access): State<Arc<Access>>, mut req: Request, next: Next) -> Response {
+    match admit(&access, &mut req) {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => *refusal,
+    }
+}
+
+/// What [`guard`] does before the handler: marks `req` authenticated, or
+/// answers 401.
+pub fn admit(access: &Access, req: &mut Request) -> Result<(), Box<Response>> {
     let peer = client_ip(req.extensions());
     let authorization = req
         .headers()
@@ -273,7 +282,7 @@ pub async fn guard(State(access): State<Arc<Access>>, mut req: Request, next: Ne
             if authenticated {
                 req.extensions_mut().insert(Authenticated);
             }
-            next.run(req).await
+            Ok(())
         }
         Err(why) => {
             let mut response = error_response(StatusCode::UNAUTHORIZED, "unauthorized", why);
@@ -281,7 +290,7 @@ pub async fn guard(State(access): State<Arc<Access>>, mut req: Request, next: Ne
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
-            response.into_response()
+            Err(Box::new(response.into_response()))
         }
     }
 }

@@ -122,8 +122,17 @@ fn strip_port(host: &str) -> &str {
 
 /// Middleware: refuses what [`Browsers::check`] refuses.
 pub async fn guard(State(rules): State<Arc<Browsers>>, req: Request, next: Next) -> Response {
-    match rules.check(req.method(), req.headers()) {
+    match admit(&rules, &req) {
         Ok(()) => next.run(req).await,
+        Err(refusal) => *refusal,
+    }
+}
+
+/// What [`guard`] does before the handler: a 421 or 403 for what
+/// [`Browsers::check`] refuses.
+pub fn admit(rules: &Browsers, req: &Request) -> Result<(), Box<Response>> {
+    Err(Box::new(match rules.check(req.method(), req.headers()) {
+        Ok(()) => return Ok(()),
         Err(Refusal::UnknownHost(host)) => error_response(
             StatusCode::MISDIRECTED_REQUEST,
             "unknown_host",
@@ -137,7 +146,7 @@ pub async fn guard(State(rules): State<Arc<Browsers>>, req: Request, next: Next)
             "cross_site",
             format!("a web page from another site cannot change this service ({why})"),
         ),
-    }
+    }))
 }
 
 #[cfg(test)]

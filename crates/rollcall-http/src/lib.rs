@@ -15,6 +15,25 @@ pub mod access;
 pub mod browser;
 pub mod openapi;
 pub mod rate;
+
+/// The browser, rate and access guards in one layer (what three
+/// `from_fn` layers did, without cloning and boxing three services for
+/// every request): browsers first, then the write rate, then the token.
+#[derive(Debug, Clone)]
+pub struct Guards {
+    pub access: std::sync::Arc<access::Access>,
+    pub limit: std::sync::Arc<rate::WriteLimit>,
+    pub browsers: std::sync::Arc<browser::Browsers>,
+}
+
+impl Guards {
+    /// Lets `req` through (marked authenticated if it is), or answers.
+    pub fn admit(&self, req: &mut Request) -> Result<(), Box<Response>> {
+        browser::admit(&self.browsers, req)?;
+        rate::admit(&self.limit, req)?;
+        access::admit(&self.access, req)
+    }
+}
 pub mod server;
 pub mod signing;
 pub mod tls;

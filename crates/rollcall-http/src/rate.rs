@@ -70,6 +70,14 @@ impl WriteLimit {
 
 /// Middleware: limits state-changing requests per client address.
 pub async fn guard(State(limit): State<Arc<WriteLimit>>, req: Request, next: Next) -> Response {
+    match admit(&limit, &req) {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => *refusal,
+    }
+}
+
+/// What [`guard`] does before the handler: a 429 for a client over its rate.
+pub fn admit(limit: &WriteLimit, req: &Request) -> Result<(), Box<Response>> {
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let client = crate::access::client_ip(req.extensions());
     if write
@@ -86,9 +94,9 @@ pub async fn guard(State(limit): State<Arc<WriteLimit>>, req: Request, next: Nex
         if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
-        return response;
+        return Err(Box::new(response));
     }
-    next.run(req).await
+    Ok(())
 }
 
 #[cfg(test)]

@@ -73,30 +73,32 @@ pub fn router(registry: Registry) -> Router {
 /// Builds the router behind `access` (tokens, trusted classic addresses)
 /// and `browsers` (origin and host checks).
 pub fn guarded(registry: Registry, access: Arc<Access>, browsers: Arc<Browsers>) -> Router {
-    rollcall_http::openapi::router(api(), None)
-        .layer(middleware::from_fn_with_state(
+    let guards = Arc::new((
+        rollcall_http::Guards {
             access,
-            rollcall_http::access::guard,
-        ))
-        .layer(middleware::from_fn_with_state(
-            rollcall_http::rate::WriteLimit::new(registry.config().max_writes_per_client),
-            rollcall_http::rate::guard,
-        ))
-        .layer(middleware::from_fn_with_state(
+            limit: rollcall_http::rate::WriteLimit::new(registry.config().max_writes_per_client),
             browsers,
-            rollcall_http::browser::guard,
-        ))
-        .layer(middleware::from_fn_with_state(
-            registry.clone(),
-            count_rejections,
-        ))
+        },
+        registry.clone(),
+    ));
+    rollcall_http::openapi::router(api(), None)
+        .layer(middleware::from_fn_with_state(guards, guard))
         .with_state(registry)
 }
 
-/// Counts rejected requests, and marks every answer of a replica that has
-/// lost etcd (`X-Rollcall-Stale: true`): what it reads out may be behind.
-async fn count_rejections(State(registry): State<Registry>, req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+/// One layer around every route: the guards (browsers, write rate, token);
+/// then counts rejected requests, and marks every answer of a replica that
+/// has lost etcd (`X-Rollcall-Stale: true`): what it reads out may be behind.
+async fn guard(
+    State(state): State<Arc<(rollcall_http::Guards, Registry)>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let (guards, registry) = &*state;
+    let mut response = match guards.admit(&mut req) {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => *refusal,
+    };
     if response.status().is_client_error() {
         registry.metrics().rejected_requests.inc();
     }

@@ -124,12 +124,6 @@ fn init_tracing(
     forwarder
 }
 
-/// mimalloc: gives memory back to the system soon after it is freed (the
-/// registry's RSS falls back when instances leave; glibc's allocator keeps
-/// it), and is cheaper per allocation.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let forward_as = match &cli.command {

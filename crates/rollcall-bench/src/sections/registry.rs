@@ -167,9 +167,8 @@ impl Bench {
             "Where a cached read's time goes (perf, cpu-clock sampling of the registry under this load, with \
              glibc's allocator): about a sixth in malloc/free and a sixth in the runtime's scheduler and wake-ups; \
              the rest is hyper's request parsing and response writing, which the ceiling pays too, and the \
-             registry's own layers around every route (access guard, host check, rate limit, tracing span), each \
-             a boxed service cloned per request. mimalloc took some of the first; merging the guards into one \
-             layer is what remains toward 2×.",
+             registry's own layers around every route. Those were four `from_fn` layers, each a boxed service \
+             cloned per request; they are one now (browser, rate and access guards, rejection count).",
         );
         s.note(
             "An unfiltered read builds its instances' views under the catalog's lock (serializing them to JSON \
