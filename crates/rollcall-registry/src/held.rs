@@ -192,11 +192,21 @@ impl HeldConnections {
         }
     }
 
-    /// Whether another connection may be held (past the cap, checks go
-    /// through the ordinary pooled client, as without held connections).
-    pub fn has_room(&self, instance: &ServiceUrl) -> bool {
+    /// Whether `instance` has a held connection or room for one. Past the
+    /// cap, its checks go through the ordinary pooled client, as without
+    /// held connections (each such check counted).
+    pub fn may_hold(&self, instance: &ServiceUrl) -> bool {
         let idle = lock(&self.inner.idle);
-        idle.by_url.contains_key(instance) || idle.by_url.len() < self.inner.cap
+        let room = idle.by_url.contains_key(instance) || idle.by_url.len() < self.inner.cap;
+        drop(idle);
+        if !room {
+            self.inner
+                .registry
+                .metrics()
+                .held_connections_over_cap
+                .inc();
+        }
+        room
     }
 
     async fn attempt(
@@ -315,6 +325,7 @@ impl HeldConnections {
         let watcher = watch.clone();
         let held = Arc::downgrade(&self.inner);
         let url = instance.clone();
+        let shutdown = self.inner.registry.shutdown_token().clone();
         self.inner.registry.spawn(async move {
             tokio::select! {
                 _ = connection => {
@@ -323,6 +334,7 @@ impl HeldConnections {
                     }
                 }
                 () = watcher.dropped.cancelled() => {}
+                () = shutdown.cancelled() => {}
             }
         });
         Ok(Conn {

@@ -238,7 +238,7 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
             ),
             (
                 "rollcall_registry_held_connections_over_cap",
-                "Connections not held because --max-held-connections were held already",
+                "Checks made without a held connection because --max-held-connections were held already",
                 &m.held_connections_over_cap,
             ),
             (

@@ -229,9 +229,11 @@ async fn read_beats(registry: Registry, url: ServiceUrl, beats: Beats, stop: Can
     let limit = liveness::silence_limit(beats.every);
     let mut body = beats.body;
     let (mut armed, mut silent) = (false, false);
+    let shutdown = registry.shutdown_token().clone();
     loop {
         let next = tokio::select! {
             () = stop.cancelled() => return,
+            () = shutdown.cancelled() => return,
             next = tokio::time::timeout(limit, body.frame()) => next,
         };
         match next {

@@ -335,3 +335,39 @@ async fn a_hung_sdk_service_is_noticed_through_its_streams_missing_beats() {
     );
     eprintln!("a stopped SDK service was out of discovery after {took:?}");
 }
+
+#[tokio::test]
+async fn past_the_cap_instances_are_checked_without_a_held_connection() {
+    let mut flags = FAST_CHECKS.to_vec();
+    flags.extend(["--max-held-connections", "1"]);
+    let reg = registry(&flags).await;
+    let first = RawServer::start(false).await;
+    let second = RawServer::start(false).await;
+    register_raw(&reg.url, &first.registration("A")).await;
+    register_raw(&reg.url, &second.registration("B")).await;
+    eventually(SOON, "five checks of each", || {
+        let checked = first.requests() >= 5 && second.requests() >= 5;
+        async move { checked.then_some(()) }
+    })
+    .await;
+    // One held, the other checked through the pooled client all along.
+    assert_eq!(
+        metric(&reg.url, "rollcall_registry_held_connections").await,
+        Some(1.0)
+    );
+    assert!(
+        metric(
+            &reg.url,
+            "rollcall_registry_held_connections_over_cap_total"
+        )
+        .await
+        .unwrap()
+            >= 1.0
+    );
+    for server in [&first, &second] {
+        assert_eq!(
+            instance(&reg.url, &server.url).await.unwrap()["Status"],
+            "passing"
+        );
+    }
+}
