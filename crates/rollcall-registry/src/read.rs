@@ -8,6 +8,9 @@
 //!   `X-Rollcall-Next-Cursor` header says where the next page starts (the
 //!   `cursor` to send). A page costs the page under the lock, not the
 //!   catalog; an instance present for the whole walk is on exactly one page.
+//! - **Chunked**: any answer's views are built [`CHUNK`] instances per hold
+//!   of the catalog's lock, and still form one moment of the catalog (see
+//!   [`read_views`]); the JSON is written after the lock is released.
 //! - **Blocking** (Consul's `?index=`): with `index` (the
 //!   `X-Rollcall-Revision` of an earlier answer) the answer waits until the
 //!   revision moves past it, or `wait` (default 5 min, at most 10) is over —
@@ -168,7 +171,8 @@ pub async fn list_services(
                 status,
                 query.limit,
                 after.as_ref(),
-            )?;
+            )
+            .await?;
             registry.cache_read(key, read.clone());
             read
         }
@@ -190,26 +194,28 @@ pub async fn list_services(
     Ok(response)
 }
 
-/// Reads and serializes one answer (the views under the lock, the JSON
-/// outside it).
-fn build(
+/// Reads and serializes one answer (the views a chunk at a time under the
+/// lock, the JSON outside it).
+async fn build(
     registry: &Registry,
     service: Option<&ServiceName>,
     status: Option<Shown>,
     limit: Option<usize>,
     after: Option<&(ServiceName, ServiceUrl)>,
 ) -> Result<CachedRead, ApiError> {
-    let keep = |i: &Instance| status.is_none_or(|s| s == i.shown());
-    let ((views, more, revision), changes) = registry.read_counted(|c| {
-        let (page, more) = c.page(
-            service,
-            after.map(|(n, u)| (n, u)),
-            limit.unwrap_or(usize::MAX),
-            keep,
-        );
-        let views: Vec<InstanceView> = page.into_iter().map(InstanceView::of).collect();
-        (views, more, c.revision())
-    });
+    let Views {
+        views,
+        more,
+        revision,
+        changes,
+    } = read_views(
+        registry,
+        service,
+        status,
+        limit.unwrap_or(usize::MAX),
+        after,
+    )
+    .await;
     let next = more
         .then(|| views.last().map(|v| encode_cursor(&v.name, &v.url)))
         .flatten();
@@ -225,6 +231,81 @@ fn build(
         body: bytes::Bytes::from(body),
         next,
     })
+}
+
+/// Instances whose views one hold of the catalog's lock builds: a large
+/// read takes the lock once per chunk, never for the whole catalog.
+pub const CHUNK: usize = 1_000;
+/// Times a chunked read starts again because the catalog changed between
+/// its chunks, before it reads in one hold of the lock.
+const CHUNKED_TRIES: usize = 3;
+
+/// What [`read_views`] read: one moment of the catalog.
+struct Views {
+    views: Vec<InstanceView>,
+    more: bool,
+    revision: u64,
+    changes: u64,
+}
+
+/// Up to `want` views after `after`, a [`CHUNK`] per hold of the lock. The
+/// answer is one moment of the catalog all the same: the registry's count
+/// of commands must be the same at every chunk (a command ran in between
+/// otherwise, and the read starts again); a catalog that keeps changing is
+/// read in one hold after [`CHUNKED_TRIES`].
+async fn read_views(
+    registry: &Registry,
+    service: Option<&ServiceName>,
+    status: Option<Shown>,
+    want: usize,
+    after: Option<&(ServiceName, ServiceUrl)>,
+) -> Views {
+    let keep = |i: &Instance| status.is_none_or(|s| s == i.shown());
+    'tries: for _ in 0..CHUNKED_TRIES {
+        let mut views: Vec<InstanceView> = Vec::new();
+        let mut start = after.cloned();
+        let mut first = None;
+        loop {
+            let room = want - views.len();
+            let ((chunk, more, revision), changes) = registry.read_counted(|c| {
+                let (page, more) = c.page(
+                    service,
+                    start.as_ref().map(|(n, u)| (n, u)),
+                    room.min(CHUNK),
+                    keep,
+                );
+                let chunk: Vec<InstanceView> = page.into_iter().map(InstanceView::of).collect();
+                (chunk, more, c.revision())
+            });
+            if *first.get_or_insert(changes) != changes {
+                continue 'tries;
+            }
+            views.extend(chunk);
+            if !more || views.len() == want {
+                return Views {
+                    views,
+                    more,
+                    revision,
+                    changes,
+                };
+            }
+            start = views.last().map(|v| (v.name.clone(), v.url.clone()));
+            // Writers waiting for the lock get it now, not after the
+            // whole read.
+            tokio::task::yield_now().await;
+        }
+    }
+    let ((views, more, revision), changes) = registry.read_counted(|c| {
+        let (page, more) = c.page(service, after.map(|(n, u)| (n, u)), want, keep);
+        let views: Vec<InstanceView> = page.into_iter().map(InstanceView::of).collect();
+        (views, more, c.revision())
+    });
+    Views {
+        views,
+        more,
+        revision,
+        changes,
+    }
 }
 
 #[cfg(test)]

@@ -294,3 +294,56 @@ async fn the_dashboard_stays_small_however_large_the_catalog() {
     let found = call(&router, "GET", "/?q=Small299", "").await;
     assert!(found.body.contains("http://127.0.0.1:9/s299/9"));
 }
+
+// Two workers: the writer registers while a read is between its chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_read_is_one_moment_of_the_catalog_while_registrations_go_on() {
+    // More than a chunk in the middle, so a full read takes the lock at
+    // least twice. The writer then registers pairs, in order: `a/i`, which
+    // sorts into the first chunk, then `z/i`, which sorts into the last. A
+    // read made of chunks from different moments would hold `z/i` without
+    // `a/i` (the first chunk read before `a/i` came, the last after `z/i`).
+    let (router, _registry, _stop) = router();
+    let middle = rollcall_registry::read::CHUNK * 3 / 2;
+    let url = |part: &str, i: usize| format!("http://127.0.0.1:9/{part}/{i:08}");
+    for i in 0..middle {
+        register(&router, "S", &url("m", i)).await;
+    }
+    let pairs = 1_500;
+    let writer = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            for i in 0..pairs {
+                register(&router, "S", &url("a", i)).await;
+                register(&router, "S", &url("z", i)).await;
+            }
+        })
+    };
+    let mut during = 0;
+    while !writer.is_finished() {
+        let answer = call(&router, "GET", "/services", "").await;
+        assert_eq!(answer.status, 200);
+        let all = urls(&answer);
+        let of = |part: &str| -> Vec<usize> {
+            let prefix = format!("http://127.0.0.1:9/{part}/");
+            all.iter()
+                .filter_map(|u| u.strip_prefix(&prefix))
+                .map(|i| i.parse().unwrap())
+                .collect()
+        };
+        let (a, z) = (of("a"), of("z"));
+        assert_eq!(a, (0..a.len()).collect::<Vec<_>>(), "a/… in order");
+        assert_eq!(z, (0..z.len()).collect::<Vec<_>>(), "z/… in order");
+        assert!(
+            a.len() == z.len() || a.len() == z.len() + 1,
+            "one moment: {} a/… and {} z/…",
+            a.len(),
+            z.len()
+        );
+        if !a.is_empty() && a.len() < pairs {
+            during += 1;
+        }
+    }
+    writer.await.unwrap();
+    assert!(during > 0, "some reads overlapped the registrations");
+}
