@@ -4,7 +4,7 @@
 
 use rollcall_proto::prom::{self, Counter, Gauge, Histogram, Registry};
 
-use crate::catalog::health::{CheckOutcome, Health};
+use crate::catalog::health::CheckOutcome;
 use crate::catalog::{Catalog, EventKind};
 use crate::store::writer::StoreWriter;
 
@@ -18,6 +18,7 @@ pub struct Metrics {
     pub checks_in_flight: Gauge,
     pub check_seconds: Histogram,
     pub check_lag: Histogram,
+    pub read_lock: Histogram,
     pub patches_queued: Counter,
     pub patches_delivered: Counter,
     pub patches_coalesced: Counter,
@@ -77,21 +78,16 @@ pub struct CatalogFigures {
 }
 
 impl CatalogFigures {
+    /// Without walking the catalog: a scrape of a large catalog must not
+    /// hold its lock for long.
     pub fn of(c: &Catalog) -> Self {
-        let mut figures = Self {
+        let critical = c.critical_count() as u64;
+        Self {
             revision: c.revision(),
-            ..Self::default()
-        };
-        for i in c.instances() {
-            match i.status() {
-                Health::Passing => figures.passing += 1,
-                Health::Critical => figures.critical += 1,
-            }
-            if i.receiver().is_some_and(|r| r.resync.is_some()) {
-                figures.owing += 1;
-            }
+            passing: (c.len() as u64).saturating_sub(critical),
+            critical,
+            owing: c.owed_resyncs() as u64,
         }
-        figures
     }
 }
 
@@ -169,6 +165,11 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
         &mut r,
         "rollcall_registry_check_lag_seconds",
         "How late checks started relative to when they were due",
+    );
+    m.read_lock.register(
+        &mut r,
+        "rollcall_registry_read_lock_seconds",
+        "How long one read (an answer's chunk, a dashboard view, a watch diff) held the catalog's lock",
     );
     prom::counters(
         &mut r,

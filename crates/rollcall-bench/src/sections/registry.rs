@@ -170,13 +170,6 @@ impl Bench {
              registry's own layers around every route. Those were four `from_fn` layers, each a boxed service \
              cloned per request; they are one now (browser, rate and access guards, rejection count).",
         );
-        s.note(
-            "An unfiltered read builds its instances' views under the catalog's lock (serializing them to JSON \
-             happens after it is released, and the answer is cached until the catalog changes): time in \
-             proportion to the instances, so an unpaged read of 100,000 instances holds the lock well over the \
-             1 ms target, once per change. A page (`?limit=`) holds it for the page only. A lock-free full read \
-             needs a catalog that can be read while it is written (a persistent map); not done.",
-        );
         reg.stop().await;
         Ok(s)
     }

@@ -116,6 +116,25 @@ impl Catalog {
         self.instances.len()
     }
 
+    /// How many instances are critical (without walking the catalog).
+    pub fn critical_count(&self) -> usize {
+        self.critical.len()
+    }
+
+    /// How many receivers are owed a resync (walking only those that may
+    /// be).
+    pub fn owed_resyncs(&self) -> usize {
+        self.owing
+            .iter()
+            .filter(|url| {
+                self.instances
+                    .get(*url)
+                    .and_then(|i| i.receiver.as_ref())
+                    .is_some_and(|r| r.resync.is_some())
+            })
+            .count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
     }

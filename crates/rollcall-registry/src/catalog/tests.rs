@@ -647,6 +647,14 @@ proptest! {
             }
         }
         prop_assert!(sim.workers.is_empty(), "workers never went idle");
+        // The counts /metrics shows without walking the catalog.
+        let critical = c.instances().filter(|i| i.status() == Health::Critical).count();
+        prop_assert_eq!(c.critical_count(), critical);
+        let owed = c
+            .instances()
+            .filter(|i| i.receiver().is_some_and(|r| r.resync.is_some()))
+            .count();
+        prop_assert_eq!(c.owed_resyncs(), owed);
         for instance in c.instances() {
             if instance.receiver().is_none() {
                 continue;

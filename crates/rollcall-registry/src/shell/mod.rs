@@ -279,7 +279,12 @@ impl Registry {
 
     /// Reads the catalog.
     pub fn read<T>(&self, f: impl FnOnce(&Catalog) -> T) -> T {
-        f(&self.lock().catalog)
+        let core = self.lock();
+        let held = std::time::Instant::now();
+        let out = f(&core.catalog);
+        drop(core);
+        self.inner.metrics.read_lock.observe(held.elapsed());
+        out
     }
 
     /// Counts a command (under the lock); the catalog revision after it.
