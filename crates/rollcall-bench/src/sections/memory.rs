@@ -143,9 +143,8 @@ impl Bench {
             "The lock rows come from the registry's histogram of how long each read held the catalog's lock \
              (`rollcall_registry_read_lock_seconds`), over one fetch of the page. An unfiltered read builds its \
              views 1,000 instances per hold and yields in between (the JSON is written after), so it holds the \
-             lock for a chunk, not the catalog. The dashboard still counts every service's instances in one \
-             hold (it shows at most 100 groups of 20 rows, but the counts walk the catalog): chunking it the \
-             same way is what stands between it and the target.",
+             lock for a chunk, not the catalog; the dashboard walks the catalog the same way, keeping counts \
+             and each group's best candidates, and makes rows only for the instances it shows.",
         );
         s.note(
             "What stays after every instance left is glibc's: the catalog frees every instance and halves its \
