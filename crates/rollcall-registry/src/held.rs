@@ -176,20 +176,7 @@ impl HeldConnections {
         timeout: Duration,
         key: Option<&SigningKey>,
     ) -> CheckOutcome {
-        let started = Instant::now();
-        let result =
-            match tokio::time::timeout(timeout, self.attempt(instance, heartbeat, key)).await {
-                Ok(result) => result,
-                Err(_) => Err(format!(
-                    "timed out after {}",
-                    humantime::format_duration(timeout)
-                )),
-            };
-        let latency = started.elapsed();
-        match result {
-            Ok(()) => CheckOutcome::pass(latency),
-            Err(error) => CheckOutcome::fail(latency, error),
-        }
+        crate::outbound::timed_check(timeout, self.attempt(instance, heartbeat, key)).await
     }
 
     /// Whether `instance` has a held connection or room for one. Past the

@@ -53,7 +53,6 @@ pub async fn probe(
     timeout: Duration,
     key: Option<&SigningKey>,
 ) -> CheckOutcome {
-    let started = Instant::now();
     let attempt = async {
         let response = signed(client.get(url.as_str()), key, "GET", b"")
             .send()
@@ -67,6 +66,16 @@ pub async fn probe(
             Err(format!("HTTP {}", status.as_u16()))
         }
     };
+    timed_check(timeout, attempt).await
+}
+
+/// A check's outcome: `attempt` (`Ok` passes) within `timeout`, and how
+/// long it took.
+pub async fn timed_check(
+    timeout: Duration,
+    attempt: impl std::future::Future<Output = Result<(), String>>,
+) -> CheckOutcome {
+    let started = Instant::now();
     let result = match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(format!(
