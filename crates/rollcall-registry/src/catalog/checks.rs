@@ -79,6 +79,8 @@ impl Catalog {
             .suspect_since
             .is_some_and(|since| since > request.started);
         instance.health.suspect = instance.suspect_since.is_some();
+        // Its key in the critical index, should this check recover it.
+        let critical_since = instance.health.since;
         let transition = instance.health.observe(&policy, outcome, now);
         instance.checks += 1;
         let next = if outcome.passed && raised_in_flight {
@@ -140,7 +142,9 @@ impl Catalog {
             }
             Transition::Recovered => {
                 self.bump_revision();
-                self.critical.retain(|(_, u)| u != &url);
+                if !self.critical.remove(&(critical_since, url.clone())) {
+                    self.critical.retain(|(_, u)| u != &url);
+                }
                 if !held_out {
                     self.notify(&name, &url, Change::Added, None, now, &mut effects);
                 }
