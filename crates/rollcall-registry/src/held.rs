@@ -17,7 +17,7 @@
 //! closes idle connections after a while only causes an early check. `https`
 //! heartbeat URLs are checked through the ordinary client (not held).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -48,25 +48,26 @@ pub struct HeldConnections {
 impl std::fmt::Debug for HeldConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeldConnections")
-            .field("held", &lock(&self.inner.idle).by_url.len())
+            .field("held", &lock(&self.inner.idle).len())
             .field("cap", &self.inner.cap)
             .finish()
     }
 }
 
 struct Inner {
-    idle: Mutex<Idle>,
+    /// Held connections by instance (at most `cap`).
+    idle: Mutex<HashMap<ServiceUrl, Conn>>,
     cap: usize,
     registry: Registry,
 }
 
-/// Held connections by instance, and in the order they were put back (the
-/// first is the one idle longest).
-#[derive(Default)]
-struct Idle {
-    by_url: HashMap<ServiceUrl, Conn>,
-    order: BTreeMap<u64, ServiceUrl>,
-    stamp: u64,
+impl Inner {
+    fn set_gauge(&self, held: usize) {
+        self.registry
+            .metrics()
+            .held_connections
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
+    }
 }
 
 /// One held connection. Dropping it closes the socket (and stops its
@@ -77,7 +78,7 @@ struct Conn {
     /// heartbeat elsewhere).
     authority: String,
     watch: Arc<Watch>,
-    stamp: u64,
+    /// When a check last put it back.
     put_at: Instant,
 }
 
@@ -97,7 +98,9 @@ impl Drop for Conn {
     }
 }
 
-fn lock(idle: &Mutex<Idle>) -> std::sync::MutexGuard<'_, Idle> {
+fn lock(
+    idle: &Mutex<HashMap<ServiceUrl, Conn>>,
+) -> std::sync::MutexGuard<'_, HashMap<ServiceUrl, Conn>> {
     idle.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -150,21 +153,11 @@ impl HeldConnections {
             .min(rollcall_http::server::descriptor_limit().map_or(usize::MAX, |fds| fds / 4));
         Self {
             inner: Arc::new(Inner {
-                idle: Mutex::new(Idle::default()),
+                idle: Mutex::new(HashMap::new()),
                 cap,
                 registry,
             }),
         }
-    }
-
-    /// How many are held now.
-    pub fn len(&self) -> usize {
-        lock(&self.inner.idle).by_url.len()
-    }
-
-    /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Checks `instance` by `GET`ting `heartbeat` (any 2xx within `timeout`
@@ -179,12 +172,17 @@ impl HeldConnections {
         crate::outbound::timed_check(timeout, self.attempt(instance, heartbeat, key)).await
     }
 
-    /// Whether `instance` has a held connection or room for one. Past the
-    /// cap, its checks go through the ordinary pooled client, as without
-    /// held connections (each such check counted).
-    pub fn may_hold(&self, instance: &ServiceUrl) -> bool {
+    /// Whether `instance`'s checks of `heartbeat` go through a held
+    /// connection: an `http` one (`https` goes through the ordinary client),
+    /// already held or with room for it. Past the cap, checks go through
+    /// the ordinary pooled client, as without held connections (each such
+    /// check counted).
+    pub fn may_hold(&self, instance: &ServiceUrl, heartbeat: &ServiceUrl) -> bool {
+        if !heartbeat.as_str().starts_with("http://") {
+            return false;
+        }
         let idle = lock(&self.inner.idle);
-        let room = idle.by_url.contains_key(instance) || idle.by_url.len() < self.inner.cap;
+        let room = idle.contains_key(instance) || idle.len() < self.inner.cap;
         drop(idle);
         if !room {
             self.inner
@@ -230,9 +228,8 @@ impl HeldConnections {
     /// Takes `instance`'s held connection out for a check.
     fn take(&self, instance: &ServiceUrl, target: &Target) -> Option<Conn> {
         let mut idle = lock(&self.inner.idle);
-        let conn = idle.by_url.remove(instance)?;
-        idle.order.remove(&conn.stamp);
-        self.set_gauge(&idle);
+        let conn = idle.remove(instance)?;
+        self.inner.set_gauge(idle.len());
         drop(idle);
         conn.watch.idle.store(false, Ordering::Release);
         (conn.authority == target.authority && !conn.sender.is_closed()).then_some(conn)
@@ -242,9 +239,8 @@ impl HeldConnections {
     /// dropped instead (counted): the ones held stay held, rather than each
     /// new one pushing out the next to be checked.
     fn put(&self, instance: &ServiceUrl, mut conn: Conn) {
-        let mut evicted = Vec::new();
         let mut idle = lock(&self.inner.idle);
-        if idle.by_url.len() >= self.inner.cap && !idle.by_url.contains_key(instance) {
+        if idle.len() >= self.inner.cap && !idle.contains_key(instance) {
             drop(idle);
             self.inner
                 .registry
@@ -253,46 +249,27 @@ impl HeldConnections {
                 .inc();
             return;
         }
-        idle.stamp += 1;
-        conn.stamp = idle.stamp;
         conn.put_at = Instant::now();
         conn.watch.idle.store(true, Ordering::Release);
-        idle.order.insert(conn.stamp, instance.clone());
-        if let Some(old) = idle.by_url.insert(instance.clone(), conn) {
-            idle.order.remove(&old.stamp);
-            evicted.push(old);
-        }
-        self.set_gauge(&idle);
+        let replaced = idle.insert(instance.clone(), conn);
+        self.inner.set_gauge(idle.len());
         drop(idle);
-        drop(evicted);
+        drop(replaced);
     }
 
     /// Drops connections no check has used since `before` (their instance
-    /// left, or is checked by another replica now).
+    /// left, or is checked by another replica now). Walks at most the cap.
     pub fn sweep(&self, before: Instant) {
-        let mut dropped = Vec::new();
         let mut idle = lock(&self.inner.idle);
-        while let Some((&stamp, url)) = idle.order.first_key_value() {
-            if idle.by_url.get(url).is_some_and(|c| c.put_at >= before) {
-                break;
-            }
-            let url = url.clone();
-            idle.order.remove(&stamp);
-            if let Some(conn) = idle.by_url.remove(&url) {
-                dropped.push(conn);
-            }
-        }
-        self.set_gauge(&idle);
+        let stale: Vec<ServiceUrl> = idle
+            .iter()
+            .filter(|(_, c)| c.put_at < before)
+            .map(|(url, _)| url.clone())
+            .collect();
+        let dropped: Vec<Conn> = stale.iter().filter_map(|url| idle.remove(url)).collect();
+        self.inner.set_gauge(idle.len());
         drop(idle);
         drop(dropped);
-    }
-
-    fn set_gauge(&self, idle: &Idle) {
-        self.inner
-            .registry
-            .metrics()
-            .held_connections
-            .set(i64::try_from(idle.by_url.len()).unwrap_or(i64::MAX));
     }
 
     /// Opens a connection for `instance`'s checks and starts its watcher.
@@ -328,7 +305,6 @@ impl HeldConnections {
             sender,
             authority: target.authority.clone(),
             watch,
-            stamp: 0,
             put_at: Instant::now(),
         })
     }
@@ -342,19 +318,9 @@ fn lost(held: &Weak<Inner>, url: &ServiceUrl, watch: &Arc<Watch>) {
     };
     let conn = {
         let mut idle = lock(&inner.idle);
-        let ours = idle
-            .by_url
-            .get(url)
-            .is_some_and(|c| Arc::ptr_eq(&c.watch, watch));
-        let conn = ours.then(|| idle.by_url.remove(url)).flatten();
-        if let Some(conn) = &conn {
-            idle.order.remove(&conn.stamp);
-        }
-        inner
-            .registry
-            .metrics()
-            .held_connections
-            .set(i64::try_from(idle.by_url.len()).unwrap_or(i64::MAX));
+        let ours = idle.get(url).is_some_and(|c| Arc::ptr_eq(&c.watch, watch));
+        let conn = ours.then(|| idle.remove(url)).flatten();
+        inner.set_gauge(idle.len());
         conn
     };
     if conn.is_none() {

@@ -123,7 +123,7 @@ fn with_workers(
         };
         async move {
             let (instance, heartbeat) = (&request.url, &request.heartbeat_url);
-            if heartbeat.as_str().starts_with("http://") && held.may_hold(instance) {
+            if held.may_hold(instance, heartbeat) {
                 held.probe(instance, heartbeat, timeout, key.as_ref()).await
             } else {
                 outbound::probe(&client, heartbeat, timeout, key.as_ref()).await

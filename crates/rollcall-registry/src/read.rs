@@ -261,7 +261,15 @@ async fn read_views(
     after: Option<&(ServiceName, ServiceUrl)>,
 ) -> Views {
     let keep = |i: &Instance| status.is_none_or(|s| s == i.shown());
-    'tries: for _ in 0..CHUNKED_TRIES {
+    let mut tries = 0;
+    'read: loop {
+        tries += 1;
+        // Past the tries, one hold: nothing can come between chunks.
+        let chunk_size = if tries > CHUNKED_TRIES {
+            usize::MAX
+        } else {
+            CHUNK
+        };
         let mut views: Vec<InstanceView> = Vec::new();
         let mut start = after.cloned();
         let mut first = None;
@@ -271,14 +279,14 @@ async fn read_views(
                 let (page, more) = c.page(
                     service,
                     start.as_ref().map(|(n, u)| (n, u)),
-                    room.min(CHUNK),
+                    room.min(chunk_size),
                     keep,
                 );
                 let chunk: Vec<InstanceView> = page.into_iter().map(InstanceView::of).collect();
                 (chunk, more, c.revision())
             });
             if *first.get_or_insert(changes) != changes {
-                continue 'tries;
+                continue 'read;
             }
             views.extend(chunk);
             if !more || views.len() == want {
@@ -294,17 +302,6 @@ async fn read_views(
             // whole read.
             tokio::task::yield_now().await;
         }
-    }
-    let ((views, more, revision), changes) = registry.read_counted(|c| {
-        let (page, more) = c.page(service, after.map(|(n, u)| (n, u)), want, keep);
-        let views: Vec<InstanceView> = page.into_iter().map(InstanceView::of).collect();
-        (views, more, c.revision())
-    });
-    Views {
-        views,
-        more,
-        revision,
-        changes,
     }
 }
 

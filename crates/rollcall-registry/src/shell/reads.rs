@@ -23,16 +23,15 @@ pub struct CachedRead {
 impl Registry {
     /// Reads the catalog, with the change count it was read at.
     pub fn read_counted<T>(&self, f: impl FnOnce(&Catalog) -> T) -> (T, u64) {
-        let core = self.lock();
-        let held = std::time::Instant::now();
-        let changes = self
-            .inner
-            .changes
-            .load(std::sync::atomic::Ordering::Acquire);
-        let out = f(&core.catalog);
-        drop(core);
-        self.inner.metrics.read_lock.observe(held.elapsed());
-        (out, changes)
+        // Under the lock: the count moves under it, at the end of every
+        // command.
+        self.read(|catalog| {
+            let changes = self
+                .inner
+                .changes
+                .load(std::sync::atomic::Ordering::Acquire);
+            (f(catalog), changes)
+        })
     }
 
     /// The answer cached for `query`, if nothing changed since it was read
