@@ -30,32 +30,11 @@ impl Bench {
         // registers and leaves (the allocator's and runtime's working state
         // stays, the same after 10,000 as after 1,000,000).
         let warm = small / 10;
-        let r = load::run(
-            addr,
-            self.plan.connections,
-            Duration::from_secs(120),
-            Some(warm),
-            Arc::new(move |i| {
-                load::request(
-                    "POST",
-                    addr,
-                    "/services",
-                    registration("Many", &many_url(i)),
-                )
-            }),
-        )
-        .await;
-        let left = load::run(
-            addr,
-            self.plan.connections,
-            Duration::from_secs(120),
-            Some(r.ok),
-            Arc::new(move |i| load::request("DELETE", addr, "/services", many_url(i))),
-        )
-        .await;
+        let came = self.many(addr, Many::Register, 0, warm).await;
+        let left = self.many(addr, Many::Deregister, 0, came).await;
         s.check(
-            format!("warm-up: {} registered, {} left", r.ok, left.ok),
-            r.ok == warm && left.ok == warm,
+            format!("warm-up: {came} registered, {left} left"),
+            came == warm && left == warm,
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = reg.rss();
@@ -66,23 +45,9 @@ impl Bench {
         ));
         let mut registered = 0;
         for target in [small, large] {
-            let from = registered;
-            let r = load::run(
-                addr,
-                self.plan.connections,
-                Duration::from_secs(600),
-                Some(target - from),
-                Arc::new(move |i| {
-                    load::request(
-                        "POST",
-                        addr,
-                        "/services",
-                        registration("Many", &many_url(from + i)),
-                    )
-                }),
-            )
-            .await;
-            registered += r.ok;
+            registered += self
+                .many(addr, Many::Register, registered, target - registered)
+                .await;
             let rss = reg.rss();
             s.row(Row::new(
                 format!("registry at {target} instances"),
@@ -117,17 +82,10 @@ impl Bench {
             registered == large,
         );
         // Every instance leaves; what the registry keeps afterwards.
-        let r = load::run(
-            addr,
-            self.plan.connections,
-            Duration::from_secs(600),
-            Some(registered),
-            Arc::new(move |i| load::request("DELETE", addr, "/services", many_url(i))),
-        )
-        .await;
+        let left = self.many(addr, Many::Deregister, 0, registered).await;
         s.check(
-            format!("{} of {registered} instances deregistered", r.ok),
-            r.ok == registered,
+            format!("{left} of {registered} instances deregistered"),
+            left == registered,
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = reg.rss();
@@ -164,7 +122,37 @@ fn many_url(i: u64) -> String {
     format!("http://127.0.0.1:9/many/{i}")
 }
 
+/// What [`Bench::many`] does to each instance.
+#[derive(Clone, Copy)]
+enum Many {
+    Register,
+    Deregister,
+}
+
 impl Bench {
+    /// Registers or deregisters instances `from..from + count` (by
+    /// [`many_url`]) with the load generator; how many were acknowledged.
+    async fn many(&self, addr: std::net::SocketAddr, what: Many, from: u64, count: u64) -> u64 {
+        let make = move |i: u64| {
+            let url = many_url(from + i);
+            match what {
+                Many::Register => {
+                    load::request("POST", addr, "/services", registration("Many", &url))
+                }
+                Many::Deregister => load::request("DELETE", addr, "/services", url),
+            }
+        };
+        load::run(
+            addr,
+            self.plan.connections,
+            Duration::from_secs(600),
+            Some(count),
+            Arc::new(make),
+        )
+        .await
+        .ok
+    }
+
     /// The longest any read held the registry's catalog lock while `path`
     /// was fetched once (from the registry's histogram: the upper bound of
     /// the highest bucket reached).
