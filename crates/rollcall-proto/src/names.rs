@@ -136,6 +136,14 @@ impl ServiceUrl {
         }
     }
 
+    /// The same URL in a fresh allocation of its own, for a copy that
+    /// outlives the instance (an event kept in a history): sharing the
+    /// instance's would keep its old allocation, and the allocator's page
+    /// around it, in memory after the instance is gone.
+    pub fn detached(&self) -> Self {
+        Self(Arc::from(&*self.0))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

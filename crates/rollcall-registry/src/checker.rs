@@ -109,8 +109,9 @@ pub async fn run_check<P, F>(
     }
 }
 
-/// Expires instances critical for too long and restarts resyncs whose back-off
-/// has passed, every [`TICK`], until shutdown.
+/// Expires instances critical for too long, restarts resyncs whose back-off
+/// has passed and drops cached answers the catalog moved past, every
+/// [`TICK`], until shutdown.
 pub async fn run_ticker(registry: Registry) {
     let shutdown = registry.shutdown_token().clone();
     let mut interval = tokio::time::interval(TICK);
@@ -126,5 +127,6 @@ pub async fn run_ticker(registry: Registry) {
         if ticked.is_err() {
             return;
         }
+        registry.forget_stale_reads();
     }
 }

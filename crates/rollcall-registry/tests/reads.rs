@@ -107,6 +107,33 @@ async fn pages_return_every_instance_exactly_once_while_registrations_go_on() {
     }
 }
 
+#[tokio::test]
+async fn answers_the_catalog_moved_past_are_dropped() {
+    let (router, registry, _stop) = router();
+    register(&router, "Kept", "http://127.0.0.1:9/kept/1").await;
+    for query in ["/services?service=Kept", "/services"] {
+        assert_eq!(call(&router, "GET", query, "").await.status, 200);
+    }
+    let (count, bytes) = registry.cached_answers();
+    assert_eq!(count, 2);
+    assert!(bytes > 0);
+    // Nothing changed: the ticker's sweep keeps them.
+    registry.forget_stale_reads();
+    assert_eq!(registry.cached_answers().0, 2);
+    // A change: the sweep drops both (neither can be served again).
+    register(&router, "Kept", "http://127.0.0.1:9/kept/2").await;
+    registry.forget_stale_reads();
+    assert_eq!(registry.cached_answers(), (0, 0));
+    // A newer answer cached drops the older ones with it.
+    for query in ["/services?service=Kept", "/services"] {
+        call(&router, "GET", query, "").await;
+    }
+    register(&router, "Kept", "http://127.0.0.1:9/kept/3").await;
+    let answer = call(&router, "GET", "/services?service=Kept", "").await;
+    assert_eq!(urls(&answer).len(), 3);
+    assert_eq!(registry.cached_answers().0, 1);
+}
+
 /// Reads answered from the cache so far.
 async fn cache_hits(router: &axum::Router) -> f64 {
     let metrics = call(router, "GET", "/metrics", "").await.body;

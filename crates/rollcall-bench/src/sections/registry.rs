@@ -156,19 +156,24 @@ impl Bench {
             left == acked - r.ok && r.errors == 0 && r.rejected == 0,
         );
         s.note(
-            "Where a registration's time goes (perf, cpu-clock sampling of the registry under this load): it is \
-             committed to SQLite before it is answered, and the writer thread (WAL frames, checkpoints) takes about \
-             a third of the registry's CPU; the catalog grows by every unique instance, and zeroing fresh pages \
-             takes about a tenth; handing requests to the writer and back costs context switches. The ceiling's \
-             handler does none of this. A registration with dependents also makes outbound HTTP calls (one per \
-             dependent, fewer when a slow receiver's queue merges), so it is not held to the same target.",
+            "Where a registration's time goes (perf, cpu-clock sampling of the registry under this load, \
+             2026-12-02): it is committed to SQLite before it is answered. The store thread takes a third of the \
+             registry's CPU: SQLite's statements, WAL frames written with pwrite (about 8 % of the whole), \
+             checkpoints (3.5 %) and fsync (2.5 %). Context switches take about a sixth: workers parking and \
+             waking, and every registration handed to the store thread and its answer back. With glibc's \
+             allocator another fifth went to malloc, half of it waiting on arena locks (`__lll_lock_wait_private`: \
+             a request allocated on a worker is freed on the store thread); the `rollcall` binary uses jemalloc \
+             since, and malloc is about 2 %, which took the cost from 7× to under 5× the ceiling's. What stands \
+             between that and 3× is the durable commit itself: a second thread and a write per group, which the \
+             ceiling's handler does not have. A registration with dependents also makes outbound HTTP calls (one \
+             per dependent, fewer when a slow receiver's queue merges), so it is not held to the same target.",
         );
         s.note(
-            "Where a cached read's time goes (perf, cpu-clock sampling of the registry under this load, with \
-             glibc's allocator): about a sixth in malloc/free and a sixth in the runtime's scheduler and wake-ups; \
-             the rest is hyper's request parsing and response writing, which the ceiling pays too, and the \
-             registry's own layers around every route. Those were four `from_fn` layers, each a boxed service \
-             cloned per request; they are one now (browser, rate and access guards, rejection count).",
+            "Where a cached read's time goes (perf, cpu-clock sampling of the registry under this load): with \
+             glibc's allocator about a sixth in malloc/free (jemalloc now) and a sixth in the runtime's scheduler \
+             and wake-ups; the rest is hyper's request parsing and response writing, which the ceiling pays too, \
+             and the registry's own layers around every route. Those were four `from_fn` layers, each a boxed \
+             service cloned per request; they are one now (browser, rate and access guards, rejection count).",
         );
         reg.stop().await;
         Ok(s)

@@ -383,15 +383,19 @@ impl Registry {
     }
 
     /// Records events in the recent list and on the broadcast channel, under
-    /// the lock so every subscriber sees catalog order.
+    /// the lock so every subscriber sees catalog order. Both keep the last
+    /// few thousand events, with URLs of their own: sharing the instances'
+    /// would pin a page of the allocator for each instance long gone.
     fn publish(&self, core: &mut Core, events: &[Event]) {
         for event in events {
             if core.recent.len() == RECENT_EVENTS {
                 core.recent.pop_front();
             }
-            core.recent.push_back(event.clone());
+            let mut kept = event.clone();
+            kept.url = kept.url.detached();
             // No subscribers is fine.
-            let _ = self.inner.events.send(event.clone());
+            let _ = self.inner.events.send(kept.clone());
+            core.recent.push_back(kept);
         }
     }
 

@@ -66,6 +66,8 @@ impl Registry {
             .read_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // An answer older than this one can never be served again.
+        cache.retain(|_, kept| kept.changes >= read.changes);
         if cache.len() >= READ_CACHE && !cache.contains_key(&query) {
             cache.clear();
         }
@@ -75,6 +77,31 @@ impl Registry {
                 cache.insert(query, read);
             }
         }
+    }
+
+    /// How many answers the cache holds, and their bytes.
+    pub fn cached_answers(&self) -> (usize, usize) {
+        let cache = self
+            .inner
+            .read_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (cache.len(), cache.values().map(|c| c.body.len()).sum())
+    }
+
+    /// Drops the answers the catalog has moved past (they can never be
+    /// served again), so a large one does not stay in memory once its
+    /// instances are gone. Called by the ticker.
+    pub fn forget_stale_reads(&self) {
+        let now = self
+            .inner
+            .changes
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.inner
+            .read_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, kept| kept.changes == now);
     }
 
     /// The catalog revision as it moves (for blocking reads).
