@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: first installs what the
 # tests need from Debian's packages (only what is missing: Chromium and
-# ChromeDriver for the browser tests, etcd for the cluster tests), then
+# ChromeDriver for the browser tests, etcd for the cluster tests, Prometheus
+# and dig for the ecosystem tests), then
 # `cargo test`.
 #
 #   ./scripts/test.sh            # everything
@@ -16,6 +17,8 @@ declare -A NEEDED=(
   [chromium]=chromium
   [chromedriver]=chromium-driver
   [etcd]=etcd-server
+  [prometheus]=prometheus
+  [dig]=bind9-dnsutils
 )
 
 missing=()

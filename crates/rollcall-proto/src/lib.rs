@@ -12,6 +12,7 @@
 pub mod error;
 pub mod jitter;
 pub mod liveness;
+pub mod meta;
 pub mod names;
 pub mod patch;
 pub mod paths;
@@ -22,6 +23,7 @@ pub mod time;
 pub mod units;
 
 pub use error::{ErrorBody, ErrorDetail};
+pub use meta::Meta;
 pub use names::{InvalidName, InvalidUrl, ServiceName, ServiceUrl};
 pub use patch::{Patch, PatchEntry};
 pub use registration::Registration;

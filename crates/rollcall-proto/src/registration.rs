@@ -14,6 +14,7 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::meta::{InvalidMeta, Meta};
 use crate::names::{InvalidName, InvalidUrl, ServiceName, ServiceUrl};
 
 /// Most names one registration may require.
@@ -32,6 +33,9 @@ pub struct Registration {
     pub update_url: Option<ServiceUrl>,
     /// `HeartbeatURL`: what the registry GETs to check health; `None` when empty.
     pub heartbeat_url: Option<ServiceUrl>,
+    /// `Meta`: the instance's own labels (rollcall's addition; classic
+    /// clients never send it).
+    pub meta: Meta,
 }
 
 /// Why a registration was refused. Each variant names the offending field.
@@ -54,6 +58,8 @@ pub enum RegistrationError {
     InvalidRequiredService { index: usize, reason: InvalidName },
     #[error("`RequiredServices` lists more than {MAX_REQUIRED_SERVICES} names")]
     TooManyRequiredServices,
+    #[error("`Meta` is invalid: {0}")]
+    InvalidMeta(InvalidMeta),
 }
 
 impl RegistrationError {
@@ -66,6 +72,7 @@ impl RegistrationError {
             Self::InvalidName(_) | Self::InvalidRequiredService { .. } => "invalid_name",
             Self::InvalidUrl { .. } => "invalid_url",
             Self::TooManyRequiredServices => "too_many_required_services",
+            Self::InvalidMeta(_) => "invalid_meta",
         }
     }
 }
@@ -97,6 +104,7 @@ struct RawRegistration {
     required: Option<Vec<String>>,
     update_url: Option<String>,
     heartbeat_url: Option<String>,
+    meta: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl RawRegistration {
@@ -132,12 +140,15 @@ impl RawRegistration {
                 required.push(name);
             }
         }
+        let meta =
+            Meta::new(self.meta.unwrap_or_default()).map_err(RegistrationError::InvalidMeta)?;
         Ok(Registration {
             name,
             url,
             required,
             update_url,
             heartbeat_url,
+            meta,
         })
     }
 }
@@ -167,6 +178,8 @@ impl<'de> Deserialize<'de> for RawRegistration {
                         raw.update_url = map.next_value()?;
                     } else if is("HeartbeatURL") {
                         raw.heartbeat_url = map.next_value()?;
+                    } else if is("Meta") {
+                        raw.meta = map.next_value()?;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -191,13 +204,17 @@ impl Serialize for Registration {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let update = self.update_url.as_ref().map_or("", ServiceUrl::as_str);
         let heartbeat = self.heartbeat_url.as_ref().map_or("", ServiceUrl::as_str);
-        let mut map = serializer.serialize_map(Some(6))?;
+        let entries = if self.meta.is_empty() { 6 } else { 7 };
+        let mut map = serializer.serialize_map(Some(entries))?;
         map.serialize_entry("ServiceName", &self.name)?;
         map.serialize_entry("ServiceURL", &self.url)?;
         map.serialize_entry("RequiredServices", &self.required)?;
         map.serialize_entry("ServiceUpdateURL", update)?;
         map.serialize_entry("ServiceUpdatedURL", update)?;
         map.serialize_entry("HeartbeatURL", heartbeat)?;
+        if !self.meta.is_empty() {
+            map.serialize_entry("Meta", &self.meta)?;
+        }
         map.end()
     }
 }
@@ -243,6 +260,43 @@ mod tests {
         assert_eq!(reg.required.len(), 1, "duplicates are dropped");
         assert_eq!(reg.update_url.unwrap().as_str(), "http://h:6000/services");
         assert_eq!(reg.heartbeat_url, None);
+    }
+
+    #[test]
+    fn meta_round_trips_and_is_bounded() {
+        let reg = parse(
+            r#"{"ServiceName":"A","ServiceURL":"http://h:1","Meta":{"version":"2","zone":"eu-1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(reg.meta.get("version"), Some("2"));
+        let json = serde_json::to_string(&reg).unwrap();
+        assert!(
+            json.contains(r#""Meta":{"version":"2","zone":"eu-1"}"#),
+            "{json}"
+        );
+        assert_eq!(Registration::from_json(json.as_bytes()).unwrap(), reg);
+        // Without metadata the encoding is the classic one, field for field.
+        let plain = parse(r#"{"ServiceName":"A","ServiceURL":"http://h:1","Meta":null}"#).unwrap();
+        assert!(plain.meta.is_empty());
+        assert!(!serde_json::to_string(&plain).unwrap().contains("Meta"));
+        assert_eq!(
+            parse(r#"{"ServiceName":"A","ServiceURL":"http://h:1","Meta":{"a b":"1"}}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_meta"
+        );
+        assert_eq!(
+            parse(r#"{"ServiceName":"A","ServiceURL":"http://h:1","Meta":{"v":2}}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_registration"
+        );
+        assert_eq!(
+            parse(r#"{"ServiceName":"A","ServiceURL":"http://h:1","Meta":["v"]}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_registration"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use rollcall_http::access::{Access, Peer};
 use rollcall_http::browser::Browsers;
 use rollcall_http::{QueryParams, RawBody};
-use rollcall_proto::{Registration, ServiceName, ServiceUrl, Timestamp, prom};
+use rollcall_proto::{Meta, Registration, ServiceName, ServiceUrl, Timestamp, prom};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -51,6 +51,7 @@ pub fn api() -> OpenApiRouter<Registry> {
         .routes(routes!(metrics_text))
         .routes(routes!(rollcall_http::openapi::document))
         .routes(routes!(recent_events))
+        .routes(routes!(crate::discovery::prometheus_targets))
         .routes(routes!(maintenance))
         .routes(routes!(watch::watch))
 }
@@ -230,6 +231,10 @@ pub struct InstanceView {
     pub update_url: String,
     #[serde(rename = "HeartbeatURL")]
     pub heartbeat_url: String,
+    /// The instance's own labels (absent when it has none).
+    #[serde(rename = "Meta", skip_serializing_if = "Meta::is_empty")]
+    #[schema(value_type = Object)]
+    pub meta: Meta,
     /// `passing`, `critical`, `unchecked` (no check finished yet) or
     /// `maintenance`.
     #[serde(rename = "Status")]
@@ -287,6 +292,7 @@ impl InstanceView {
                 .heartbeat_url
                 .as_ref()
                 .map_or_else(String::new, ToString::to_string),
+            meta: reg.meta.clone(),
             status: i.shown(),
             in_discovery: i.in_discovery(),
             maintenance_since: i.maintenance(),

@@ -26,6 +26,7 @@ pub mod checker;
 pub mod cluster;
 pub mod config;
 pub mod dashboard;
+pub mod discovery;
 pub mod error;
 pub mod etcd;
 pub mod held;

@@ -48,6 +48,9 @@ pub struct ListQuery {
     /// Only instances shown so.
     #[param(value_type = Option<Shown>)]
     status: Option<String>,
+    /// Only instances whose `Meta` holds this pair: `key:value`
+    /// (`version:2`).
+    meta: Option<String>,
     /// At most this many instances (1–10,000): a page. The
     /// `X-Rollcall-Next-Cursor` header says where the next starts.
     limit: Option<usize>,
@@ -118,6 +121,18 @@ pub async fn list_services(
             })
         })
         .transpose()?;
+    let meta = query
+        .meta
+        .filter(|m| !m.is_empty())
+        .map(|m: String| {
+            rollcall_proto::meta::parse_filter(&m).ok_or_else(|| {
+                invalid(
+                    "meta",
+                    format!("`{m}` is not key:value with a valid metadata key"),
+                )
+            })
+        })
+        .transpose()?;
     if let Some(limit) = query.limit
         && !(1..=MAX_PAGE).contains(&limit)
     {
@@ -156,9 +171,10 @@ pub async fn list_services(
         }
     }
     let key = format!(
-        "{:?}|{:?}|{:?}|{:?}",
+        "{:?}|{:?}|{:?}|{:?}|{:?}",
         service.as_ref().map(ServiceName::as_str),
         status.map(Shown::as_str),
+        meta,
         query.limit,
         after.as_ref().map(|(n, u)| (n.as_str(), u.as_str()))
     );
@@ -169,6 +185,7 @@ pub async fn list_services(
                 &registry,
                 service.as_ref(),
                 status,
+                meta.as_ref(),
                 query.limit,
                 after.as_ref(),
             )
@@ -200,6 +217,7 @@ async fn build(
     registry: &Registry,
     service: Option<&ServiceName>,
     status: Option<Shown>,
+    meta: Option<&(String, String)>,
     limit: Option<usize>,
     after: Option<&(ServiceName, ServiceUrl)>,
 ) -> Result<CachedRead, ApiError> {
@@ -212,6 +230,7 @@ async fn build(
         registry,
         service,
         status,
+        meta,
         limit.unwrap_or(usize::MAX),
         after,
     )
@@ -231,6 +250,18 @@ async fn build(
         body: bytes::Bytes::from(body),
         next,
     })
+}
+
+/// Every instance in discovery (passing, or not checked yet; never critical
+/// or in maintenance), of one service or all, sorted by name then URL: what
+/// Prometheus discovery and DNS answer. Read a chunk per hold of the lock,
+/// like every large read.
+pub async fn discovered(registry: &Registry, service: Option<&ServiceName>) -> Vec<InstanceView> {
+    let mut views = read_views(registry, service, None, None, usize::MAX, None)
+        .await
+        .views;
+    views.retain(|v| v.in_discovery);
+    views
 }
 
 /// Instances whose views one hold of the catalog's lock builds: a large
@@ -257,10 +288,14 @@ async fn read_views(
     registry: &Registry,
     service: Option<&ServiceName>,
     status: Option<Shown>,
+    meta: Option<&(String, String)>,
     want: usize,
     after: Option<&(ServiceName, ServiceUrl)>,
 ) -> Views {
-    let keep = |i: &Instance| status.is_none_or(|s| s == i.shown());
+    let keep = |i: &Instance| {
+        status.is_none_or(|s| s == i.shown())
+            && meta.is_none_or(|(k, v)| i.registration.meta.matches(k, v))
+    };
     let mut tries = 0;
     'read: loop {
         tries += 1;

@@ -6,6 +6,7 @@
 //!   heartbeat and patch endpoints can be told to answer, fail, hang or close.
 //! - [`router::call`]: one request to a router in process, no socket.
 //! - [`etcd::EtcdCluster`]: real etcd members on loopback, to kill and stop.
+//! - [`prometheus::Prometheus`]: a real Prometheus discovering through a registry.
 //! - [`tls::TestCa`]: a CA and a server certificate made at run time.
 //! - [`ChildProcess`]: a real process (the `rollcall` binary, an example) with
 //!   its announced URL, killed or signalled for real.
@@ -16,6 +17,7 @@ pub mod child;
 pub mod etcd;
 pub mod fake;
 pub mod openapi;
+pub mod prometheus;
 pub mod router;
 pub mod signal;
 pub mod tls;

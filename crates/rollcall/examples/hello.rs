@@ -36,6 +36,9 @@ struct Args {
     /// repeated.
     #[arg(long, value_delimiter = ',')]
     requires: Vec<String>,
+    /// A metadata pair to register with: `--meta version=2`, repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    meta: Vec<String>,
     /// Behave like a classic client: no watch stream to the registry, so a
     /// crash is noticed by health checks only.
     #[arg(long)]
@@ -109,7 +112,14 @@ async fn main() -> anyhow::Result<()> {
     if args.forward_logs && !requires.iter().any(|r| r == log_service) {
         requires.push(log_service.to_owned());
     }
-    let service = Service::builder(&args.name)
+    let mut builder = Service::builder(&args.name);
+    for pair in &args.meta {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--meta {pair}: expected KEY=VALUE"))?;
+        builder = builder.meta(key, value);
+    }
+    let service = builder
         .bind(args.addr)
         .registry(&args.registry)
         .requires(requires)

@@ -27,6 +27,7 @@ fn reg(service: &str, port: u16, requires: &[&str]) -> Registration {
         update_url: Some(ServiceUrl::parse(&u.join("/services")).unwrap()),
         heartbeat_url: Some(ServiceUrl::parse(&u.join("/heartbeat")).unwrap()),
         url: u,
+        meta: rollcall_proto::Meta::default(),
     }
 }
 

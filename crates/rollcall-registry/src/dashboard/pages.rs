@@ -121,6 +121,7 @@ struct InstancePage {
     registered: String,
     update_url: String,
     heartbeat_url: String,
+    meta: Vec<(String, String)>,
     checks: Vec<CheckRow>,
     last_failure: Option<(String, String)>,
     delivery: Option<String>,
@@ -173,6 +174,11 @@ pub async fn instance_page(
                 .heartbeat_url
                 .as_ref()
                 .map_or_else(|| "— (not checked)".into(), ToString::to_string),
+            meta: reg
+                .meta
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
             checks: i
                 .health
                 .recent()

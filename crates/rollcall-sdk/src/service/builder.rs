@@ -22,6 +22,7 @@ pub struct ServiceBuilder {
     listener: Option<TcpListener>,
     advertise: Option<String>,
     requires: Vec<String>,
+    meta: std::collections::BTreeMap<String, String>,
     registry: Option<String>,
     router: Router,
     router_fn: Option<RouterFn>,
@@ -56,6 +57,7 @@ impl ServiceBuilder {
             listener: None,
             advertise: None,
             requires: Vec::new(),
+            meta: std::collections::BTreeMap::new(),
             registry: None,
             router: Router::new(),
             router_fn: None,
@@ -98,6 +100,16 @@ impl ServiceBuilder {
         S: Into<String>,
     {
         self.requires.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// A metadata pair sent with the registration (`version`, `zone`, …):
+    /// shown by `rollcall ls` and the dashboard, a filter of `GET /services`
+    /// (`?meta=version:2`), a label in Prometheus discovery. Keys are 1 to
+    /// 128 of `A-Z a-z 0-9 _ . -`; at most 64 pairs; checked by `start`.
+    /// The SDK adds `rollcall.metrics_path` (`/metrics`) itself.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.meta.insert(key.into(), value.into());
         self
     }
 
@@ -235,6 +247,13 @@ impl ServiceBuilder {
                     .map_err(|e| SdkError::Config(e.to_string()))?
             }
         };
+        let mut meta = self.meta.clone();
+        meta.insert(
+            rollcall_proto::meta::METRICS_PATH.to_owned(),
+            "/metrics".to_owned(),
+        );
+        let meta = rollcall_proto::Meta::new(meta)
+            .map_err(|e| SdkError::Config(format!("metadata: {e}")))?;
         let acceptor = self
             .tls
             .acceptor()
@@ -259,6 +278,7 @@ impl ServiceBuilder {
         let inner = Arc::new(Inner {
             name,
             url,
+            meta,
             registries,
             providers: Arc::new(Providers::new(required)),
             client,

@@ -137,6 +137,8 @@ impl std::fmt::Debug for Service {
 struct Inner {
     name: ServiceName,
     url: ServiceUrl,
+    /// Sent with every registration.
+    meta: rollcall_proto::Meta,
     /// The registry's replicas (none: standalone), and which one is used.
     registries: Registries,
     /// What the heartbeat asks before it answers 200 (`None`: nothing).

@@ -25,6 +25,7 @@ fn registration(inner: &Inner) -> Result<Registration, SdkError> {
         required: inner.providers.required().to_vec(),
         update_url: Some(parse("/services")?),
         heartbeat_url: Some(parse("/heartbeat")?),
+        meta: inner.meta.clone(),
     })
 }
 

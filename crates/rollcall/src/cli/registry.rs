@@ -69,6 +69,9 @@ pub struct LsArgs {
     /// Only instances of this service.
     #[arg(long, short)]
     pub service: Option<String>,
+    /// Only instances whose metadata holds this pair (`version:2`).
+    #[arg(long, value_name = "KEY:VALUE")]
+    pub meta: Option<String>,
     /// Print the catalog as JSON.
     #[arg(long)]
     pub json: bool,
@@ -178,9 +181,16 @@ fn catalog_request(
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let client = client(&args.registry.trust)?;
     let service = args.service.as_deref();
+    let meta = args.meta.as_deref();
     let response = args
         .registry
-        .send_any(|base| catalog_request(&client, base, service))
+        .send_any(|base| {
+            let request = catalog_request(&client, base, service);
+            match meta {
+                Some(meta) => request.query(&[("meta", meta)]),
+                None => request,
+            }
+        })
         .await?;
     let instances: Vec<serde_json::Value> = super::read_json(response)
         .await
@@ -220,6 +230,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
                 } else {
                     requires
                 },
+                meta_cell(&i["Meta"]),
             ]
         })
         .collect();
@@ -232,6 +243,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
             "LAST CHECK",
             "LATENCY",
             "REQUIRES",
+            "META",
         ],
         &rows,
         |column, cell| match (column, cell.trim()) {
@@ -244,6 +256,23 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     );
     println!("{text}");
     Ok(())
+}
+
+/// An instance's metadata as `key=value,…`, without the keys the SDK sets
+/// for rollcall itself (`rollcall.…`; `--json` shows them).
+fn meta_cell(meta: &serde_json::Value) -> String {
+    let pairs: Vec<String> = meta
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !k.starts_with("rollcall."))
+        .map(|(k, v)| format!("{}={}", clean(k), clean(v.as_str().unwrap_or(""))))
+        .collect();
+    if pairs.is_empty() {
+        "-".into()
+    } else {
+        pairs.join(",")
+    }
 }
 
 /// One change, for people.

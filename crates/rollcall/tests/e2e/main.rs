@@ -15,6 +15,7 @@ mod cli;
 mod cluster;
 mod dashboard;
 mod durability;
+mod ecosystem;
 mod failover;
 mod full_disk;
 mod grading;

@@ -1,0 +1,125 @@
+//! A real Prometheus (Debian's `prometheus`) for tests, configured with one
+//! `http_sd_configs` job pointed at a registry, scraping every second. A
+//! missing binary fails the test with the package to install; it never
+//! skips.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `prometheus` binary on `PATH`; panics naming the package when missing.
+pub fn prometheus_bin() -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("prometheus"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "prometheus is not installed: `apt-get install prometheus` (./scripts/test.sh installs it)"
+            )
+        })
+}
+
+/// A running Prometheus; killed when dropped.
+#[derive(Debug)]
+pub struct Prometheus {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus discovering targets at `sd_url` (HTTP SD, refreshed
+    /// every second) and waits until it is ready.
+    pub async fn start(sd_url: &str) -> Prometheus {
+        // A chosen port can be taken before Prometheus binds it: try again.
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("prometheus.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                     scrape_configs:\n  - job_name: rollcall\n    http_sd_configs:\n      - url: {sd_url}\n        refresh_interval: 1s\n"
+                ),
+            )
+            .unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(prometheus_bin())
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start prometheus");
+            let mut prometheus = Prometheus {
+                url: format!("http://127.0.0.1:{port}"),
+                child,
+                _dir: dir,
+            };
+            if prometheus.wait_ready(Duration::from_secs(30)).await {
+                return prometheus;
+            }
+            let _ = prometheus.child.kill();
+            let _ = prometheus.child.wait();
+        }
+        panic!("prometheus did not start three times running");
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let ready = client
+                .get(format!("{}/-/ready", self.url))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// Prometheus' active targets (`/api/v1/targets`).
+    pub async fn active_targets(&self) -> Vec<serde_json::Value> {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/targets?state=active", self.url))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,173 @@
+//! Fitting the ecosystem with real counterparts: metadata through
+//! registration, reads, filters and Prometheus discovery; a real Prometheus
+//! discovering and scraping an SDK service through the registry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use rollcall_testkit::prometheus::Prometheus;
+
+use crate::common::*;
+
+async fn services(registry: &str, query: &str) -> Vec<serde_json::Value> {
+    get_json(&format!("{registry}/services{query}")).await
+}
+
+fn urls(instances: &[serde_json::Value]) -> Vec<&str> {
+    instances
+        .iter()
+        .map(|i| i["ServiceURL"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn metadata_round_trips_through_registration_reads_filters_and_discovery() {
+    let registry = registry(FAST_CHECKS).await;
+    let reg = registry.url.clone();
+    // An SDK service with metadata, a classic one without, and one whose
+    // heartbeat is refused (critical: never a target).
+    let hello = hello(
+        &reg,
+        "Meta",
+        &["--meta", "version=2", "--meta", "zone=eu-1"],
+    )
+    .await;
+    wait_registered(&reg, &hello.url).await;
+    register_ok(
+        &reg,
+        &serde_json::json!({"ServiceName": "Meta", "ServiceURL": "http://127.0.0.1:9/classic"}),
+    )
+    .await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    register_ok(
+        &reg,
+        &serde_json::json!({"ServiceName": "Meta", "ServiceURL": dead_url,
+            "HeartbeatURL": format!("{dead_url}/heartbeat"), "Meta": {"version": "1"}}),
+    )
+    .await;
+    wait_status(&reg, &dead_url, "critical").await;
+
+    let all = services(&reg, "?service=Meta").await;
+    let sdk = all
+        .iter()
+        .find(|i| i["ServiceURL"] == hello.url.as_str())
+        .unwrap();
+    assert_eq!(sdk["Meta"]["version"], "2");
+    assert_eq!(sdk["Meta"]["zone"], "eu-1");
+    assert_eq!(sdk["Meta"]["rollcall.metrics_path"], "/metrics");
+    let classic = all
+        .iter()
+        .find(|i| i["ServiceURL"] == "http://127.0.0.1:9/classic")
+        .unwrap();
+    assert!(classic.get("Meta").is_none(), "{classic}");
+
+    assert_eq!(
+        urls(&services(&reg, "?meta=version:2").await),
+        [hello.url.as_str()]
+    );
+    assert_eq!(
+        urls(&services(&reg, "?meta=version:1").await),
+        [dead_url.as_str()]
+    );
+    assert!(services(&reg, "?meta=version:3").await.is_empty());
+    let bad = reqwest::get(format!("{reg}/services?meta=version"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // Invalid metadata is refused, with the field named.
+    let refused = reqwest::Client::new()
+        .post(format!("{reg}/services"))
+        .json(
+            &serde_json::json!({"ServiceName": "Meta", "ServiceURL": "http://127.0.0.1:9/bad",
+            "Meta": {"not a key": "x"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_meta", "{body}");
+
+    // Prometheus HTTP SD: the two instances in discovery, not the critical one.
+    let groups: Vec<serde_json::Value> = get_json(&format!("{reg}/v1/prometheus/targets")).await;
+    let targets: Vec<&str> = groups
+        .iter()
+        .map(|g| g["targets"][0].as_str().unwrap())
+        .collect();
+    let hello_target = hello.url.trim_start_matches("http://");
+    assert_eq!(targets.len(), 2, "{groups:?}");
+    assert!(targets.contains(&hello_target), "{targets:?}");
+    assert!(targets.contains(&"127.0.0.1:9"), "{targets:?}");
+    let group = groups
+        .iter()
+        .find(|g| g["targets"][0] == hello_target)
+        .unwrap();
+    let labels = &group["labels"];
+    assert_eq!(labels["service"], "Meta");
+    assert_eq!(labels["__meta_rollcall_service"], "Meta");
+    assert_eq!(labels["__meta_rollcall_url"], hello.url.as_str());
+    assert_eq!(labels["__meta_rollcall_meta_version"], "2");
+    assert_eq!(labels["__meta_rollcall_meta_zone"], "eu-1");
+    assert_eq!(labels["__metrics_path__"], "/metrics");
+
+    // `rollcall ls` shows the metadata and filters by it.
+    let (ok, out, err) = run_rollcall(&["ls", "--registry", &reg, "--meta", "zone:eu-1"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("META"), "{out}");
+    assert!(out.contains("version=2,zone=eu-1"), "{out}");
+    assert!(!out.contains("classic"), "{out}");
+    assert!(!out.contains("rollcall.metrics_path"), "{out}");
+}
+
+#[tokio::test]
+async fn a_real_prometheus_discovers_and_scrapes_an_sdk_service_through_the_registry() {
+    let registry = registry(&[]).await;
+    let reg = registry.url.clone();
+    let hello = hello(&reg, "Scraped", &["--meta", "version=7"]).await;
+    wait_registered(&reg, &hello.url).await;
+    let prometheus = Prometheus::start(&format!("{reg}/v1/prometheus/targets")).await;
+    let target = hello.url.trim_start_matches("http://").to_owned();
+    let found = eventually(
+        Duration::from_secs(30),
+        "Prometheus to scrape the SDK service it discovered",
+        || {
+            let (prometheus, target) = (&prometheus, target.clone());
+            async move {
+                prometheus
+                    .active_targets()
+                    .await
+                    .into_iter()
+                    .find(|t| t["labels"]["instance"] == target.as_str() && t["health"] == "up")
+            }
+        },
+    )
+    .await;
+    assert_eq!(found["labels"]["service"], "Scraped", "{found}");
+    assert_eq!(found["labels"]["job"], "rollcall");
+    assert_eq!(
+        found["discoveredLabels"]["__meta_rollcall_meta_version"], "7",
+        "{found}"
+    );
+    assert_eq!(
+        found["scrapeUrl"],
+        format!("{}/metrics", hello.url).as_str(),
+        "{found}"
+    );
+    // The service leaves: Prometheus drops it at its next refresh.
+    drop(hello);
+    eventually(Duration::from_secs(30), "the target to go", || {
+        let (prometheus, target) = (&prometheus, target.clone());
+        async move {
+            let gone = !prometheus
+                .active_targets()
+                .await
+                .iter()
+                .any(|t| t["labels"]["instance"] == target.as_str());
+            gone.then_some(())
+        }
+    })
+    .await;
+}
