@@ -32,6 +32,16 @@ pub struct RegistryConfig {
     #[command(flatten)]
     pub tls: rollcall_http::tls::TlsArgs,
 
+    /// Answer DNS queries (UDP and TCP) on this address:
+    /// `NAME.service.rollcall` A/AAAA and SRV, instances in discovery only.
+    #[arg(long, env = "ROLLCALL_DNS_ADDR")]
+    pub dns_addr: Option<SocketAddr>,
+
+    /// TTL of DNS answers, in seconds (0: resolvers ask again every time,
+    /// so an instance out of discovery is gone from the next answer).
+    #[arg(long, env = "ROLLCALL_DNS_TTL", default_value_t = 0)]
+    pub dns_ttl: u32,
+
     /// Most instances in the catalog; a registration of a new URL past it is
     /// refused (503 `catalog_full`), re-registrations still pass.
     #[arg(long, env = "ROLLCALL_MAX_INSTANCES", default_value_t = 10_000)]
@@ -165,6 +175,8 @@ impl RegistryConfig {
             hosts: rollcall_http::browser::HostArgs::default(),
             limits: rollcall_http::server::Limits::default(),
             tls: rollcall_http::tls::TlsArgs::default(),
+            dns_addr: None,
+            dns_ttl: 0,
             max_instances: 10_000,
             max_watch_streams: 4_000,
             max_writes_per_client: 1_000,

@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod discovery;
+pub mod dns;
 pub mod error;
 pub mod etcd;
 pub mod held;
@@ -40,6 +41,7 @@ pub mod shell;
 pub mod store;
 pub mod watch;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -166,6 +168,8 @@ pub enum RunError {
     Start(#[from] StartError),
     #[error("the HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("cannot answer DNS on {0}: {1}")]
+    Dns(SocketAddr, std::io::Error),
 }
 
 /// Runs the registry on `listener` until `shutdown` fires; then drains
@@ -190,7 +194,14 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         rollcall_http::access::warn_if_exposed(addr, &access);
     }
+    let dns = config.dns_addr.map(|addr| (addr, config.dns_ttl));
     let (registry, background) = start_any(config, shutdown.clone(), &own_url).await?;
+    if let Some((addr, ttl)) = dns {
+        let bound = dns::serve(registry.clone(), addr, ttl, shutdown.clone())
+            .await
+            .map_err(|e| RunError::Dns(addr, e))?;
+        tracing::info!(addr = %bound, "answering DNS (NAME.service.rollcall)");
+    }
     let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::guarded(registry.clone(), access, browsers);
     ready();

@@ -190,6 +190,14 @@ impl Catalog {
         (out, false)
     }
 
+    /// Every registered service name, in order.
+    pub fn service_names(&self) -> impl Iterator<Item = &ServiceName> {
+        self.by_name
+            .iter()
+            .filter(|(_, urls)| !urls.is_empty())
+            .map(|(name, _)| name)
+    }
+
     /// The instances of `name` (through the name index: no scan).
     pub fn instances_of<'a>(
         &'a self,

@@ -171,3 +171,117 @@ async fn a_real_prometheus_discovers_and_scrapes_an_sdk_service_through_the_regi
     })
     .await;
 }
+
+/// `dig @127.0.0.1 -p PORT NAME TYPE`: the response status and the answer
+/// section's records (`name ttl class type data`).
+async fn dig(port: u16, name: &str, kind: &str, extra: &[&str]) -> (String, Vec<String>) {
+    let mut args = vec![
+        "@127.0.0.1".to_owned(),
+        "-p".to_owned(),
+        port.to_string(),
+        "+time=2".to_owned(),
+        "+tries=2".to_owned(),
+        "+noall".to_owned(),
+        "+comments".to_owned(),
+        "+answer".to_owned(),
+        name.to_owned(),
+        kind.to_owned(),
+    ];
+    args.extend(extra.iter().map(|e| (*e).to_owned()));
+    let out = tokio::process::Command::new("dig")
+        .args(&args)
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("dig did not run ({e}): `apt-get install bind9-dnsutils` (./scripts/test.sh installs it)")
+        });
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or_else(|| panic!("no status in dig's answer: {text}"))
+        .to_owned();
+    let answers = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    (status, answers)
+}
+
+#[tokio::test]
+async fn dig_gets_a_and_srv_answers_for_a_passing_service_and_none_for_the_rest() {
+    // A free port for UDP and TCP alike (the registry binds both).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dns_addr = format!("127.0.0.1:{port}");
+    let mut args = FAST_CHECKS.to_vec();
+    args.extend(["--dns-addr", &dns_addr]);
+    let registry = registry(&args).await;
+    let reg = registry.url.clone();
+    let hello = hello(&reg, "Dns_Svc", &[]).await;
+    wait_registered(&reg, &hello.url).await;
+    wait_status(&reg, &hello.url, "passing").await;
+    let hello_port = port_of(&hello.url).to_owned();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    register_ok(
+        &reg,
+        &serde_json::json!({"ServiceName": "Sick", "ServiceURL": dead_url,
+            "HeartbeatURL": format!("{dead_url}/heartbeat")}),
+    )
+    .await;
+    wait_status(&reg, &dead_url, "critical").await;
+
+    // A: the passing instance's address; names are case-insensitive.
+    let (status, answers) = dig(port, "dns_svc.service.rollcall", "A", &[]).await;
+    assert_eq!(status, "NOERROR");
+    assert_eq!(
+        answers,
+        ["dns_svc.service.rollcall. 0 IN A 127.0.0.1"],
+        "{answers:?}"
+    );
+    let (_, upper) = dig(port, "DNS_SVC.Service.Rollcall", "A", &[]).await;
+    assert_eq!(upper.len(), 1, "{upper:?}");
+    // SRV: its port, and a target whose address comes along.
+    let (status, answers) = dig(port, "Dns_Svc.service.rollcall", "SRV", &[]).await;
+    assert_eq!(status, "NOERROR");
+    assert_eq!(
+        answers,
+        [format!(
+            "dns_svc.service.rollcall. 0 IN SRV 1 1 {hello_port} 7f000001.addr.rollcall."
+        )],
+        "{answers:?}"
+    );
+    let (_, target) = dig(port, "7f000001.addr.rollcall", "A", &[]).await;
+    assert_eq!(target, ["7f000001.addr.rollcall. 0 IN A 127.0.0.1"]);
+    // The same over TCP, and the RFC 2782 form.
+    let (_, tcp) = dig(port, "_dns_svc._tcp.service.rollcall", "SRV", &["+tcp"]).await;
+    assert_eq!(tcp.len(), 1, "{tcp:?}");
+    // A critical service: registered, so no NXDOMAIN, but no records.
+    let (status, answers) = dig(port, "sick.service.rollcall", "A", &[]).await;
+    assert_eq!(
+        (status.as_str(), answers.len()),
+        ("NOERROR", 0),
+        "{answers:?}"
+    );
+    let (_, answers) = dig(port, "sick.service.rollcall", "SRV", &[]).await;
+    assert!(answers.is_empty(), "{answers:?}");
+    // Unknown services, and names outside the zone.
+    let (status, _) = dig(port, "nobody.service.rollcall", "A", &[]).await;
+    assert_eq!(status, "NXDOMAIN");
+    let (status, _) = dig(port, "example.com", "A", &[]).await;
+    assert_eq!(status, "REFUSED");
+    // The instance goes: the next answer has no record (TTL 0).
+    drop(hello);
+    eventually(Duration::from_secs(10), "the A record to go", || async {
+        let (status, answers) = dig(port, "dns_svc.service.rollcall", "A", &[]).await;
+        answers.is_empty().then_some(status)
+    })
+    .await;
+}
