@@ -21,6 +21,8 @@ pub enum LogError {
     MalformedBatch(String),
     #[error("the batch has {count} records; the limit is {limit}")]
     TooManyRecords { count: usize, limit: usize },
+    #[error("`Content-Encoding: {0}` is not supported: send the body uncompressed")]
+    Encoding(String),
     #[error(transparent)]
     Query(#[from] QueryError),
     #[error("log storage is unavailable")]
@@ -37,6 +39,7 @@ impl LogError {
             | LogError::MalformedBatch(_)
             | LogError::Query(_) => StatusCode::BAD_REQUEST,
             LogError::TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            LogError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             LogError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -49,6 +52,7 @@ impl LogError {
             LogError::EmptyBatch => "empty_batch",
             LogError::MalformedBatch(_) => "malformed_json",
             LogError::TooManyRecords { .. } => "too_many_records",
+            LogError::Encoding(_) => "unsupported_encoding",
             LogError::Query(_) => "invalid_query",
             LogError::Store(_) => "store_unavailable",
         }

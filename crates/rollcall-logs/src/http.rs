@@ -1,7 +1,9 @@
 //! The log service's HTTP API.
 //!
 //! - `POST /log` — classic: one plain-text message per request.
-//! - `POST /v1/logs` — a batch (JSON array, or NDJSON: one object per line).
+//! - `POST /v1/logs` — a batch (JSON array, or NDJSON: one object per line),
+//!   or an OpenTelemetry logs export (OTLP/HTTP, protobuf or JSON; see
+//!   `otlp.rs`).
 //!   All or nothing: if any record is invalid, nothing is stored and the
 //!   answer lists every rejected record with its reason (400, or 413 when a
 //!   record or the batch is too large).
@@ -181,9 +183,11 @@ struct Accepted {
     rejected: Vec<Rejected>,
 }
 
-/// Store a batch of records
+/// Store a batch of records, or an OpenTelemetry (OTLP/HTTP) logs export
 ///
-/// A JSON array of records, or NDJSON (one record per line). All or nothing:
+/// A JSON array of records, or NDJSON (one record per line); or an OTLP
+/// export (`Content-Type: application/x-protobuf`, or JSON whose first
+/// field is `resourceLogs`), answered as OTLP does. All or nothing:
 /// if any record is invalid nothing is stored, and the 400's body lists each
 /// one with its reason under `rejected`. Records with an `id` already stored recently are
 /// acknowledged but not stored again (idempotent retries).
@@ -198,7 +202,18 @@ struct Accepted {
     ))]
 async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response, LogError> {
     let limit = usize::try_from(state.config.max_batch_bytes).unwrap_or(usize::MAX);
+    let headers = req.headers().clone();
+    if let Some(encoding) = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.eq_ignore_ascii_case("identity"))
+    {
+        return Err(LogError::Encoding(encoding.to_owned()));
+    }
     let body = rollcall_http::read_body(req, limit).await?;
+    if let Some(encoding) = crate::otlp::detect(&headers, &body) {
+        return Ok(crate::otlp::ingest(&state, &body, encoding).await);
+    }
     let values = parse_batch(&body)?;
     if values.len() > state.config.max_batch_records {
         return Err(LogError::TooManyRecords {

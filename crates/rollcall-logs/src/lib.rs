@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod otlp;
 pub mod query;
 pub mod record;
 pub mod segment;

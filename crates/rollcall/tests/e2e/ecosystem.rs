@@ -285,3 +285,133 @@ async fn dig_gets_a_and_srv_answers_for_a_passing_service_and_none_for_the_rest(
     })
     .await;
 }
+
+/// Sends two records through the real OpenTelemetry SDK and its OTLP/HTTP
+/// exporter (batching, blocking reqwest client) in `protocol`.
+fn export_with_the_otel_sdk(endpoint: &str, service: &str, protocol: opentelemetry_otlp::Protocol) {
+    use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .with_endpoint(endpoint)
+        .with_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name(service.to_owned())
+        .with_attribute(opentelemetry::KeyValue::new("service.instance.id", "i-1"))
+        .with_attribute(opentelemetry::KeyValue::new(
+            "deployment.environment",
+            "test",
+        ))
+        .build();
+    let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+        .with_resource(resource)
+        .with_batch_exporter(exporter)
+        .build();
+    let logger = provider.logger("checkout.payments");
+    let mut warn = logger.create_log_record();
+    warn.set_severity_number(Severity::Warn);
+    warn.set_severity_text("WARN");
+    warn.set_body("payment declined".into());
+    warn.add_attribute("order.id", 1234_i64);
+    warn.add_attribute("customer", "ada");
+    warn.set_trace_context(
+        opentelemetry::TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+        opentelemetry::SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        None,
+    );
+    logger.emit(warn);
+    let mut info = logger.create_log_record();
+    info.set_severity_number(Severity::Info);
+    info.set_body("order placed".into());
+    logger.emit(info);
+    provider.force_flush().unwrap();
+    provider.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_logs_come_back_with_their_attributes_in_both_encodings() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_service(dir.path(), "127.0.0.1:0", "", &[]).await;
+    let base = log.url.clone();
+    let endpoint = format!("{base}/v1/logs");
+    for (service, protocol) in [
+        ("otel-binary", opentelemetry_otlp::Protocol::HttpBinary),
+        ("otel-json", opentelemetry_otlp::Protocol::HttpJson),
+    ] {
+        let endpoint = endpoint.clone();
+        tokio::task::spawn_blocking(move || export_with_the_otel_sdk(&endpoint, service, protocol))
+            .await
+            .unwrap();
+        let records = query_logs(&base, &format!("service={service}&order=asc")).await;
+        assert_eq!(records.len(), 2, "{service}: {records:?}");
+        let warn = &records[0];
+        assert_eq!(warn["level"], "warn", "{warn}");
+        assert_eq!(warn["message"], "payment declined");
+        assert_eq!(warn["instance"], "i-1");
+        let fields = &warn["fields"];
+        assert_eq!(fields["order.id"], 1234, "{fields}");
+        assert_eq!(fields["customer"], "ada");
+        assert_eq!(fields["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(fields["span_id"], "00f067aa0ba902b7");
+        assert_eq!(fields["otel.scope"], "checkout.payments");
+        assert_eq!(fields["resource.deployment.environment"], "test");
+        assert_eq!(
+            (records[1]["level"].as_str(), records[1]["message"].as_str()),
+            (Some("info"), Some("order placed"))
+        );
+        // A field value is searchable like any other.
+        let found = query_logs(&base, &format!("service={service}&contains=ada")).await;
+        assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    // A malformed export is a 400 in its encoding and stores nothing.
+    let newest =
+        |records: Vec<serde_json::Value>| records.first().map(|r| r["seq"].as_u64().unwrap());
+    let before = newest(query_logs(&base, "limit=1").await);
+    let client = reqwest::Client::new();
+    let garbage = client
+        .post(&endpoint)
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0x0a, 0xff, 0xff, 0xff, 0x0f])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+    assert_eq!(garbage.headers()["content-type"], "application/x-protobuf");
+    let bad_json = client
+        .post(&endpoint)
+        .header("content-type", "application/json")
+        .body(r#"{"resourceLogs": 5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_json.status(), 400);
+    let body: serde_json::Value = bad_json.json().await.unwrap();
+    assert_eq!(body["code"], 3, "{body}");
+    assert_eq!(body["error"]["code"], "malformed_export", "{body}");
+    // All or nothing: one record past the size limit, and neither is stored.
+    let big = "x".repeat(70 * 1024);
+    let export = serde_json::json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "otel-big"}}]},
+        "scopeLogs": [{"logRecords": [
+            {"severityNumber": 9, "body": {"stringValue": "small"}},
+            {"severityNumber": 9, "body": {"stringValue": big}}
+        ]}]
+    }]});
+    let too_big = client.post(&endpoint).json(&export).send().await.unwrap();
+    assert_eq!(too_big.status(), 413);
+    assert_eq!(newest(query_logs(&base, "limit=1").await), before);
+    // Compressed bodies are refused clearly, not misread.
+    let gzip = client
+        .post(&endpoint)
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzip.status(), 415);
+}
