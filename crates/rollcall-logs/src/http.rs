@@ -8,6 +8,7 @@
 //!   answer lists every rejected record with its reason (400, or 413 when a
 //!   record or the batch is too large).
 //! - `GET /v1/logs` — query (see `query.rs`).
+//! - `GET /` — the log explorer (HTML; see `explorer.rs`).
 //! - `GET /v1/logs/tail` — Server-Sent Events: `record` events as records are
 //!   stored, with the same filters; `cursor=SEQ` first replays stored records
 //!   after SEQ (up to 1000), so `query then tail` misses nothing.
@@ -73,6 +74,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(classic))
         .routes(routes!(ingest, query))
         .routes(routes!(tail))
+        .routes(routes!(crate::explorer::explorer))
         .routes(routes!(rollcall_http::openapi::document))
 }
 
@@ -314,7 +316,8 @@ fn record_event(record: &LogRecord) -> Event {
 /// Live tail (Server-Sent Events)
 ///
 /// `record` events (data: a record; id: its seq) as records are stored,
-/// filtered like queries. With `cursor`, stored records after it are sent
+/// filtered like queries. With `cursor` (or a `Last-Event-ID` past it, as an
+/// `EventSource` sends when it reconnects), stored records after it are sent
 /// first (up to 1000). `lagged` {missed} if the client fell behind. A comment
 /// every 15 s keeps the connection alive.
 #[utoipa::path(get, path = "/v1/logs/tail", tag = "rollcall", params(QueryParams),
@@ -324,8 +327,19 @@ fn record_event(record: &LogRecord) -> Event {
     ))]
 async fn tail(
     State(state): State<AppState>,
-    Q(params): Q<QueryParams>,
+    headers: axum::http::HeaderMap,
+    Q(mut params): Q<QueryParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, LogError> {
+    // A browser's EventSource reconnects with the id of the last event it
+    // got: go on from there.
+    if let Some(last) = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        && params.cursor.is_none_or(|c| last > c)
+    {
+        params.cursor = Some(last);
+    }
     let filter = params.filter(now())?;
     // Subscribe before reading the backfill, so nothing falls in between.
     let live = state.store.subscribe();

@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod error;
+pub mod explorer;
 pub mod http;
 pub mod metrics;
 pub mod otlp;

@@ -6,6 +6,7 @@ mod common;
 
 mod access;
 mod browser_dashboard;
+mod browser_logs;
 mod browser_portal;
 mod browsers;
 mod callbacks;
