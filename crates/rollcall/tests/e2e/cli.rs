@@ -64,11 +64,14 @@ async fn ls_lists_instances_with_their_health_as_a_table_or_json() {
             && lines[1].contains(&grading.url)
             && lines[1].contains("passing")
     );
-    assert!(
-        lines[1].ends_with("LogService"),
-        "requires column: {}",
+    let cells: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        cells[cells.len() - 2..],
+        ["LogService", "-"],
+        "requires and meta columns: {}",
         lines[1]
     );
+    assert!(lines[0].ends_with("META"), "{}", lines[0]);
     assert!(
         lines[2].starts_with("LogService") && lines[2].contains("ago") && lines[2].contains("ms")
     );

@@ -113,6 +113,21 @@ async fn metadata_round_trips_through_registration_reads_filters_and_discovery()
     assert_eq!(labels["__meta_rollcall_meta_zone"], "eu-1");
     assert_eq!(labels["__metrics_path__"], "/metrics");
 
+    // The dashboard's instance page shows it.
+    let page = reqwest::Client::new()
+        .get(format!("{reg}/dashboard/instance"))
+        .query(&[("url", hello.url.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("version=2") && page.contains("zone=eu-1"),
+        "{page}"
+    );
+
     // `rollcall ls` shows the metadata and filters by it.
     let (ok, out, err) = run_rollcall(&["ls", "--registry", &reg, "--meta", "zone:eu-1"]).await;
     assert!(ok, "{err}");
