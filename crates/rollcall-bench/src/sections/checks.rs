@@ -91,7 +91,7 @@ impl Bench {
              heartbeat servers share the two cores); connect, shutdown and close are about a fifth: checks past \
              the held-connection cap (1,024 by default) share a pool of 4 idle connections per host, and the \
              bench's 10,000 instances live on 50 hosts, so many checks open a connection. 32 per host was tried: \
-             60 to 78 % of a core in four runs against 72 to 84 % with 4, and 63 to 112 MB, so it was not kept. The rest \
+             60 to 78 % of a core in four runs against 59 to 84 % with 4 (this run's row above), and 63 to 112 MB, so it was not kept. The rest \
              is hyper and tokio per request (task spawn, timers, buffers). Memory: every held connection keeps \
              hyper's connection state and a 4 KiB read buffer, and every checked instance its recent-check log. \
              What stands between the figures and the targets is per-check work in the kernel and per-connection \

@@ -15,7 +15,8 @@ fn reg(name: &str, port: u16) -> Registration {
         format!(
             r#"{{"ServiceName":"{name}","ServiceURL":"http://127.0.0.1:{port}",
                 "RequiredServices":["Log"],"ServiceUpdateURL":"http://127.0.0.1:{port}/services",
-                "HeartbeatURL":"http://127.0.0.1:{port}/heartbeat"}}"#
+                "HeartbeatURL":"http://127.0.0.1:{port}/heartbeat",
+                "Meta":{{"version":"{port}","zone":"eu-1"}}}}"#
         )
         .as_bytes(),
     )
