@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use rollcall_http::QueryParams;
-use rollcall_proto::ServiceName;
 use rollcall_proto::meta::METRICS_PATH;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -54,15 +53,7 @@ pub async fn prometheus_targets(
     State(registry): State<Registry>,
     QueryParams(query): QueryParams<TargetsQuery>,
 ) -> Result<axum::Json<Vec<TargetGroup>>, ApiError> {
-    let service = query
-        .service
-        .filter(|s| !s.is_empty())
-        .map(|s| ServiceName::parse(&s))
-        .transpose()
-        .map_err(|reason| ApiError::InvalidName {
-            param: "service",
-            reason,
-        })?;
+    let service = crate::error::optional_name(query.service, "service")?;
     let views = crate::read::discovered(&registry, service.as_ref()).await;
     Ok(axum::Json(views.iter().filter_map(target_group).collect()))
 }

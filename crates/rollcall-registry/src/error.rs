@@ -6,6 +6,18 @@ use rollcall_http::{BodyError, error_response};
 use rollcall_proto::registration::RegistrationError;
 use rollcall_proto::{InvalidName, InvalidUrl};
 
+/// An optional service name from query parameter `param` (empty: none).
+pub fn optional_name(
+    value: Option<String>,
+    param: &'static str,
+) -> Result<Option<rollcall_proto::ServiceName>, ApiError> {
+    value
+        .filter(|s| !s.is_empty())
+        .map(|s| rollcall_proto::ServiceName::parse(&s))
+        .transpose()
+        .map_err(|reason| ApiError::InvalidName { param, reason })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]

@@ -100,15 +100,7 @@ pub async fn list_services(
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
     let invalid = |param: &'static str, reason: String| ApiError::InvalidQuery { param, reason };
-    let service = query
-        .service
-        .filter(|s| !s.is_empty())
-        .map(|s: String| ServiceName::parse(&s))
-        .transpose()
-        .map_err(|reason| ApiError::InvalidName {
-            param: "service",
-            reason,
-        })?;
+    let service = crate::error::optional_name(query.service, "service")?;
     let status = query
         .status
         .filter(|s| !s.is_empty())

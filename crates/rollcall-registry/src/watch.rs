@@ -65,15 +65,7 @@ impl TryFrom<WatchQuery> for WatchFilter {
     type Error = ApiError;
 
     fn try_from(q: WatchQuery) -> Result<Self, ApiError> {
-        let service = q
-            .service
-            .filter(|s| !s.is_empty())
-            .map(|s| ServiceName::parse(&s))
-            .transpose()
-            .map_err(|reason| ApiError::InvalidName {
-                param: "service",
-                reason,
-            })?;
+        let service = crate::error::optional_name(q.service, "service")?;
         let requires = rollcall_proto::names::parse_name_list(&q.requires.unwrap_or_default())
             .map_err(|reason| ApiError::InvalidName {
                 param: "requires",

@@ -9,16 +9,7 @@ use std::time::{Duration, Instant};
 
 /// The `etcd` binary on `PATH`; panics naming the package when missing.
 pub fn etcd_bin() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join("etcd"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "etcd is not installed: `apt-get install etcd-server` (./scripts/test.sh installs it)"
-            )
-        })
+    crate::bin_on_path("etcd", "etcd-server")
 }
 
 /// Free loopback ports, held only while choosing them (etcd must be told

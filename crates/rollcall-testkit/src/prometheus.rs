@@ -9,16 +9,7 @@ use std::time::{Duration, Instant};
 
 /// The `prometheus` binary on `PATH`; panics naming the package when missing.
 pub fn prometheus_bin() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join("prometheus"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "prometheus is not installed: `apt-get install prometheus` (./scripts/test.sh installs it)"
-            )
-        })
+    crate::bin_on_path("prometheus", "prometheus")
 }
 
 /// A running Prometheus; killed when dropped.

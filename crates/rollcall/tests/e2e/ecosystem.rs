@@ -10,6 +10,12 @@ use rollcall_testkit::prometheus::Prometheus;
 
 use crate::common::*;
 
+/// The URL of a port nothing listens on (its heartbeat is refused).
+fn refused_url() -> String {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", dead.local_addr().unwrap())
+}
+
 async fn services(registry: &str, query: &str) -> Vec<serde_json::Value> {
     get_json(&format!("{registry}/services{query}")).await
 }
@@ -39,9 +45,7 @@ async fn metadata_round_trips_through_registration_reads_filters_and_discovery()
         &serde_json::json!({"ServiceName": "Meta", "ServiceURL": "http://127.0.0.1:9/classic"}),
     )
     .await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let dead_url = refused_url();
     register_ok(
         &reg,
         &serde_json::json!({"ServiceName": "Meta", "ServiceURL": dead_url,
@@ -242,9 +246,7 @@ async fn dig_gets_a_and_srv_answers_for_a_passing_service_and_none_for_the_rest(
     wait_registered(&reg, &hello.url).await;
     wait_status(&reg, &hello.url, "passing").await;
     let hello_port = port_of(&hello.url).to_owned();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let dead_url = refused_url();
     register_ok(
         &reg,
         &serde_json::json!({"ServiceName": "Sick", "ServiceURL": dead_url,
