@@ -22,6 +22,10 @@
 //!   as `otel.severity`, and the other resource attributes as
 //!   `resource.KEY`.
 //!
+//! A record with a time of its own gets an `id` hashed from its content (its
+//! resource, scope and every field), so an export sent again after a lost
+//! answer is acknowledged and not stored twice — like the SDK's ids.
+//!
 //! The same limits and rule as a rollcall batch: at most
 //! `--max-batch-bytes`, `--max-batch-records`, every record within
 //! `--max-record-bytes`; all or nothing — one record that cannot be stored
@@ -29,6 +33,8 @@
 //! `ExportLogsServiceResponse` in the request's encoding (no
 //! `partialSuccess`: nothing is ever half-stored), or on an error a
 //! `google.rpc.Status` (in JSON also rollcall's `{"error": {...}}`).
+
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -198,6 +204,15 @@ pub fn incoming(export: &ExportLogsServiceRequest) -> Vec<IncomingRecord> {
             .map_or(&[], |r| r.attributes.as_slice());
         let service = service_name(string_attribute(attributes, "service.name"));
         let instance = string_attribute(attributes, "service.instance.id").map(str::to_owned);
+        // A record's id is a hash of what it holds (with its resource and
+        // scope): an exporter that sends an export again after a lost answer
+        // has it acknowledged, not stored twice.
+        let mut resource_hash = DefaultHasher::new();
+        resource_logs
+            .resource
+            .as_ref()
+            .map(Message::encode_to_vec)
+            .hash(&mut resource_hash);
         let resource: Vec<KeyValue> = attributes
             .iter()
             .filter(|kv| kv.key != "service.name" && kv.key != "service.instance.id")
@@ -209,6 +224,8 @@ pub fn incoming(export: &ExportLogsServiceRequest) -> Vec<IncomingRecord> {
                 .as_ref()
                 .map(|s| s.name.as_str())
                 .filter(|n| !n.is_empty());
+            let mut scope_hash = resource_hash.clone();
+            scope.hash(&mut scope_hash);
             for record in &scope_logs.log_records {
                 let level = level_of(record.severity_number, &record.severity_text);
                 let mut fields = object_of(&record.attributes, "");
@@ -247,6 +264,13 @@ pub fn incoming(export: &ExportLogsServiceRequest) -> Vec<IncomingRecord> {
                 } else {
                     record.observed_time_unix_nano
                 };
+                // Only a record with a time of its own: without one, the
+                // same message sent twice is two events.
+                let id = (nanos != 0).then(|| {
+                    let mut hash = scope_hash.clone();
+                    record.encode_to_vec().hash(&mut hash);
+                    format!("otlp-{:016x}", hash.finish())
+                });
                 out.push(IncomingRecord {
                     timestamp: (nanos != 0).then(|| Value::from(nanos / 1_000_000)),
                     service: Some(service.clone()),
@@ -254,7 +278,7 @@ pub fn incoming(export: &ExportLogsServiceRequest) -> Vec<IncomingRecord> {
                     level: Some(level.as_str().to_owned()),
                     message: Some(message),
                     fields: Some(Value::Object(fields)),
-                    id: None,
+                    id,
                 });
             }
         }

@@ -409,6 +409,28 @@ async fn opentelemetry_logs_come_back_with_their_attributes_in_both_encodings() 
     let body: serde_json::Value = bad_json.json().await.unwrap();
     assert_eq!(body["code"], 3, "{body}");
     assert_eq!(body["error"]["code"], "malformed_export", "{body}");
+    assert_eq!(
+        newest(query_logs(&base, "limit=1").await),
+        before,
+        "a malformed export stored nothing"
+    );
+
+    // An export sent again (its answer lost, say) is acknowledged and not
+    // stored twice: each record's id is a hash of what it holds.
+    let again = serde_json::json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "otel-retry"}}]},
+        "scopeLogs": [{"logRecords": [
+            {"timeUnixNano": "1796250000000000000", "severityNumber": 9, "body": {"stringValue": "sent twice"}},
+            {"timeUnixNano": "1796250000000000001", "severityNumber": 9, "body": {"stringValue": "sent twice"}}
+        ]}]
+    }]});
+    for _ in 0..2 {
+        let answer = client.post(&endpoint).json(&again).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    assert_eq!(query_logs(&base, "service=otel-retry").await.len(), 2);
+    let before = newest(query_logs(&base, "limit=1").await);
+
     // All or nothing: one record past the size limit, and neither is stored.
     let big = "x".repeat(70 * 1024);
     let export = serde_json::json!({"resourceLogs": [{
