@@ -21,7 +21,7 @@ pub enum LogError {
     MalformedBatch(String),
     #[error("the batch has {count} records; the limit is {limit}")]
     TooManyRecords { count: usize, limit: usize },
-    #[error("`Content-Encoding: {0}` is not supported: send the body uncompressed")]
+    #[error("`Content-Encoding: {0}` is not supported: send the body uncompressed or gzip")]
     Encoding(String),
     #[error(transparent)]
     Query(#[from] QueryError),

@@ -146,6 +146,24 @@ fn record_code(e: &RecordError) -> &'static str {
     }
 }
 
+/// Unpacks a gzip body, refusing one that unpacks past `limit` bytes.
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, LogError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            LogError::Body(rollcall_http::BodyError::Unreadable(format!(
+                "not gzip: {e}"
+            )))
+        })?;
+    if out.len() > limit {
+        return Err(LogError::Body(rollcall_http::BodyError::TooLarge { limit }));
+    }
+    Ok(out)
+}
+
 /// Splits a batch body into JSON values: an array, or one value per line.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<Value>, LogError> {
     let text = std::str::from_utf8(body).map_err(|_| LogError::NotText)?;
@@ -205,14 +223,24 @@ struct Accepted {
 async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response, LogError> {
     let limit = usize::try_from(state.config.max_batch_bytes).unwrap_or(usize::MAX);
     let headers = req.headers().clone();
-    if let Some(encoding) = headers
+    let gzip = match headers
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.eq_ignore_ascii_case("identity"))
+        .map(str::trim)
     {
-        return Err(LogError::Encoding(encoding.to_owned()));
-    }
+        None => false,
+        Some(e) if e.eq_ignore_ascii_case("identity") || e.is_empty() => false,
+        Some(e) if e.eq_ignore_ascii_case("gzip") => true,
+        Some(other) => return Err(LogError::Encoding(other.to_owned())),
+    };
     let body = rollcall_http::read_body(req, limit).await?;
+    // Compressed (as the OpenTelemetry Collector sends by default): the
+    // limit holds for what it unpacks to, so a small bomb stays small.
+    let body = if gzip {
+        gunzip(&body, limit)?.into()
+    } else {
+        body
+    };
     if let Some(encoding) = crate::otlp::detect(&headers, &body) {
         return Ok(crate::otlp::ingest(&state, &body, encoding).await);
     }

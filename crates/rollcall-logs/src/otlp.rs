@@ -26,7 +26,8 @@
 //! resource, scope and every field), so an export sent again after a lost
 //! answer is acknowledged and not stored twice — like the SDK's ids.
 //!
-//! The same limits and rule as a rollcall batch: at most
+//! The same limits and rule as a rollcall batch (a gzip body is unpacked
+//! first, `http.rs`, and the limit holds for what it unpacks to): at most
 //! `--max-batch-bytes`, `--max-batch-records`, every record within
 //! `--max-record-bytes`; all or nothing — one record that cannot be stored
 //! and nothing is, with a 400 (413 for sizes). The answer is OTLP's:

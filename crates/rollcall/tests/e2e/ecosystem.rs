@@ -305,16 +305,24 @@ async fn dig_gets_a_and_srv_answers_for_a_passing_service_and_none_for_the_rest(
 
 /// Sends two records through the real OpenTelemetry SDK and its OTLP/HTTP
 /// exporter (batching, blocking reqwest client) in `protocol`.
-fn export_with_the_otel_sdk(endpoint: &str, service: &str, protocol: opentelemetry_otlp::Protocol) {
+fn export_with_the_otel_sdk(
+    endpoint: &str,
+    service: &str,
+    protocol: opentelemetry_otlp::Protocol,
+    gzip: bool,
+) {
     use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
     use opentelemetry_otlp::WithExportConfig as _;
-    let exporter = opentelemetry_otlp::LogExporter::builder()
+    use opentelemetry_otlp::WithHttpConfig as _;
+    let mut builder = opentelemetry_otlp::LogExporter::builder()
         .with_http()
         .with_protocol(protocol)
         .with_endpoint(endpoint)
-        .with_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+        .with_timeout(Duration::from_secs(5));
+    if gzip {
+        builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+    }
+    let exporter = builder.build().unwrap();
     let resource = opentelemetry_sdk::Resource::builder_empty()
         .with_service_name(service.to_owned())
         .with_attribute(opentelemetry::KeyValue::new("service.instance.id", "i-1"))
@@ -354,14 +362,22 @@ async fn opentelemetry_logs_come_back_with_their_attributes_in_both_encodings() 
     let log = log_service(dir.path(), "127.0.0.1:0", "", &[]).await;
     let base = log.url.clone();
     let endpoint = format!("{base}/v1/logs");
-    for (service, protocol) in [
-        ("otel-binary", opentelemetry_otlp::Protocol::HttpBinary),
-        ("otel-json", opentelemetry_otlp::Protocol::HttpJson),
+    for (service, protocol, gzip) in [
+        (
+            "otel-binary",
+            opentelemetry_otlp::Protocol::HttpBinary,
+            false,
+        ),
+        ("otel-json", opentelemetry_otlp::Protocol::HttpJson, false),
+        // As the OpenTelemetry Collector sends by default.
+        ("otel-gzip", opentelemetry_otlp::Protocol::HttpBinary, true),
     ] {
         let endpoint = endpoint.clone();
-        tokio::task::spawn_blocking(move || export_with_the_otel_sdk(&endpoint, service, protocol))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            export_with_the_otel_sdk(&endpoint, service, protocol, gzip)
+        })
+        .await
+        .unwrap();
         let records = query_logs(&base, &format!("service={service}&order=asc")).await;
         assert_eq!(records.len(), 2, "{service}: {records:?}");
         let warn = &records[0];
@@ -443,14 +459,32 @@ async fn opentelemetry_logs_come_back_with_their_attributes_in_both_encodings() 
     let too_big = client.post(&endpoint).json(&export).send().await.unwrap();
     assert_eq!(too_big.status(), 413);
     assert_eq!(newest(query_logs(&base, "limit=1").await), before);
-    // Compressed bodies are refused clearly, not misread.
-    let gzip = client
+    // A gzip bomb is refused by what it unpacks to (413), and an encoding
+    // the service cannot read is a 415, not misread.
+    let bomb = {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![b' '; 9 << 20]).unwrap();
+        encoder.finish().unwrap()
+    };
+    assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
+    let bombed = client
         .post(&endpoint)
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "gzip")
-        .body(vec![0x1f, 0x8b])
+        .body(bomb)
         .send()
         .await
         .unwrap();
-    assert_eq!(gzip.status(), 415);
+    assert_eq!(bombed.status(), 413);
+    let brotli = client
+        .post(&endpoint)
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "br")
+        .body(vec![0x0b, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(brotli.status(), 415);
+    assert_eq!(newest(query_logs(&base, "limit=1").await), before);
 }
