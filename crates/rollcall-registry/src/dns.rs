@@ -38,6 +38,8 @@ use crate::shell::Registry;
 pub const ZONE: &str = "rollcall.";
 const SERVICES: &str = ".service.rollcall.";
 const ADDRS: &str = ".addr.rollcall.";
+/// Largest UDP answer, whatever a query's EDNS asks for.
+const MAX_UDP_PAYLOAD: u16 = 1232;
 /// How long a TCP connection may stay without a query.
 const TCP_IDLE: Duration = Duration::from_secs(5);
 /// Most answers in one response (UDP answers past 512 bytes are truncated
@@ -276,7 +278,9 @@ impl RequestHandler for DnsHandler {
     ) -> ResponseInfo {
         let edns = request.edns.as_ref().map(|asked| {
             let mut edns = Edns::new();
-            edns.set_max_payload(asked.max_payload().max(512));
+            // At most 1,232 bytes over UDP (DNS Flag Day 2020): a spoofed
+            // query asking for 64 KiB answers cannot make this an amplifier.
+            edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             edns.set_version(0);
             edns
         });

@@ -294,6 +294,45 @@ async fn dig_gets_a_and_srv_answers_for_a_passing_service_and_none_for_the_rest(
     assert_eq!(status, "NXDOMAIN");
     let (status, _) = dig(port, "example.com", "A", &[]).await;
     assert_eq!(status, "REFUSED");
+    // A large answer: over UDP at most 1,232 bytes whatever the query asks
+    // (truncated, `tc`), whole over TCP.
+    for i in 0..60 {
+        register_ok(
+            &reg,
+            &serde_json::json!({"ServiceName": "Many", "ServiceURL": format!("http://127.0.0.1:{}", 20_000 + i)}),
+        )
+        .await;
+    }
+    let (_, udp) = dig(
+        port,
+        "many.service.rollcall",
+        "SRV",
+        &["+bufsize=65000", "+ignore"],
+    )
+    .await;
+    assert!(udp.len() < 60, "{} records over UDP", udp.len());
+    let full = tokio::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+bufsize=65000",
+            "+ignore",
+        ])
+        .args(["many.service.rollcall", "SRV"])
+        .output()
+        .await
+        .unwrap();
+    let full = String::from_utf8_lossy(&full.stdout);
+    assert!(full.contains("udp: 1232") && full.contains(" tc"), "{full}");
+    let size: usize = full
+        .split("MSG SIZE  rcvd: ")
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap();
+    assert!(size <= 1232, "{size} bytes over UDP");
+    let (_, tcp) = dig(port, "many.service.rollcall", "SRV", &["+tcp"]).await;
+    assert_eq!(tcp.len(), 60);
     // The instance goes: the next answer has no record (TTL 0).
     drop(hello);
     eventually(Duration::from_secs(10), "the A record to go", || async {
