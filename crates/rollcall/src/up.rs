@@ -455,7 +455,7 @@ fn print_table(started: &[(Spec, Running)], printer: &Printer) {
         .iter()
         .map(|(spec, r)| vec![spec.name.to_owned(), r.url.clone(), r.pid.to_string()])
         .collect();
-    let table = crate::cli::registry::table(&["NAME", "URL", "PID"], &rows, |_, c| c.to_owned());
+    let table = crate::cli::table::table(&["NAME", "URL", "PID"], &rows, |_, c| c.to_owned());
     println!();
     println!("{table}");
     println!();

@@ -4,6 +4,7 @@
 
 pub mod logs;
 pub mod registry;
+pub mod table;
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
