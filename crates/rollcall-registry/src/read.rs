@@ -221,8 +221,10 @@ async fn build(
     } = read_views(
         registry,
         service,
-        status,
-        meta,
+        |i: &Instance| {
+            status.is_none_or(|s| s == i.shown())
+                && meta.is_none_or(|(k, v)| i.registration.meta.matches(k, v))
+        },
         limit.unwrap_or(usize::MAX),
         after,
     )
@@ -249,11 +251,9 @@ async fn build(
 /// Prometheus discovery and DNS answer. Read a chunk per hold of the lock,
 /// like every large read.
 pub async fn discovered(registry: &Registry, service: Option<&ServiceName>) -> Vec<InstanceView> {
-    let mut views = read_views(registry, service, None, None, usize::MAX, None)
+    read_views(registry, service, Instance::in_discovery, usize::MAX, None)
         .await
-        .views;
-    views.retain(|v| v.in_discovery);
-    views
+        .views
 }
 
 /// Instances whose views one hold of the catalog's lock builds: a large
@@ -279,15 +279,11 @@ struct Views {
 async fn read_views(
     registry: &Registry,
     service: Option<&ServiceName>,
-    status: Option<Shown>,
-    meta: Option<&(String, String)>,
+    keep: impl Fn(&Instance) -> bool,
     want: usize,
     after: Option<&(ServiceName, ServiceUrl)>,
 ) -> Views {
-    let keep = |i: &Instance| {
-        status.is_none_or(|s| s == i.shown())
-            && meta.is_none_or(|(k, v)| i.registration.meta.matches(k, v))
-    };
+    let keep = &keep;
     let mut tries = 0;
     'read: loop {
         tries += 1;
