@@ -222,7 +222,12 @@ struct Accepted {
     ))]
 async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response, LogError> {
     let limit = usize::try_from(state.config.max_batch_bytes).unwrap_or(usize::MAX);
-    let headers = req.headers().clone();
+    let headers = req.headers();
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let gzip = match headers
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -241,7 +246,7 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
     } else {
         body
     };
-    if let Some(encoding) = crate::otlp::detect(&headers, &body) {
+    if let Some(encoding) = crate::otlp::detect(&content_type, &body) {
         return Ok(crate::otlp::ingest(&state, &body, encoding).await);
     }
     let values = parse_batch(&body)?;
