@@ -2,7 +2,7 @@
 # Runs every test of the workspace on a fresh machine: first installs what the
 # tests need from Debian's packages (only what is missing: Chromium and
 # ChromeDriver for the browser tests, etcd for the cluster tests, Prometheus
-# and dig for the ecosystem tests), then
+# and dig for the ecosystem tests, make for jemalloc's build), then
 # `cargo test`.
 #
 #   ./scripts/test.sh            # everything
@@ -19,6 +19,7 @@ declare -A NEEDED=(
   [etcd]=etcd-server
   [prometheus]=prometheus
   [dig]=bind9-dnsutils
+  [make]=make
 )
 
 missing=()
