@@ -34,6 +34,8 @@ pub struct RegistryConfig {
 
     /// Answer DNS queries (UDP and TCP) on this address:
     /// `NAME.service.rollcall` A/AAAA and SRV, instances in discovery only.
+    /// Port 0 picks one free for both; `answering DNS on ADDR` on stdout says
+    /// which.
     #[arg(long, env = "ROLLCALL_DNS_ADDR")]
     pub dns_addr: Option<SocketAddr>,
 

@@ -331,7 +331,33 @@ impl RequestHandler for DnsHandler {
     }
 }
 
-/// Serves DNS on `addr` (UDP and TCP; port 0: any, the same for both) until
+/// How many ports port 0 tries before giving up: the UDP port the kernel
+/// picks may be taken for TCP.
+const ANY_PORT_TRIES: usize = 16;
+
+/// Binds UDP and TCP on `addr`; with port 0, on one port free for both.
+async fn bind_both(
+    addr: SocketAddr,
+) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    let mut tries = 0;
+    loop {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        let bound = udp.local_addr()?;
+        match tokio::net::TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && tries + 1 < ANY_PORT_TRIES =>
+            {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Serves DNS on `addr` (UDP and TCP; port 0: any port free for both) until
 /// `shutdown` fires; returns the address. Binding fails before anything is
 /// served.
 pub async fn serve(
@@ -340,9 +366,8 @@ pub async fn serve(
     ttl: u32,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let udp = tokio::net::UdpSocket::bind(addr).await?;
+    let (udp, tcp) = bind_both(addr).await?;
     let bound = udp.local_addr()?;
-    let tcp = tokio::net::TcpListener::bind(bound).await?;
     let mut server = hickory_server::Server::new(DnsHandler::new(registry.clone(), ttl));
     server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE, 64);
@@ -382,6 +407,26 @@ mod tests {
         assert_eq!(parse_name("x.node.rollcall."), Asked::Unknown);
         assert_eq!(parse_name("example.com."), Asked::Elsewhere);
         assert_eq!(parse_name("notrollcall."), Asked::Elsewhere);
+    }
+
+    #[tokio::test]
+    async fn port_zero_finds_a_port_free_for_udp_and_tcp_alike() {
+        // Take TCP ports so that the kernel's first UDP choices may collide.
+        let held: Vec<_> = (0..64)
+            .filter_map(|_| std::net::TcpListener::bind("127.0.0.1:0").ok())
+            .collect();
+        for _ in 0..32 {
+            let (udp, tcp) = bind_both("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            assert_eq!(udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        }
+        drop(held);
+        // A port asked for by number is not swapped for another.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        if std::net::UdpSocket::bind(addr).is_ok() {
+            let err = bind_both(addr).await.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        }
     }
 
     #[test]

@@ -172,16 +172,23 @@ pub enum RunError {
     Dns(SocketAddr, std::io::Error),
 }
 
+/// What a started registry serves besides its HTTP listener.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Started {
+    /// Where it answers DNS (UDP and TCP), when asked to.
+    pub dns_addr: Option<SocketAddr>,
+}
+
 /// Runs the registry on `listener` until `shutdown` fires; then drains
 /// requests, stops checks and deliveries, and commits what is queued.
-/// `ready` is called once the store is open, just before requests are served
-/// (one that cannot open its store never calls it).
+/// `ready` is called once the store is open and DNS (if any) is bound, just
+/// before requests are served (one that cannot open its store never calls it).
 pub async fn run(
     config: RegistryConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
     forwarder: Option<rollcall_sdk::logs::LogForwarder>,
-    ready: impl FnOnce(),
+    ready: impl FnOnce(Started),
 ) -> Result<(), RunError> {
     let own_url = listener.local_addr().map_or_else(
         |_| "registry".to_owned(),
@@ -196,15 +203,17 @@ pub async fn run(
     }
     let dns = config.dns_addr.map(|addr| (addr, config.dns_ttl));
     let (registry, background) = start_any(config, shutdown.clone(), &own_url).await?;
+    let mut started = Started::default();
     if let Some((addr, ttl)) = dns {
         let bound = dns::serve(registry.clone(), addr, ttl, shutdown.clone())
             .await
             .map_err(|e| RunError::Dns(addr, e))?;
         tracing::info!(addr = %bound, "answering DNS (NAME.service.rollcall)");
+        started.dns_addr = Some(bound);
     }
     let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::guarded(registry.clone(), access, browsers);
-    ready();
+    ready(started);
     let served = rollcall_http::server::serve_with(
         listener,
         router,

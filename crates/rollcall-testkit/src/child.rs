@@ -28,6 +28,9 @@ pub fn read_lines(output: impl std::io::Read + Send + 'static) -> mpsc::Unbounde
 pub struct ChildProcess {
     pub child: Child,
     pub url: String,
+    /// The stdout lines before the announcement (a registry's
+    /// `answering DNS on ADDR`, for one).
+    pub before: Vec<String>,
     /// Every stdout line after the announcement, as it arrives (a thread reads
     /// them, so the child never blocks on a full pipe).
     pub lines: mpsc::UnboundedReceiver<String>,
@@ -56,6 +59,7 @@ impl ChildProcess {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let mut rx = read_lines(child.stdout.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut before = Vec::new();
         let url = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, rx.recv()).await {
@@ -63,6 +67,7 @@ impl ChildProcess {
                     if let Some(url) = line.split("listening on ").nth(1) {
                         break url.trim().to_owned();
                     }
+                    before.push(line);
                 }
                 _ => {
                     let _ = child.kill();
@@ -73,6 +78,7 @@ impl ChildProcess {
         Self {
             child,
             url,
+            before,
             lines: rx,
         }
     }

@@ -81,7 +81,7 @@ impl TestRegistry {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
-            rollcall_registry::run(config, listener, token, None, || {})
+            rollcall_registry::run(config, listener, token, None, |_| {})
                 .await
                 .unwrap();
         });

@@ -88,7 +88,15 @@ pub async fn registry(
         tracing::info!("in memory: the catalog is not kept on disk");
     }
     let shutdown = shutdown_token();
-    rollcall_registry::run(config, listener, shutdown, forwarder, ready).await?;
+    rollcall_registry::run(config, listener, shutdown, forwarder, |started| {
+        // Before the ready line, so whoever waits for that has both (with
+        // `--dns-addr HOST:0` this is the only way to learn the port).
+        if let Some(dns) = started.dns_addr {
+            println!("answering DNS on {dns}");
+        }
+        ready();
+    })
+    .await?;
     Ok(())
 }
 

@@ -231,16 +231,18 @@ async fn dig(port: u16, name: &str, kind: &str, extra: &[&str]) -> (String, Vec<
 
 #[tokio::test]
 async fn dig_gets_a_and_srv_answers_for_a_passing_service_and_none_for_the_rest() {
-    // A free port for UDP and TCP alike (the registry binds both).
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dns_addr = format!("127.0.0.1:{port}");
+    // Port 0: the registry picks one free for UDP and TCP alike and says
+    // which before it announces itself (a port picked here could be taken
+    // by another test before the registry binds it).
     let mut args = FAST_CHECKS.to_vec();
-    args.extend(["--dns-addr", &dns_addr]);
+    args.extend(["--dns-addr", "127.0.0.1:0"]);
     let registry = registry(&args).await;
+    let port: u16 = registry
+        .before
+        .iter()
+        .find_map(|l| l.strip_prefix("answering DNS on 127.0.0.1:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no DNS address announced: {:?}", registry.before));
     let reg = registry.url.clone();
     let hello = hello(&reg, "Dns_Svc", &[]).await;
     wait_registered(&reg, &hello.url).await;

@@ -9,8 +9,6 @@ use std::time::Duration;
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 
-use super::eventually;
-
 /// A browser session and the chromedriver behind it.
 pub struct Browser {
     pub client: Client,
@@ -34,34 +32,51 @@ fn find(program: &str, fallback: &str) -> String {
     }
 }
 
-impl Browser {
-    /// Starts chromedriver on a free port and opens a headless session.
-    pub async fn start(width: u32, height: u32) -> Browser {
-        let driver_path = find("chromedriver", "/usr/bin/chromedriver");
-        let chromium = find("chromium", "/usr/bin/chromium");
+/// Starts chromedriver on a free port and waits for it to answer. A port
+/// chosen here can be taken before chromedriver binds it (it then exits):
+/// another port is tried, three in all.
+async fn start_driver(driver_path: &str) -> (Child, String) {
+    for _ in 0..3 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new(&driver_path)
+        let mut driver = Command::new(driver_path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {driver_path}: {e}"));
         let url = format!("http://127.0.0.1:{port}");
-        eventually(Duration::from_secs(20), "chromedriver to answer", || {
-            let status = format!("{url}/status");
-            async move {
-                reqwest::get(status)
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = driver.try_wait() {
+                break;
             }
-        })
-        .await;
+            let up = reqwest::Client::new()
+                .get(format!("{url}/status"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return (driver, url);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+    panic!("chromedriver did not start three times running");
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and opens a headless session.
+    pub async fn start(width: u32, height: u32) -> Browser {
+        let driver_path = find("chromedriver", "/usr/bin/chromedriver");
+        let chromium = find("chromium", "/usr/bin/chromium");
+        let (driver, url) = start_driver(&driver_path).await;
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "chrome".into());
