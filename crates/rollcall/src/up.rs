@@ -27,7 +27,7 @@ use crate::cli::Style;
 mod args;
 
 pub use args::UpArgs;
-use args::etcd_flags;
+use args::{dns_flags, etcd_flags};
 
 /// The environment variable that tells a child to stop when its stdin closes.
 pub const EXIT_WITH_PARENT: &str = "ROLLCALL_EXIT_WITH_PARENT";
@@ -75,6 +75,8 @@ struct Running {
     _stdin: Option<tokio::process::ChildStdin>,
     pid: u32,
     url: String,
+    /// Where it answers DNS (the registry with `--dns-addr`).
+    dns: Option<String>,
     started: Instant,
 }
 
@@ -115,6 +117,24 @@ fn check_port(spec: &Spec) -> anyhow::Result<()> {
     }
 }
 
+/// The registry's DNS port must be free for UDP and TCP alike.
+fn check_dns_port(addr: SocketAddr) -> anyhow::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let udp = std::net::UdpSocket::bind(addr).map(drop);
+    let tcp = std::net::TcpListener::bind(addr).map(drop);
+    match udp.and(tcp) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "port {} (registry DNS) is already in use on {}: stop what is using it, or choose another with --dns-addr",
+            addr.port(),
+            addr.ip()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot answer DNS on {addr}")),
+    }
+}
+
 /// Starts one child and waits until it announced its URL and answers
 /// `/healthz`.
 async fn start(
@@ -139,14 +159,16 @@ async fn start(
         .with_context(|| format!("cannot start {}", spec.name))?;
     let pid = child.id().unwrap_or(0);
     let stdin = child.stdin.take();
+    // The announcements: `answering DNS on ADDR` (the registry's, before)
+    // and `listening on URL`.
     let (url_tx, mut url_rx) = mpsc::unbounded_channel::<String>();
     if let Some(stdout) = child.stdout.take() {
         let (spec, printer, url_tx) = (spec.clone(), printer.clone(), url_tx.clone());
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = url_tx.send(url.trim().to_owned());
+                if line.starts_with("listening on ") || line.starts_with("answering DNS on ") {
+                    let _ = url_tx.send(line.clone());
                 }
                 printer.line(&spec, &line);
             }
@@ -162,8 +184,20 @@ async fn start(
         });
     }
     drop(url_tx);
+    let mut dns = None;
+    let announced = async {
+        while let Some(line) = url_rx.recv().await {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return Some(url.trim().to_owned());
+            }
+            dns = line
+                .strip_prefix("answering DNS on ")
+                .map(|a| a.trim().to_owned());
+        }
+        None
+    };
     let url = tokio::select! {
-        url = url_rx.recv() => url,
+        url = announced => url,
         status = child.wait() => bail!("{} exited while starting ({})", spec.name, describe(status.ok())),
         () = tokio::time::sleep(START_TIMEOUT) => None,
     };
@@ -209,6 +243,7 @@ async fn start(
         _stdin: stdin,
         pid,
         url,
+        dns,
         started: Instant::now(),
     })
 }
@@ -342,7 +377,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             addr: args.registry_addr,
             flag: "--registry-addr",
             color: "36",
-            extra: [extra.clone(), etcd_flags(&args.etcd)].concat(),
+            extra: [
+                extra.clone(),
+                etcd_flags(&args.etcd),
+                dns_flags(args.dns_addr),
+            ]
+            .concat(),
             client: client.clone(),
         },
         Spec {
@@ -375,6 +415,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     ];
     for spec in &specs {
         check_port(spec)?;
+    }
+    if let Some(addr) = args.dns_addr {
+        check_dns_port(addr)?;
     }
     let printer = Printer {
         style: Style::for_stdout(),
@@ -470,6 +513,14 @@ fn print_table(started: &[(Spec, Running)], printer: &Printer) {
         url("portal"),
         url("registry")
     ));
+    let dns = started.iter().find_map(|(_, r)| r.dns.as_deref());
+    if let Some(addr) = dns.and_then(|a| a.parse::<SocketAddr>().ok()) {
+        printer.note(&format!(
+            "DNS on {addr}: dig @{} -p {} gradingservice.service.rollcall SRV",
+            addr.ip(),
+            addr.port()
+        ));
+    }
     printer.note("Ctrl-C stops everything.");
 }
 

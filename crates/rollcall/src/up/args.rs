@@ -39,6 +39,16 @@ pub struct UpArgs {
     /// `rollcall registry --etcd` to share its work.
     #[arg(long, env = "ROLLCALL_ETCD", value_delimiter = ',')]
     pub etcd: Vec<rollcall_proto::ServiceUrl>,
+    /// The registry also answers DNS (UDP and TCP) here:
+    /// `NAME.service.rollcall` A/AAAA and SRV (port 0: any free one).
+    #[arg(long, env = "ROLLCALL_DNS_ADDR")]
+    pub dns_addr: Option<SocketAddr>,
+}
+
+/// The registry's `--dns-addr` flag, when asked for.
+pub(super) fn dns_flags(addr: Option<SocketAddr>) -> Vec<String> {
+    addr.map(|a| vec!["--dns-addr".to_owned(), a.to_string()])
+        .unwrap_or_default()
 }
 
 /// The registry's `--etcd` flag, when there are members to give it.

@@ -193,7 +193,7 @@ async fn a_real_prometheus_discovers_and_scrapes_an_sdk_service_through_the_regi
 
 /// `dig @127.0.0.1 -p PORT NAME TYPE`: the response status and the answer
 /// section's records (`name ttl class type data`).
-async fn dig(port: u16, name: &str, kind: &str, extra: &[&str]) -> (String, Vec<String>) {
+pub async fn dig(port: u16, name: &str, kind: &str, extra: &[&str]) -> (String, Vec<String>) {
     let mut args = vec![
         "@127.0.0.1".to_owned(),
         "-p".to_owned(),

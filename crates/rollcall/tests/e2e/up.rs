@@ -12,7 +12,7 @@ const SOON: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_everything_restarts_a_crash_and_stops_cleanly() {
-    let mut up = Up::start(&["--stop-timeout", "10s"]).await;
+    let mut up = Up::start(&["--stop-timeout", "10s", "--dns-addr", "127.0.0.1:0"]).await;
     let names: Vec<&String> = up.services.keys().collect();
     assert_eq!(names, vec!["grades", "log", "portal", "registry"]);
     // All four healthy: the three services registered and passing.
@@ -27,6 +27,21 @@ async fn up_runs_everything_restarts_a_crash_and_stops_cleanly() {
         (passing.len() == 3).then_some(())
     })
     .await;
+    // The registry answers DNS where `up` says, for what it registered.
+    let dns = up.wait_line("DNS on 127.0.0.1:", SOON).await;
+    let dns_port: u16 = dns
+        .split("DNS on 127.0.0.1:")
+        .nth(1)
+        .and_then(|p| p.split(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no DNS port in {dns:?}"));
+    let (status, answers) =
+        crate::ecosystem::dig(dns_port, "gradingservice.service.rollcall", "A", &[]).await;
+    assert_eq!(
+        (status.as_str(), answers.len()),
+        ("NOERROR", 1),
+        "{answers:?}"
+    );
     for name in ["registry", "log", "grades", "portal"] {
         let r = reqwest::get(format!("{}/healthz", up.url(name)))
             .await
@@ -129,6 +144,25 @@ async fn a_taken_port_is_named_with_the_flag_that_changes_it() {
         "{stderr}"
     );
     assert!(stderr.contains("--log-addr"), "{stderr}");
+    // A DNS port taken for TCP (DNS needs UDP and TCP) is named too.
+    let (ok, _, stderr) = run_rollcall(&[
+        "up",
+        "--data-dir",
+        &dir_text,
+        "--registry-addr",
+        "127.0.0.1:0",
+        "--log-addr",
+        "127.0.0.1:0",
+        "--dns-addr",
+        &log_addr,
+    ])
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("port {port} (registry DNS) is already in use"))
+            && stderr.contains("--dns-addr"),
+        "{stderr}"
+    );
     // And for a single service, its own flag.
     let (ok, _, stderr) = run_rollcall(&["registry", "--in-memory", "--addr", &log_addr]).await;
     assert!(!ok);
