@@ -326,6 +326,7 @@ impl Replica {
     /// Applies one batch of events; the highest revision seen.
     fn apply(&self, events: &[crate::etcd::Event]) -> i64 {
         let mut records = Vec::new();
+        let mut lost_contact = Vec::new();
         let mut members_changed = false;
         let mut last = 0;
         for event in events {
@@ -342,11 +343,15 @@ impl Replica {
                         None => view.members.remove(&id),
                     };
                 }
+                Ok(Change::LostContact(url)) => lost_contact.push(url),
                 Ok(Change::Own) => {}
                 Err(e) => tracing::error!(error = %e, "an unreadable record in etcd; skipped"),
             }
         }
         self.registry.apply_remote(records, last);
+        for url in &lost_contact {
+            self.registry.contact_lost_elsewhere(url);
+        }
         let caught_up = {
             let mut view = self.view();
             let before = view.counts_me();

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub watch_streams_silent: Counter,
     pub held_connections: Gauge,
     pub held_connections_lost: Counter,
+    pub lost_contact_reported: Counter,
+    pub lost_contact_reports_dropped: Counter,
     pub held_connections_over_cap: Counter,
     pub watch_events_lagged: Counter,
     pub read_cache_hits: Counter,
@@ -67,7 +69,6 @@ impl Metrics {
     }
 }
 
-/// Renders every figure.
 /// The catalog's gauges, taken under its lock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CatalogFigures {
@@ -75,6 +76,8 @@ pub struct CatalogFigures {
     pub critical: u64,
     pub revision: u64,
     pub owing: u64,
+    /// Cluster mode: the live replicas this one knows of.
+    pub members: Option<u64>,
 }
 
 impl CatalogFigures {
@@ -87,6 +90,10 @@ impl CatalogFigures {
             passing: (c.len() as u64).saturating_sub(critical),
             critical,
             owing: c.owed_resyncs() as u64,
+            members: c
+                .ownership()
+                .is_clustered()
+                .then(|| c.ownership().members().len() as u64),
         }
     }
 }
@@ -99,6 +106,7 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
         critical,
         revision,
         owing,
+        members,
     } = figures;
     let writer = &store.metrics;
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -121,6 +129,14 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
         "Catalog revision: grows with every change of membership or health",
         as_i64(revision),
     );
+    if let Some(members) = members {
+        prom::gauge_now(
+            &mut r,
+            "rollcall_registry_cluster_members",
+            "Live replicas this one knows of (cluster mode), itself included while its lease holds",
+            as_i64(members),
+        );
+    }
     prom::counters(
         &mut r,
         &[
@@ -232,6 +248,16 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
     prom::counters(
         &mut r,
         &[
+            (
+                "rollcall_registry_lost_contact_reported",
+                "Instances this replica lost contact with and told the replica that checks them about (cluster mode)",
+                &m.lost_contact_reported,
+            ),
+            (
+                "rollcall_registry_lost_contact_reports_dropped",
+                "Lost contacts not told to the replica that checks them: the queue was full or etcd refused",
+                &m.lost_contact_reports_dropped,
+            ),
             (
                 "rollcall_registry_held_connections_lost",
                 "Held connections an instance closed between checks (each made it suspect and checked at once)",

@@ -182,10 +182,54 @@ impl Catalog {
         }
     }
 
-    /// Contact with the instance was lost while it was still registered (its
-    /// watch stream closed or went silent, or the connection the checker held
-    /// to it closed): check it at once, and take it out on the first failure.
+    /// Contact with the instance was lost here while it was still
+    /// registered (its watch stream closed or went silent, or the
+    /// connection the checker held to it closed): check it at once, and take
+    /// it out on the first failure. In cluster mode, a replica that does not
+    /// check it tells the one that does (`Effects::tell_checker`): the
+    /// stream can be held by any replica.
     pub fn lost_contact(&mut self, url: &ServiceUrl, now: Timestamp) -> Effects {
+        if self.ownership.is_clustered() && !self.ownership.checks(url) {
+            return self.tell_checker(url, now);
+        }
+        self.pull_check_forward(url, now)
+    }
+
+    /// Tells the replica that checks the instance — at most once per
+    /// `fast_recheck`, as often as that replica would check it for this.
+    fn tell_checker(&mut self, url: &ServiceUrl, now: Timestamp) -> Effects {
+        let mut effects = Effects::default();
+        let gap = self.config.health.fast_recheck;
+        let Some(instance) = self.instances.get_mut(url) else {
+            return effects;
+        };
+        if instance.registration.heartbeat_url.is_none() {
+            return effects;
+        }
+        if instance
+            .pulled_forward_at
+            .is_none_or(|at| now >= at.plus(gap))
+        {
+            instance.pulled_forward_at = Some(now);
+            effects.tell_checker.push(url.clone());
+        }
+        effects
+    }
+
+    /// Another replica lost contact with the instance (cluster mode): the
+    /// replica that checks it checks it at once; the others do nothing.
+    pub fn lost_contact_elsewhere(&mut self, url: &ServiceUrl, now: Timestamp) -> Effects {
+        if !self.ownership.checks(url) {
+            return Effects::default();
+        }
+        self.pull_check_forward(url, now)
+    }
+
+    /// Marks the instance suspect and moves its next check to now — but no
+    /// sooner than `fast_recheck` after the last time this did: opening and
+    /// closing streams bound to an instance must not turn the registry into
+    /// a hammer against it. `schedule_changed` says whether it moved.
+    fn pull_check_forward(&mut self, url: &ServiceUrl, now: Timestamp) -> Effects {
         let mut effects = Effects::default();
         let Some(instance) = self.instances.get_mut(url) else {
             return effects;
@@ -194,9 +238,6 @@ impl Catalog {
             return effects;
         }
         instance.suspect_since = Some(now);
-        // At once — but no sooner than `fast_recheck` after the last time a
-        // closed stream did this: opening and closing streams bound to an
-        // instance must not turn the registry into a hammer against it.
         let earliest = instance
             .pulled_forward_at
             .map_or(now, |at| at.plus(self.config.health.fast_recheck).max(now));

@@ -794,6 +794,58 @@ fn a_replica_delivers_only_to_what_it_owns_and_resyncs_what_it_gains() {
     assert_eq!(patches[0].added, vec![entry("Log", 4000)]);
 }
 
+#[test]
+fn lost_contact_at_a_replica_that_does_not_check_is_told_to_the_one_that_does() {
+    use super::replica::{Ownership, owner};
+    let members: BTreeSet<String> = ["r1", "r2"].map(str::to_owned).into();
+    let checker = owner(&members, &url(4000)).unwrap().to_owned();
+    let other = members.iter().find(|m| **m != checker).unwrap().clone();
+    let gap = CatalogConfig::default().health.fast_recheck;
+    let replica = |me: &str| {
+        let mut c = Catalog::new(CatalogConfig::default());
+        c.set_ownership(Ownership::member(me, members.clone()), T0);
+        c.apply_remote(as_read_back_put(reg("Log", 4000, &[]), T0), T0);
+        run_checks(&mut c, T0, &[]);
+        c
+    };
+    // The stream closes at a replica that does not check it: it tells,
+    // and no oftener than the checker would check (once per fast recheck).
+    let mut elsewhere = replica(&other);
+    let fx = elsewhere.lost_contact(&url(4000), at(10));
+    assert_eq!(fx.tell_checker, vec![url(4000)]);
+    assert!(!fx.schedule_changed, "it does not check it");
+    let fx = elsewhere.lost_contact(&url(4000), at(20));
+    assert!(fx.tell_checker.is_empty(), "{fx:?}");
+    let fx = elsewhere.lost_contact(&url(4000), at(10).plus(gap));
+    assert_eq!(fx.tell_checker, vec![url(4000)]);
+    assert!(
+        elsewhere
+            .lost_contact_elsewhere(&url(4000), at(30))
+            .tell_checker
+            .is_empty()
+    );
+    // Told, the checker checks at once and takes it out on one failure;
+    // told of it, the others do nothing (and tell nobody: no echo).
+    let mut checks = replica(&checker);
+    let fx = checks.lost_contact_elsewhere(&url(4000), at(10).plus(gap));
+    assert!(fx.schedule_changed && fx.tell_checker.is_empty());
+    let fx = run_checks(&mut checks, at(10).plus(gap), &[4000]);
+    assert_eq!(fx.events[0].kind, EventKind::Critical);
+    let mut bystander = replica(&other);
+    let fx = bystander.lost_contact_elsewhere(&url(4000), at(10));
+    assert!(!fx.schedule_changed && fx.tell_checker.is_empty());
+    // Not clustered: nobody to tell.
+    let mut alone = Catalog::new(CatalogConfig::default());
+    alone.register(reg("Log", 4000, &[]), T0);
+    run_checks(&mut alone, T0, &[]);
+    assert!(
+        alone
+            .lost_contact(&url(4000), at(10))
+            .tell_checker
+            .is_empty()
+    );
+}
+
 fn as_read_back_put(registration: Registration, now: Timestamp) -> StoreOp {
     StoreOp::PutInstance {
         instance: super::records::StoredInstance {

@@ -173,6 +173,9 @@ pub struct Effects {
     pub patches_coalesced: u64,
     /// Queued patches discarded after a failed delivery (covered by a resync).
     pub patches_dropped: u64,
+    /// Instances this replica lost contact with but does not check (cluster
+    /// mode): the replica that checks them is told through etcd.
+    pub tell_checker: Vec<ServiceUrl>,
 }
 
 impl Effects {
@@ -184,6 +187,7 @@ impl Effects {
         self.patches_queued += other.patches_queued;
         self.patches_coalesced += other.patches_coalesced;
         self.patches_dropped += other.patches_dropped;
+        self.tell_checker.extend(other.tell_checker);
     }
 }
 

@@ -5,6 +5,10 @@
 
 use super::*;
 
+/// Lost contacts waiting to be told to the replicas that check them; past
+/// it they are dropped (counted), and the checker's own interval finds them.
+const LOST_CONTACT_QUEUE: usize = 4096;
+
 impl Registry {
     /// Whether this replica may act on what it owns: always, unless it is
     /// clustered and its lease may have lapsed.
@@ -51,8 +55,52 @@ impl Registry {
     /// Cluster mode: this replica writes through `store` and follows etcd
     /// from `revision` on.
     pub fn follow(&self, store: Arc<crate::store::etcd::EtcdStore>, revision: i64) {
+        let (tx, rx) = mpsc::channel(LOST_CONTACT_QUEUE);
+        if self.inner.lost_elsewhere.set(tx).is_ok() {
+            self.spawn(self.clone().report_lost_contact(store.clone(), rx));
+        }
         let _ = self.inner.followed.set(store);
         self.inner.fed.send_replace(revision);
+    }
+
+    /// Tells the replicas that check them about the instances this one lost
+    /// contact with, up to a transaction's worth at a time.
+    async fn report_lost_contact(
+        self,
+        store: Arc<crate::store::etcd::EtcdStore>,
+        mut queue: mpsc::Receiver<ServiceUrl>,
+    ) {
+        let mut urls = Vec::new();
+        loop {
+            urls.clear();
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                n = queue.recv_many(&mut urls, crate::store::etcd::MAX_TXN_OPS) => if n == 0 {
+                    return;
+                },
+            }
+            let metrics = &self.inner.metrics;
+            match store.report_lost_contact(&urls).await {
+                Ok(()) => {
+                    metrics.lost_contact_reported.inc_by(urls.len() as u64);
+                }
+                Err(e) => {
+                    metrics
+                        .lost_contact_reports_dropped
+                        .inc_by(urls.len() as u64);
+                    tracing::warn!(error = %e, instances = urls.len(), "cannot tell the replica that checks them of lost contact");
+                }
+            }
+        }
+    }
+
+    /// Another replica lost contact with `url`: checked at once if this
+    /// replica checks it.
+    pub fn contact_lost_elsewhere(&self, url: &ServiceUrl) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        self.run_now(|core, now| ((), core.catalog.lost_contact_elsewhere(url, now)));
     }
 
     /// Applies records read back from the store (other replicas' changes),

@@ -77,6 +77,9 @@ struct Inner {
     /// Cluster mode: the store this replica writes to etcd through, whose
     /// commits its deliveries wait to see come back through the feed.
     followed: std::sync::OnceLock<Arc<crate::store::etcd::EtcdStore>>,
+    /// Cluster mode: instances to tell the replica that checks them about
+    /// (this one lost contact with them), bounded.
+    lost_elsewhere: std::sync::OnceLock<mpsc::Sender<ServiceUrl>>,
     /// Cluster mode: the etcd revision the catalog has followed to.
     fed: tokio::sync::watch::Sender<i64>,
     /// Commands run so far (each may change what a read shows): a cached
@@ -202,6 +205,7 @@ impl Registry {
                 lease_until: Mutex::new(None),
                 stale: std::sync::atomic::AtomicBool::new(false),
                 followed: std::sync::OnceLock::new(),
+                lost_elsewhere: std::sync::OnceLock::new(),
                 fed: tokio::sync::watch::Sender::new(0),
                 changes: std::sync::atomic::AtomicU64::new(0),
                 revision: tokio::sync::watch::Sender::new(revision),
@@ -411,6 +415,13 @@ impl Registry {
         }
         if effects.schedule_changed {
             self.inner.schedule_moved.notify_one();
+        }
+        if let Some(queue) = self.inner.lost_elsewhere.get() {
+            for url in effects.tell_checker {
+                if queue.try_send(url).is_err() {
+                    metrics.lost_contact_reports_dropped.inc();
+                }
+            }
         }
         for start in effects.start_workers {
             if self.inner.shutdown.is_cancelled() {

@@ -12,6 +12,8 @@ use rollcall_testkit::etcd::EtcdCluster;
 
 use crate::common::*;
 
+const SOON: Duration = Duration::from_secs(20);
+
 /// One cluster test at a time in this binary: each runs three etcd members
 /// and up to three registries, too much to run side by side on two cores
 /// next to the other end-to-end tests.
@@ -142,6 +144,16 @@ async fn replicas(etcd: &EtcdCluster, prefix: &str) -> Vec<ChildProcess> {
 }
 
 async fn replica(etcd: &EtcdCluster, prefix: &str, addr: &str) -> ChildProcess {
+    replica_checking(etcd, prefix, addr, FAST_CHECKS).await
+}
+
+/// A replica with its own check flags.
+async fn replica_checking(
+    etcd: &EtcdCluster,
+    prefix: &str,
+    addr: &str,
+    checks: &[&str],
+) -> ChildProcess {
     let endpoints = etcd.endpoints_flag();
     let mut args = vec![
         "registry",
@@ -154,7 +166,7 @@ async fn replica(etcd: &EtcdCluster, prefix: &str, addr: &str) -> ChildProcess {
         "--lease-ttl",
         "2s",
     ];
-    args.extend_from_slice(FAST_CHECKS);
+    args.extend_from_slice(checks);
     ChildProcess::start(&rollcall_bin(), &args, &[]).await
 }
 
@@ -446,6 +458,68 @@ async fn a_frozen_replica_wakes_up_without_sending_anything_stale() {
             .count();
         assert_eq!(flips, 0, "{}", replica.url);
     }
+}
+
+#[tokio::test]
+async fn a_hung_sdk_service_whose_stream_is_on_a_replica_that_does_not_check_it_is_removed_at_once()
+{
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let etcd = EtcdCluster::start(3).await;
+    // Checks every 60 s: only the beats the stream stopped sending can
+    // explain a quick removal — and the stream is held by a replica that
+    // does not check the instance.
+    let checks = ["--check-interval", "60s", "--fast-recheck", "100ms"];
+    let mut r = Vec::new();
+    for _ in 0..3 {
+        r.push(replica_checking(&etcd, "/beats/", "127.0.0.1:0", &checks).await);
+    }
+    for replica in &r {
+        eventually(SOON, "every replica a member", || async {
+            let members = metric(&replica.url, "rollcall_registry_cluster_members").await;
+            (members == Some(3.0)).then_some(())
+        })
+        .await;
+    }
+    // An SDK service registered through (and streaming to) a replica that
+    // does not own it: two in three do not; try until one does not.
+    let mut found = None;
+    for attempt in 0..12 {
+        let through = &r[attempt % 3];
+        let hello = hello(&through.url, "Hello", &[]).await;
+        if owner_of(&r, &hello.url).url != through.url {
+            found = Some((hello, through.url.clone()));
+            break;
+        }
+    }
+    let (hello, through) = found.expect("an SDK service owned by another replica");
+    let checker = owner_of(&r, &hello.url).url.clone();
+    let dependent = FakeService::start().await;
+    register_ok(&checker, &dependent.registration("Portal", &["Hello"])).await;
+    wait_providers(&dependent, "Hello", &[&hello.url], SOON).await;
+    eventually(SOON, "the stream on its replica", || async {
+        let open = metric(&through, "rollcall_registry_watch_streams").await;
+        (open >= Some(1.0)).then_some(())
+    })
+    .await;
+    let stopped = std::time::Instant::now();
+    hello.signal("STOP");
+    wait_providers(&dependent, "Hello", &[], Duration::from_secs(10)).await;
+    let took = stopped.elapsed();
+    hello.signal("CONT");
+    let entry = instance(&checker, &hello.url).await.unwrap();
+    assert!(
+        entry["LastCheckError"]
+            .as_str()
+            .is_some_and(|e| e.contains("timed out after 250ms")),
+        "the checker's short check of a suspect: {entry}"
+    );
+    assert!(
+        metric(&through, "rollcall_registry_lost_contact_reported_total")
+            .await
+            .unwrap()
+            >= 1.0
+    );
+    eprintln!("a stopped SDK service streaming to a non-checking replica was out after {took:?}");
 }
 
 #[tokio::test]

@@ -4,7 +4,11 @@
 //!   registry sends), registration time, health status and since when, and
 //!   the maintenance switch;
 //! - `{prefix}v/{receiver}`: the providers that receiver has acknowledged
-//!   (its confirmed view), as `[[name, url], …]`.
+//!   (its confirmed view), as `[[name, url], …]`;
+//! - `{prefix}s/{url}`: a message, not state — a replica that lost contact
+//!   with an instance it does not check puts it (on its lease) and deletes
+//!   it again at once; the put reaches the replica that checks it through
+//!   the watch.
 //!
 //! The catalog revision is etcd's own revision: nothing stores a count of
 //! its own (a key every write touched would make every two replicas'
@@ -74,6 +78,9 @@ pub enum Change {
     Member(String, Option<String>),
     /// Written by this replica (or superseded by its own later write).
     Own,
+    /// A replica lost contact with this instance (its stream closed or went
+    /// silent there): whoever checks it checks it at once.
+    LostContact(ServiceUrl),
 }
 
 /// What a write must hold to be committed.
@@ -189,6 +196,14 @@ impl EtcdStore {
             };
             return Ok(Change::Member(text(id)?, url));
         }
+        if let Some(url) = rest("s/") {
+            return Ok(match event {
+                crate::etcd::Event::Put(_) => {
+                    Change::LostContact(ServiceUrl::parse(&text(url)?).map_err(corrupt)?)
+                }
+                crate::etcd::Event::Delete { .. } => Change::Own,
+            });
+        }
         let op = match (event, rest("i/"), rest("v/")) {
             (crate::etcd::Event::Put(kv), Some(_), _) => StoreOp::PutInstance {
                 instance: decode_instance(&kv.value)?,
@@ -209,6 +224,37 @@ impl EtcdStore {
             _ => return Ok(Change::Own),
         };
         Ok(Change::Record(op))
+    }
+
+    /// Tells whichever replica checks them that this one lost contact with
+    /// `urls` (see the module's `s/` keys): one transaction puts a key per
+    /// instance, fenced on and attached to this replica's lease, a second
+    /// deletes them (should it fail, the lease takes them with it).
+    pub async fn report_lost_contact(&self, urls: &[ServiceUrl]) -> Result<(), StoreError> {
+        let lease = match self.fence() {
+            Fence::Lease(_, lease) => Some(lease),
+            Fence::Open => None,
+            Fence::NoLease => return Err(lapsed()),
+        };
+        // A URL twice is one key (etcd refuses a key twice in a transaction).
+        let keys: BTreeSet<Vec<u8>> = urls
+            .iter()
+            .map(|url| format!("{}s/{url}", self.prefix).into_bytes())
+            .collect();
+        let keys: Vec<Vec<u8>> = keys.into_iter().collect();
+        for part in keys.chunks(MAX_TXN_OPS) {
+            let (mut put, _) = self.fenced_txn()?;
+            let mut delete = Txn::new();
+            for key in part {
+                put = put.then_put(key, b"", lease);
+                delete = delete.then_delete(key);
+            }
+            if !self.etcd.txn(put).await.map_err(unavailable)?.succeeded {
+                return Err(lapsed());
+            }
+            self.etcd.txn(delete).await.map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     fn instance_key(&self, url: &ServiceUrl) -> Vec<u8> {
