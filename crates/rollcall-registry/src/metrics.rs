@@ -30,6 +30,7 @@ pub struct Metrics {
     pub held_connections: Gauge,
     pub held_connections_lost: Counter,
     pub lost_contact_reported: Counter,
+    pub dns_tcp_refused: Counter,
     pub lost_contact_reports_dropped: Counter,
     pub held_connections_over_cap: Counter,
     pub watch_events_lagged: Counter,
@@ -248,6 +249,11 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
     prom::counters(
         &mut r,
         &[
+            (
+                "rollcall_registry_dns_tcp_refused",
+                "DNS over TCP connections closed at once: as many as allowed were open",
+                &m.dns_tcp_refused,
+            ),
             (
                 "rollcall_registry_lost_contact_reported",
                 "Instances this replica lost contact with and told the replica that checks them about (cluster mode)",

@@ -69,6 +69,8 @@ where
 pub struct TestRegistry {
     pub url: String,
     pub addr: std::net::SocketAddr,
+    /// Where it answers DNS, when its config asks it to.
+    pub dns_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -80,14 +82,19 @@ impl TestRegistry {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let handle = tokio::spawn(async move {
-            rollcall_registry::run(config, listener, token, None, |_| {})
-                .await
-                .unwrap();
+            rollcall_registry::run(config, listener, token, None, |started| {
+                let _ = started_tx.send(started);
+            })
+            .await
+            .unwrap();
         });
+        let started = started_rx.await.expect("the registry started");
         let registry = Self {
             url: format!("http://{addr}"),
             addr,
+            dns_addr: started.dns_addr,
             shutdown,
             handle: Some(handle),
         };

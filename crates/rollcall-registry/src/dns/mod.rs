@@ -1,5 +1,6 @@
 //! DNS: `rollcall registry --dns-addr 127.0.0.1:8600` answers discovery
-//! queries over UDP and TCP (hickory-server), the way Consul's DNS does.
+//! queries over UDP (hickory-server) and TCP (`tcp.rs`: capped), the way
+//! Consul's DNS does.
 //!
 //! - `NAME.service.rollcall.` — `A`/`AAAA`: the addresses of the instances
 //!   of service `NAME` in discovery (passing, or not checked yet — what
@@ -19,7 +20,6 @@
 //! from discovery is gone from the next answer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
 
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{
@@ -34,14 +34,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::shell::Registry;
 
+pub mod tcp;
+
 /// The zone: every answer is under it.
 pub const ZONE: &str = "rollcall.";
 const SERVICES: &str = ".service.rollcall.";
 const ADDRS: &str = ".addr.rollcall.";
 /// Largest UDP answer, whatever a query's EDNS asks for.
 const MAX_UDP_PAYLOAD: u16 = 1232;
-/// How long a TCP connection may stay without a query.
-const TCP_IDLE: Duration = Duration::from_secs(5);
 /// Most answers in one response (UDP answers past 512 bytes are truncated
 /// by the server; TCP gets them all up to this).
 const MAX_ANSWERS: usize = 256;
@@ -368,9 +368,15 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let (udp, tcp) = bind_both(addr).await?;
     let bound = udp.local_addr()?;
-    let mut server = hickory_server::Server::new(DnsHandler::new(registry.clone(), ttl));
+    let handler = DnsHandler::new(registry.clone(), ttl);
+    registry.spawn(tcp::serve(
+        tcp,
+        handler.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    ));
+    let mut server = hickory_server::Server::new(handler);
     server.register_socket(udp);
-    server.register_listener(tcp, TCP_IDLE, 64);
     registry.spawn(async move {
         shutdown.cancelled().await;
         if let Err(e) = server.shutdown_gracefully().await {
