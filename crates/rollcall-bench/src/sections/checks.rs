@@ -81,8 +81,8 @@ impl Bench {
              is hyper and tokio per request (task spawn, timers, buffers). Memory: every held connection keeps \
              a hyper connection task with its 4 KiB read buffer and 8 KiB header buffer, and every checked \
              instance its recent-check log. The rows without held connections are the price of holding 1,024 \
-             of them (in runs of this section on 2026-12-02: 53 to 56 % of a core and 39 to 40 MB without, 68 \
-             to 81 % and 64 to 79 MB with), and section 4 what it buys: a classic service killed is out in \
+             of them (in runs of this section on 2026-12-02, this one included: 51 to 56 % of a core and 39 to \
+             40 MB without, 68 to 81 % and 63 to 79 MB with), and section 4 what it buys: a classic service killed is out in \
              milliseconds instead of at its next check. What stands between the figures and the targets is \
              per-check work in the kernel and per-connection state, not the catalog; a cheaper check would \
              reuse a connection per host for many instances, and a held connection could be a bare socket \
