@@ -18,14 +18,14 @@ impl Bench {
             ),
         );
         let held = self.run_checks(n, window, &[]).await?;
-        let Checked {
-            done,
-            due,
-            lag_p99,
-            cpu,
-            rss,
-            failed,
-        } = held;
+        let (done, due, lag_p99, cpu, rss, failed) = (
+            held.done,
+            held.due,
+            held.lag_p99,
+            held.cpu,
+            held.rss,
+            held.failed,
+        );
         s.row(Row::new("checks done per second", done, "checks/s"))
             .row(Row::new("checks due per second", due, "checks/s"))
             .row(Row::new("done / due", done / due * 100.0, "%"))
