@@ -140,29 +140,22 @@ pub async fn explorer(
         .query(Timestamp::system_now());
         match query {
             Err(e) => error = Some(e.to_string()),
-            Ok(query) => {
-                let store = state.store.clone();
-                let filter = query.filter.clone();
-                match tokio::task::spawn_blocking(move || store.query_blocking(&query)).await {
-                    Ok(Ok(mut page)) => {
-                        if page.records.is_empty() {
-                            page.explain_empty(&filter, state.store.services());
-                            note = page.note.take();
+            Ok(query) => match crate::http::find(&state, query).await {
+                Ok(mut page) => {
+                    note = page.note.take();
+                    older = page.next_cursor.map(|c| {
+                        let cursor = c.to_string();
+                        let mut q = filters.clone();
+                        if !q.is_empty() {
+                            q.push('&');
                         }
-                        older = page.next_cursor.map(|c| {
-                            let cursor = c.to_string();
-                            let mut q = filters.clone();
-                            if !q.is_empty() {
-                                q.push('&');
-                            }
-                            q.push_str(&encode(&[("cursor", &cursor)]));
-                            format!("/?{q}")
-                        });
-                        rows = page.records.into_iter().map(Row::of).collect();
-                    }
-                    _ => error = Some("log storage is unavailable".to_owned()),
+                        q.push_str(&encode(&[("cursor", &cursor)]));
+                        format!("/?{q}")
+                    });
+                    rows = page.records.into_iter().map(Row::of).collect();
                 }
-            }
+                Err(_) => error = Some("log storage is unavailable".to_owned()),
+            },
         }
     }
     let newest = if params.cursor.is_none() {

@@ -125,10 +125,10 @@ async fn classic(
 
 /// One refused record in a batch answer.
 #[derive(Debug, Serialize, ToSchema)]
-struct Rejected {
-    index: usize,
+pub(crate) struct Rejected {
+    pub(crate) index: usize,
     code: &'static str,
-    reason: String,
+    pub(crate) reason: String,
 }
 
 fn record_code(e: &RecordError) -> &'static str {
@@ -162,6 +162,44 @@ fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, LogError> {
         return Err(LogError::Body(rollcall_http::BodyError::TooLarge { limit }));
     }
     Ok(out)
+}
+
+/// Validates every record of a batch, as sent or as mapped from an OTLP
+/// export (all or nothing): the records to store, or each rejected one with
+/// its reason (counted).
+pub(crate) fn validate_batch(
+    state: &AppState,
+    incoming: impl Iterator<Item = Result<IncomingRecord, RecordError>>,
+) -> Result<Vec<NewRecord>, Vec<Rejected>> {
+    let received = now();
+    let max_record = usize::try_from(state.config.max_record_bytes).unwrap_or(usize::MAX);
+    let mut records = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, record) in incoming.enumerate() {
+        match record.and_then(|r| r.validate(received, max_record)) {
+            Ok(record) => records.push(record),
+            Err(e) => rejected.push(Rejected {
+                index,
+                code: record_code(&e),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    if rejected.is_empty() {
+        return Ok(records);
+    }
+    state.metrics.batches_rejected.inc();
+    state.metrics.records_rejected.inc_by(rejected.len() as u64);
+    Err(rejected)
+}
+
+/// 413 when a rejected record was too large, else 400.
+pub(crate) fn rejected_status(rejected: &[Rejected]) -> StatusCode {
+    if rejected.iter().any(|r| r.code == "record_too_large") {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    }
 }
 
 /// Splits a batch body into JSON values: an array, or one value per line.
@@ -256,43 +294,25 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
             limit: state.config.max_batch_records,
         });
     }
-    let received = now();
-    let max_record = usize::try_from(state.config.max_record_bytes).unwrap_or(usize::MAX);
     let total = values.len();
-    let mut records = Vec::with_capacity(total);
-    let mut rejected = Vec::new();
-    for (index, value) in values.into_iter().enumerate() {
-        let result = serde_json::from_value::<IncomingRecord>(value)
+    let incoming = values.into_iter().map(|value| {
+        serde_json::from_value::<IncomingRecord>(value)
             .map_err(|e| RecordError::Shape(e.to_string()))
-            .and_then(|r| r.validate(received, max_record));
-        match result {
-            Ok(record) => records.push(record),
-            Err(e) => rejected.push(Rejected {
-                index,
-                code: record_code(&e),
-                reason: e.to_string(),
-            }),
-        }
-    }
-    if !rejected.is_empty() {
-        state.metrics.batches_rejected.inc();
-        state.metrics.records_rejected.inc_by(rejected.len() as u64);
-        let too_large = rejected.iter().any(|r| r.code == "record_too_large");
-        let status = if too_large {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        let body = serde_json::json!({
+    });
+    let records = match validate_batch(&state, incoming) {
+        Ok(records) => records,
+        Err(rejected) => {
+            let body = serde_json::json!({
             "error": {
                 "code": "invalid_records",
                 "message": format!("{} of {total} records are invalid; nothing was stored", rejected.len()),
             },
             "accepted": 0,
             "rejected": rejected,
-        });
-        return Ok((status, axum::Json(body)).into_response());
-    }
+            });
+            return Ok((rejected_status(&rejected), axum::Json(body)).into_response());
+        }
+    };
     let Appended {
         stored,
         duplicates,
@@ -326,6 +346,12 @@ async fn query(
 ) -> Result<axum::Json<Page>, LogError> {
     let query = params.query(now())?;
     state.metrics.queries.inc();
+    Ok(axum::Json(find(&state, query).await?))
+}
+
+/// Runs `query` off the async threads (the API's and the explorer's); an
+/// empty page says why it is empty.
+pub(crate) async fn find(state: &AppState, query: Query) -> Result<Page, LogError> {
     let store = state.store.clone();
     let filter = query.filter.clone();
     let mut page = tokio::task::spawn_blocking(move || store.query_blocking(&query))
@@ -335,7 +361,7 @@ async fn query(
     if page.records.is_empty() {
         page.explain_empty(&filter, state.store.services());
     }
-    Ok(axum::Json(page))
+    Ok(page)
 }
 
 fn record_event(record: &LogRecord) -> Event {

@@ -44,11 +44,11 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
-use rollcall_proto::{ServiceName, Timestamp};
+use rollcall_proto::ServiceName;
 use serde_json::{Map, Value};
 
 use crate::http::AppState;
-use crate::record::{IncomingRecord, Level, NewRecord};
+use crate::record::{IncomingRecord, Level};
 use crate::store::Appended;
 
 /// OTLP's two encodings.
@@ -313,38 +313,24 @@ pub async fn ingest(state: &AppState, body: &[u8], encoding: Encoding) -> Respon
             ),
         );
     }
-    let received = Timestamp::system_now();
-    let max_record = usize::try_from(state.config.max_record_bytes).unwrap_or(usize::MAX);
     let total = records.len();
-    let mut valid: Vec<NewRecord> = Vec::with_capacity(total);
-    let mut first_error = None;
-    let mut rejected = 0usize;
-    for (index, record) in records.into_iter().enumerate() {
-        match record.validate(received, max_record) {
-            Ok(record) => valid.push(record),
-            Err(e) => {
-                rejected += 1;
-                first_error.get_or_insert((index, e));
-            }
+    let valid = match crate::http::validate_batch(state, records.into_iter().map(Ok)) {
+        Ok(valid) => valid,
+        Err(rejected) => {
+            let first = &rejected[0];
+            return error(
+                encoding,
+                crate::http::rejected_status(&rejected),
+                "invalid_records",
+                format!(
+                    "{} of {total} log records cannot be stored (record {}: {}); nothing was stored",
+                    rejected.len(),
+                    first.index,
+                    first.reason
+                ),
+            );
         }
-    }
-    if let Some((index, e)) = first_error {
-        state.metrics.batches_rejected.inc();
-        state.metrics.records_rejected.inc_by(rejected as u64);
-        let status = if e.is_size() {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        return error(
-            encoding,
-            status,
-            "invalid_records",
-            format!(
-                "{rejected} of {total} log records cannot be stored (record {index}: {e}); nothing was stored"
-            ),
-        );
-    }
+    };
     match state.store.append(valid).await {
         Ok(Appended { .. }) => {
             state.metrics.batches_accepted.inc();
