@@ -25,9 +25,11 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Style;
 
 mod args;
+mod ports;
 
 pub use args::UpArgs;
 use args::{dns_flags, etcd_flags};
+use ports::{check_dns_port, check_port};
 
 /// The environment variable that tells a child to stop when its stdin closes.
 pub const EXIT_WITH_PARENT: &str = "ROLLCALL_EXIT_WITH_PARENT";
@@ -95,43 +97,6 @@ impl Printer {
 
     fn note(&self, text: &str) {
         println!("{}", self.style.paint("1", &format!("up: {text}")));
-    }
-}
-
-fn check_port(spec: &Spec) -> anyhow::Result<()> {
-    if spec.addr.port() == 0 {
-        return Ok(());
-    }
-    match std::net::TcpListener::bind(spec.addr) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
-            "port {} ({}) is already in use on {}: stop what is using it, or choose another with {}",
-            spec.addr.port(),
-            spec.name,
-            spec.addr.ip(),
-            spec.flag
-        ),
-        Err(e) => {
-            Err(e).with_context(|| format!("cannot listen on {} for {}", spec.addr, spec.name))
-        }
-    }
-}
-
-/// The registry's DNS port must be free for UDP and TCP alike.
-fn check_dns_port(addr: SocketAddr) -> anyhow::Result<()> {
-    if addr.port() == 0 {
-        return Ok(());
-    }
-    let udp = std::net::UdpSocket::bind(addr).map(drop);
-    let tcp = std::net::TcpListener::bind(addr).map(drop);
-    match udp.and(tcp) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
-            "port {} (registry DNS) is already in use on {}: stop what is using it, or choose another with --dns-addr",
-            addr.port(),
-            addr.ip()
-        ),
-        Err(e) => Err(e).with_context(|| format!("cannot answer DNS on {addr}")),
     }
 }
 

@@ -34,6 +34,7 @@ use crate::etcd::{Etcd, Txn};
 
 mod codec;
 mod load;
+mod lost_contact;
 
 use codec::{corrupt, decode_instance, decode_view, encode_instance, encode_view};
 
@@ -196,7 +197,7 @@ impl EtcdStore {
             };
             return Ok(Change::Member(text(id)?, url));
         }
-        if let Some(url) = rest("s/") {
+        if let Some(url) = rest(lost_contact::KEYS) {
             return Ok(match event {
                 crate::etcd::Event::Put(_) => {
                     Change::LostContact(ServiceUrl::parse(&text(url)?).map_err(corrupt)?)
@@ -224,37 +225,6 @@ impl EtcdStore {
             _ => return Ok(Change::Own),
         };
         Ok(Change::Record(op))
-    }
-
-    /// Tells whichever replica checks them that this one lost contact with
-    /// `urls` (see the module's `s/` keys): one transaction puts a key per
-    /// instance, fenced on and attached to this replica's lease, a second
-    /// deletes them (should it fail, the lease takes them with it).
-    pub async fn report_lost_contact(&self, urls: &[ServiceUrl]) -> Result<(), StoreError> {
-        let lease = match self.fence() {
-            Fence::Lease(_, lease) => Some(lease),
-            Fence::Open => None,
-            Fence::NoLease => return Err(lapsed()),
-        };
-        // A URL twice is one key (etcd refuses a key twice in a transaction).
-        let keys: BTreeSet<Vec<u8>> = urls
-            .iter()
-            .map(|url| format!("{}s/{url}", self.prefix).into_bytes())
-            .collect();
-        let keys: Vec<Vec<u8>> = keys.into_iter().collect();
-        for part in keys.chunks(MAX_TXN_OPS) {
-            let (mut put, _) = self.fenced_txn()?;
-            let mut delete = Txn::new();
-            for key in part {
-                put = put.then_put(key, b"", lease);
-                delete = delete.then_delete(key);
-            }
-            if !self.etcd.txn(put).await.map_err(unavailable)?.succeeded {
-                return Err(lapsed());
-            }
-            self.etcd.txn(delete).await.map_err(unavailable)?;
-        }
-        Ok(())
     }
 
     fn instance_key(&self, url: &ServiceUrl) -> Vec<u8> {
