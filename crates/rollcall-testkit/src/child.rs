@@ -123,3 +123,26 @@ impl Drop for ChildProcess {
         self.kill();
     }
 }
+
+/// Waits (up to `timeout`) until `child` answers 2xx at `url`; `false` if
+/// it exits first (a port taken before it bound it, say) or never does.
+pub async fn wait_answering(child: &mut Child, url: &str, timeout: Duration) -> bool {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        let answered = client
+            .get(url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if answered {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The `prometheus` binary on `PATH`; panics naming the package when missing.
 pub fn prometheus_bin() -> PathBuf {
@@ -60,34 +60,19 @@ impl Prometheus {
                 child,
                 _dir: dir,
             };
-            if prometheus.wait_ready(Duration::from_secs(30)).await {
+            if crate::child::wait_answering(
+                &mut prometheus.child,
+                &format!("{}/-/ready", prometheus.url),
+                Duration::from_secs(30),
+            )
+            .await
+            {
                 return prometheus;
             }
             let _ = prometheus.child.kill();
             let _ = prometheus.child.wait();
         }
         panic!("prometheus did not start three times running");
-    }
-
-    async fn wait_ready(&mut self, timeout: Duration) -> bool {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            let ready = client
-                .get(format!("{}/-/ready", self.url))
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
     }
 
     /// Prometheus' active targets (`/api/v1/targets`).

@@ -23,18 +23,19 @@ async fn post_batch(base: &str, records: serde_json::Value) {
     assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
 }
 
-/// The messages of the records the page shows, top to bottom.
+/// The messages of the records the page shows, top to bottom — read in one
+/// script, so a record the live tail adds (or a page that is replaced)
+/// meanwhile cannot leave a stale element behind.
 async fn messages(b: &Browser) -> Vec<String> {
-    let mut out = Vec::new();
-    for el in b
+    let found = b
         .client
-        .find_all(Locator::Css("details.rec .msg"))
+        .execute(
+            "return Array.from(document.querySelectorAll('details.rec .msg'), e => e.innerText.trim());",
+            vec![],
+        )
         .await
-        .unwrap()
-    {
-        out.push(el.text().await.unwrap());
-    }
-    out
+        .unwrap();
+    serde_json::from_value(found).unwrap()
 }
 
 async fn fill(b: &Browser, css: &str, with: &str) {

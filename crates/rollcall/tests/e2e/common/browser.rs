@@ -49,21 +49,11 @@ async fn start_driver(driver_path: &str) -> (Child, String) {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {driver_path}: {e}"));
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = driver.try_wait() {
-                break;
-            }
-            let up = reqwest::Client::new()
-                .get(format!("{url}/status"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if up {
-                return (driver, url);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let status = format!("{url}/status");
+        if rollcall_testkit::child::wait_answering(&mut driver, &status, Duration::from_secs(20))
+            .await
+        {
+            return (driver, url);
         }
         let _ = driver.kill();
         let _ = driver.wait();
