@@ -125,17 +125,22 @@ fn ago(when: &str) -> String {
     }
 }
 
-/// `GET /services` from `base`, of one service if named.
+/// `GET /services` from `base`, of one service and with one metadata pair
+/// (`key:value`) if given.
 fn catalog_request(
     client: &reqwest::Client,
     base: &str,
     service: Option<&str>,
+    meta: Option<&str>,
 ) -> reqwest::RequestBuilder {
     let mut request = client
         .get(format!("{base}/services"))
         .timeout(REQUEST_TIMEOUT);
     if let Some(service) = service {
         request = request.query(&[("service", service)]);
+    }
+    if let Some(meta) = meta {
+        request = request.query(&[("meta", meta)]);
     }
     request
 }
@@ -147,13 +152,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let meta = args.meta.as_deref();
     let response = args
         .registry
-        .send_any(|base| {
-            let request = catalog_request(&client, base, service);
-            match meta {
-                Some(meta) => request.query(&[("meta", meta)]),
-                None => request,
-            }
-        })
+        .send_any(|base| catalog_request(&client, base, service, meta))
         .await?;
     let instances: Vec<serde_json::Value> = super::read_json(response)
         .await
@@ -270,7 +269,7 @@ async fn current_state(
     base: &str,
     args: &WatchArgs,
 ) -> anyhow::Result<(Known, u64)> {
-    let request = catalog_request(client, base, args.service.as_deref());
+    let request = catalog_request(client, base, args.service.as_deref(), None);
     let response = send(request, &format!("the registry at {base}")).await?;
     let revision = response
         .headers()
