@@ -280,6 +280,8 @@ impl RequestHandler for DnsHandler {
             let mut edns = Edns::new();
             // At most 1,232 bytes over UDP (DNS Flag Day 2020): a spoofed
             // query asking for 64 KiB answers cannot make this an amplifier.
+            // hickory-proto already reads no larger size out of a query; the
+            // rule is stated here so that it does not rest on that.
             edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             edns.set_version(0);
             edns
