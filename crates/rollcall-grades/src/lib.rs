@@ -53,9 +53,7 @@ pub async fn run(
         .listener(listener)
         .router(http::router(state))
         .handle_signals(false)
-        .browsers(config.membership.hosts.policy())
-        .limits(config.membership.limits)
-        .tls(config.membership.tls.clone())
+        .membership(&config.membership)
         .shutdown_on(shutdown)
         .metrics(move |r| http::register_metrics(&metrics_state, r))
         .health(move || {
@@ -67,10 +65,8 @@ pub async fn run(
                     .map_err(|e| format!("the grade book cannot be read: {e}"))
             }
         });
-    if let Some(registry) = config.membership.url() {
-        builder = builder
-            .registry(registry.as_str())
-            .requires([config.log_service.as_str()]);
+    if config.membership.url().is_some() {
+        builder = builder.requires([config.log_service.as_str()]);
     }
     let service = builder.start().await?;
     if let Some(forwarder) = forwarder {

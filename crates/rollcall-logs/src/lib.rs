@@ -74,18 +74,13 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     let metrics_state = state.clone();
-    let mut builder = Service::builder(config.name.as_str())
+    let builder = Service::builder(config.name.as_str())
         .listener(listener)
         .router(http::router(state))
         .handle_signals(false)
-        .browsers(config.membership.hosts.policy())
-        .limits(config.membership.limits)
-        .tls(config.membership.tls.clone())
+        .membership(&config.membership)
         .shutdown_on(shutdown.clone())
         .metrics(move |r| http::register_metrics(&metrics_state, r));
-    if let Some(registry) = config.membership.url() {
-        builder = builder.registry(registry.as_str());
-    }
     let service = builder.start().await?;
     if let Some(forwarder) = forwarder
         && config.membership.url().is_some()

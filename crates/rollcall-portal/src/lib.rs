@@ -42,14 +42,10 @@ pub async fn run(
             })
         })
         .handle_signals(false)
-        .browsers(config.membership.hosts.policy())
-        .limits(config.membership.limits)
-        .tls(config.membership.tls.clone())
+        .membership(&config.membership)
         .shutdown_on(shutdown);
-    if let Some(registry) = config.membership.url() {
-        builder = builder
-            .registry(registry.as_str())
-            .requires([config.grading_service.as_str(), config.log_service.as_str()]);
+    if config.membership.url().is_some() {
+        builder = builder.requires([config.grading_service.as_str(), config.log_service.as_str()]);
     }
     let service = builder.start().await?;
     let grading = grading.get().cloned();

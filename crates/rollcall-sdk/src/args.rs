@@ -39,6 +39,14 @@ pub struct Membership {
     )]
     pub registry: RegistryUrl,
 
+    /// Behave like a classic client of the original registry: no watch
+    /// stream, so the registry notices a crash by its health checks only.
+    /// Not needed against an original registry (the SDK notices it has no
+    /// watch stream and registers once); for registries that take the stream
+    /// badly.
+    #[arg(long, env = "ROLLCALL_CLASSIC")]
+    pub classic: bool,
+
     #[command(flatten)]
     pub hosts: rollcall_http::browser::HostArgs,
 
@@ -54,6 +62,7 @@ impl Membership {
     pub fn standalone() -> Self {
         Self {
             registry: RegistryUrl(Vec::new()),
+            classic: false,
             hosts: rollcall_http::browser::HostArgs::default(),
             limits: rollcall_http::server::Limits::default(),
             tls: rollcall_http::tls::TlsArgs::default(),
@@ -64,6 +73,7 @@ impl Membership {
     pub fn at(url: &str) -> Result<Self, String> {
         RegistryUrl::parse(url).map(|registry| Self {
             registry,
+            classic: false,
             hosts: rollcall_http::browser::HostArgs::default(),
             limits: rollcall_http::server::Limits::default(),
             tls: rollcall_http::tls::TlsArgs::default(),

@@ -62,7 +62,7 @@ fn check_tls(tls: &rollcall_http::tls::TlsArgs) -> anyhow::Result<()> {
 /// or `https`).
 pub fn announce(listener: &TcpListener, scheme: &str) -> anyhow::Result<SocketAddr> {
     let addr = listener.local_addr().context("no local address")?;
-    println!("listening on {scheme}://{addr}");
+    crate::cli::sayln!("listening on {scheme}://{addr}");
     Ok(addr)
 }
 
@@ -73,7 +73,7 @@ fn announcer(
     scheme: &'static str,
 ) -> anyhow::Result<impl FnOnce() + use<>> {
     let addr = listener.local_addr().context("no local address")?;
-    Ok(move || println!("listening on {scheme}://{addr}"))
+    Ok(move || crate::cli::sayln!("listening on {scheme}://{addr}"))
 }
 
 /// `rollcall registry`.
@@ -92,7 +92,7 @@ pub async fn registry(
         // Before the ready line, so whoever waits for that has both (with
         // `--dns-addr HOST:0` this is the only way to learn the port).
         if let Some(dns) = started.dns_addr {
-            println!("answering DNS on {dns}");
+            crate::cli::sayln!("answering DNS on {dns}");
         }
         ready();
     })

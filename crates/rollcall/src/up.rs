@@ -41,6 +41,10 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// One service `up` runs.
 #[derive(Debug, Clone)]
 struct Spec {
+    /// This program's path, taken once at start: a rebuilt binary replaces
+    /// the file there, and restarts run the new one (`current_exe` names the
+    /// deleted old file by then).
+    program: std::sync::Arc<std::path::Path>,
     name: &'static str,
     subcommand: &'static str,
     addr: SocketAddr,
@@ -92,11 +96,11 @@ struct Printer {
 impl Printer {
     fn line(&self, spec: &Spec, line: &str) {
         let name = format!("{:<width$} |", spec.name, width = self.width);
-        println!("{} {line}", self.style.paint(spec.color, &name));
+        crate::cli::sayln!("{} {line}", self.style.paint(spec.color, &name));
     }
 
     fn note(&self, text: &str) {
-        println!("{}", self.style.paint("1", &format!("up: {text}")));
+        crate::cli::sayln!("{}", self.style.paint("1", &format!("up: {text}")));
     }
 }
 
@@ -108,8 +112,7 @@ async fn start(
     data_dir: &str,
     printer: &Printer,
 ) -> anyhow::Result<Running> {
-    let exe = std::env::current_exe().context("cannot find this program to start the services")?;
-    let mut command = Command::new(exe);
+    let mut command = Command::new(&*spec.program);
     command
         .args(spec.args(addr, data_dir))
         .env(EXIT_WITH_PARENT, "1")
@@ -121,7 +124,7 @@ async fn start(
     command.process_group(0);
     let mut child = command
         .spawn()
-        .with_context(|| format!("cannot start {}", spec.name))?;
+        .with_context(|| format!("cannot start {} from {}", spec.name, spec.program.display()))?;
     let pid = child.id().unwrap_or(0);
     let stdin = child.stdin.take();
     // The announcements: `answering DNS on ADDR` (the registry's, before)
@@ -335,8 +338,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot build an HTTP client")?;
     let extra = args.tls_flags();
+    let program: std::sync::Arc<std::path::Path> = std::env::current_exe()
+        .context("cannot find this program to start the services")?
+        .into();
     let mut specs = vec![
         Spec {
+            program: program.clone(),
             name: "registry",
             subcommand: "registry",
             addr: args.registry_addr,
@@ -351,6 +358,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             client: client.clone(),
         },
         Spec {
+            program: program.clone(),
             name: "log",
             subcommand: "log",
             addr: args.log_addr,
@@ -360,6 +368,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             client: client.clone(),
         },
         Spec {
+            program: program.clone(),
             name: "grades",
             subcommand: "grades",
             addr: args.grades_addr,
@@ -369,6 +378,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             client: client.clone(),
         },
         Spec {
+            program: program.clone(),
             name: "portal",
             subcommand: "portal",
             addr: args.portal_addr,
@@ -464,9 +474,9 @@ fn print_table(started: &[(Spec, Running)], printer: &Printer) {
         .map(|(spec, r)| vec![spec.name.to_owned(), r.url.clone(), r.pid.to_string()])
         .collect();
     let table = crate::cli::table::table(&["NAME", "URL", "PID"], &rows, |_, c| c.to_owned());
-    println!();
-    println!("{table}");
-    println!();
+    crate::cli::sayln!();
+    crate::cli::sayln!("{table}");
+    crate::cli::sayln!();
     let url = |name: &str| {
         started
             .iter()

@@ -71,6 +71,19 @@ impl Catalog {
         }
     }
 
+    /// Puts back an instance as it was stored before a change the store
+    /// refused (a re-registration): its registration, health and
+    /// maintenance, live and written again.
+    pub fn reinstate(&mut self, previous: StoredInstance, now: Timestamp) -> Effects {
+        let (mut effects, _, replaced) = self.admit(previous.clone(), now);
+        effects.persist.push(StoreOp::PutInstance {
+            instance: previous,
+            replaced,
+        });
+        effects.persist.push(StoreOp::SetRevision(self.revision));
+        effects
+    }
+
     /// Puts `stored` in the catalog in place of what was at its URL: the
     /// receivers of its name (and of its old one) are told, its own initial
     /// patch is queued (everything it requires), its first check is due at

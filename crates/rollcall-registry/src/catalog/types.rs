@@ -64,6 +64,17 @@ impl Instance {
         self.next_check
     }
 
+    /// What the store holds of it.
+    pub fn stored(&self) -> super::records::StoredInstance {
+        super::records::StoredInstance {
+            registration: self.registration.clone(),
+            registered_at: self.registered_at,
+            status: self.health.status,
+            status_since: self.health.since,
+            maintenance: self.maintenance,
+        }
+    }
+
     /// Since when an operator has held it out of discovery, if they have.
     pub fn maintenance(&self) -> Option<Timestamp> {
         self.maintenance

@@ -5,18 +5,41 @@ use rollcall_proto::{Registration, ServiceUrl, Timestamp};
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::catalog::Instance;
 
 impl Registry {
+    /// Runs a write to its end in a task of the registry's own: its commit
+    /// and, if the store refuses it, its undo complete whatever the client
+    /// does (a handler's future is dropped when its client hangs up).
+    async fn to_completion<T: Send + 'static>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.inner
+            .tasks
+            .spawn(write)
+            .await
+            .unwrap_or(Err(ApiError::ShuttingDown))
+    }
+
     /// Registers an instance: stores it, answers once its initial patch is
     /// delivered or the delivery timeout passes.
     pub async fn register(&self, registration: Registration) -> Result<(), ApiError> {
+        let registry = self.clone();
+        self.to_completion(async move { registry.register_now(registration).await })
+            .await
+    }
+
+    async fn register_now(&self, registration: Registration) -> Result<(), ApiError> {
         let url = registration.url.clone();
         let max = self.inner.config.max_instances;
+        let mut previous = None;
         let (waiter, committed) = self
             .run(true, |core, now| {
                 if core.catalog.len() >= max && core.catalog.get(&registration.url).is_none() {
                     return (Err(ApiError::CatalogFull(max)), Effects::default());
                 }
+                previous = core.catalog.get(&url).map(Instance::stored);
                 let registered = core.catalog.register(registration, now);
                 // Its initial patch is waited for: delivered from here, or
                 // recorded by the replica that delivers to it.
@@ -39,11 +62,16 @@ impl Registry {
         if let Some(committed) = committed
             && let Err(reason) = store_outcome(committed).await
         {
-            // Leave nothing behind: take the registration back out.
+            // Leave what was there: the earlier registration of a known
+            // instance, nothing for a new one.
             self.lock().told_elsewhere.remove(&url);
             let _ = self
                 .run(false, |core, now| {
-                    ((), core.catalog.deregister(&url, now).unwrap_or_default())
+                    let undone = match previous {
+                        Some(previous) => core.catalog.reinstate(previous, now),
+                        None => core.catalog.deregister(&url, now).unwrap_or_default(),
+                    };
+                    ((), undone)
                 })
                 .await;
             return Err(ApiError::StoreUnavailable(reason));
@@ -65,24 +93,36 @@ impl Registry {
 
     /// Deregisters an instance.
     pub async fn deregister(&self, url: &ServiceUrl) -> Result<(), ApiError> {
-        let saved = self.read(|c| c.get(url).map(|i| i.registration.clone()));
-        self.change_instance(
-            url,
-            |catalog, now| catalog.deregister(url, now),
-            |catalog, now| saved.map(|registration| catalog.register(registration, now).effects),
-        )
-        .await?;
-        self.inner.metrics.deregistrations.inc();
-        Ok(())
+        let registry = self.clone();
+        let url = url.clone();
+        self.to_completion(async move {
+            let saved = registry.read(|c| c.get(&url).map(Instance::stored));
+            registry
+                .change_instance(
+                    &url,
+                    |catalog, now| catalog.deregister(&url, now),
+                    |catalog, now| saved.map(|previous| catalog.reinstate(previous, now)),
+                )
+                .await?;
+            registry.inner.metrics.deregistrations.inc();
+            Ok(())
+        })
+        .await
     }
 
     /// Switches an instance's maintenance on or off.
     pub async fn set_maintenance(&self, url: &ServiceUrl, on: bool) -> Result<(), ApiError> {
-        self.change_instance(
-            url,
-            |catalog, now| catalog.set_maintenance(url, on, now),
-            |catalog, now| catalog.set_maintenance(url, !on, now),
-        )
+        let registry = self.clone();
+        let url = url.clone();
+        self.to_completion(async move {
+            registry
+                .change_instance(
+                    &url,
+                    |catalog, now| catalog.set_maintenance(&url, on, now),
+                    |catalog, now| catalog.set_maintenance(&url, !on, now),
+                )
+                .await
+        })
         .await
     }
 

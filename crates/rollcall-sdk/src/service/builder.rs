@@ -133,6 +133,18 @@ impl ServiceBuilder {
         self
     }
 
+    /// The settings every service built on the SDK shares, from its command
+    /// line ([`crate::args::Membership`]): the registry (none: standalone),
+    /// `--classic`, host names, connection limits and TLS.
+    pub fn membership(mut self, membership: &crate::args::Membership) -> Self {
+        self.registry = membership.url();
+        self.watch_stream = !membership.classic;
+        self.browsers = membership.hosts.policy();
+        self.limits = membership.limits;
+        self.tls = membership.tls.clone();
+        self
+    }
+
     /// Whether Ctrl-C and SIGTERM start the shutdown (default yes; tests turn
     /// it off and call [`Service::shutdown`]).
     /// The host names the service answers for besides IP addresses and

@@ -61,6 +61,10 @@ pub const MAX_PATCH_BODY: usize = 1024 * 1024;
 /// it forgot us (restarted), so register again. The classic registry checks
 /// every 3 s; rollcall's every second.
 pub const CLASSIC_SILENCE: Duration = Duration::from_secs(10);
+/// Against a registry that had no watch stream: the first wait before asking
+/// for it again, and the longest.
+pub const CLASSIC_PROBE_MIN: Duration = Duration::from_secs(30);
+pub const CLASSIC_PROBE_MAX: Duration = Duration::from_secs(600);
 
 type ShutdownHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 type RouterFn = Box<dyn FnOnce(&Service) -> Router + Send>;
@@ -188,6 +192,7 @@ struct SdkMetrics {
     registrations: Counter,
     registration_failures: Counter,
     watch_reconnects: Counter,
+    classic_fallbacks: Counter,
     signatures_rejected: Counter,
 }
 

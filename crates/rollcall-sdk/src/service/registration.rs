@@ -87,8 +87,11 @@ pub(crate) async fn expect_success(url: &str, response: reqwest::Response) -> Re
 
 /// Why a watch stream ended.
 enum WatchEnd {
-    /// The registry has no watch stream (an original registry).
-    Unsupported,
+    /// The registry has no watch stream (an original registry): it answered
+    /// 404, 405 or 501, or never answered the open (Go's `net/http` answers
+    /// only once it has read a request's whole body, and the beats never
+    /// end), or closed the connection without an answer.
+    Unsupported(String),
     /// The registry removed this instance (deregistered or expired).
     Removed(String),
     Closed(String),
@@ -154,11 +157,28 @@ async fn hold_watch(inner: &Inner, registry: &ServiceUrl) -> WatchEnd {
     let request = crate::args::bearer(request, inner.token.as_ref()).send();
     let response = match tokio::time::timeout(REGISTER_TIMEOUT, request).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return WatchEnd::Closed(SdkError::from_reqwest(&url, e).to_string()),
-        Err(_) => return WatchEnd::Closed("timed out opening the stream".into()),
+        // Refused or unreachable: the registry is down, not classic.
+        Ok(Err(e)) if e.is_connect() || e.is_timeout() => {
+            return WatchEnd::Closed(SdkError::from_reqwest(&url, e).to_string());
+        }
+        Ok(Err(e)) => {
+            return WatchEnd::Unsupported(format!(
+                "the connection closed without an answer ({})",
+                root_cause(&e)
+            ));
+        }
+        Err(_) => {
+            return WatchEnd::Unsupported(format!(
+                "no answer to the watch stream in {}s",
+                REGISTER_TIMEOUT.as_secs()
+            ));
+        }
     };
-    if response.status() == StatusCode::NOT_FOUND {
-        return WatchEnd::Unsupported;
+    if matches!(
+        response.status(),
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
+    ) {
+        return WatchEnd::Unsupported(format!("HTTP {}", response.status().as_u16()));
     }
     if !response.status().is_success() {
         return WatchEnd::Closed(format!("HTTP {}", response.status().as_u16()));
@@ -209,35 +229,10 @@ pub(super) async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken
                 failures = 0;
                 inner.metrics.registrations.inc();
                 inner.registered.send_replace(true);
+                inner.heard_from_registry();
                 tracing::info!(service = %inner.name, url = %inner.url, %registry, "registered");
-                if !inner.watch_stream {
-                    if !wait_for_silence(&inner, &registry, &stop).await {
-                        return;
-                    }
-                    continue;
-                }
-                let ended = tokio::select! {
-                    () = stop.cancelled() => return,
-                    e = hold_watch(&inner, &registry) => e,
-                };
-                match ended {
-                    WatchEnd::Unsupported => {
-                        tracing::info!(%registry, "the registry has no watch stream; registering again if it stops checking us");
-                        if !wait_for_silence(&inner, &registry, &stop).await {
-                            return;
-                        }
-                    }
-                    WatchEnd::Removed(detail) => {
-                        inner.metrics.watch_reconnects.inc();
-                        inner.registered.send_replace(false);
-                        tracing::warn!(%registry, %detail, "the registry removed this instance while it runs; registering again (use maintenance to hold a running instance out of discovery)");
-                    }
-                    WatchEnd::Closed(reason) => {
-                        inner.metrics.watch_reconnects.inc();
-                        inner.registered.send_replace(false);
-                        inner.registries.fail_over();
-                        tracing::warn!(%registry, %reason, "lost the registry; registering again");
-                    }
+                if !stay_registered(&inner, &registry, &stop).await {
+                    return;
                 }
             }
             Err(e) => {
@@ -257,10 +252,61 @@ pub(super) async fn registration_loop(inner: Arc<Inner>, stop: CancellationToken
     }
 }
 
+/// Holds the watch stream to `registry`, or lives as a classic client of it,
+/// until the registry forgets this instance: `true` then (register again),
+/// `false` once `stop` fires.
+///
+/// Against a registry without a watch stream the service registers once and
+/// carries on the classic way (patches and heartbeats), registering again only
+/// when the registry stops calling it for `classic_silence`. It asks for the
+/// stream again now and then (from [`CLASSIC_PROBE_MIN`], doubling to
+/// [`CLASSIC_PROBE_MAX`]), without registering, so a rollcall registry that
+/// was merely slow to answer the first time gets its stream back.
+async fn stay_registered(inner: &Inner, registry: &ServiceUrl, stop: &CancellationToken) -> bool {
+    if !inner.watch_stream {
+        return wait_for_silence(inner, registry, stop).await;
+    }
+    let mut probe = CLASSIC_PROBE_MIN;
+    let mut said_classic = false;
+    loop {
+        let ended = tokio::select! {
+            () = stop.cancelled() => return false,
+            e = hold_watch(inner, registry) => e,
+        };
+        match ended {
+            WatchEnd::Unsupported(reason) => {
+                if !said_classic {
+                    said_classic = true;
+                    inner.metrics.classic_fallbacks.inc();
+                    tracing::info!(%registry, %reason, "the registry has no watch stream; staying registered the classic way (registering again only if it stops checking us)");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return false,
+                    forgotten = wait_for_silence(inner, registry, stop) => return forgotten,
+                    () = tokio::time::sleep(probe) => {}
+                }
+                probe = (probe * 2).min(CLASSIC_PROBE_MAX);
+            }
+            WatchEnd::Removed(detail) => {
+                inner.metrics.watch_reconnects.inc();
+                inner.registered.send_replace(false);
+                tracing::warn!(%registry, %detail, "the registry removed this instance while it runs; registering again (use maintenance to hold a running instance out of discovery)");
+                return true;
+            }
+            WatchEnd::Closed(reason) => {
+                inner.metrics.watch_reconnects.inc();
+                inner.registered.send_replace(false);
+                inner.registries.fail_over();
+                tracing::warn!(%registry, %reason, "lost the registry; registering again");
+                return true;
+            }
+        }
+    }
+}
+
 /// Stays registered until the registry stops calling us for
 /// `classic_silence` (true: register again) or `stop` fires (false).
 async fn wait_for_silence(inner: &Inner, registry: &ServiceUrl, stop: &CancellationToken) -> bool {
-    inner.heard_from_registry();
     tokio::select! {
         () = stop.cancelled() => return false,
         () = registry_silent(inner) => {}

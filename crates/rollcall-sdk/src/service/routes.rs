@@ -169,6 +169,11 @@ pub(super) async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
                 &m.watch_reconnects,
             ),
             (
+                "rollcall_sdk_classic_fallbacks",
+                "Registrations with a registry that had no watch stream (carried on the classic way)",
+                &m.classic_fallbacks,
+            ),
+            (
                 "rollcall_sdk_signatures_rejected",
                 "Patches and heartbeats refused for a missing, forged, stale or replayed signature",
                 &m.signatures_rejected,

@@ -125,7 +125,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     }
     let mut last_seq = page.records.first().map(|r| r.seq);
     for record in page.records.iter().rev() {
-        println!("{}", format_record(record, style, args.json));
+        outln!("{}", format_record(record, style, args.json));
     }
     if !args.follow {
         return Ok(());
@@ -168,7 +168,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
                     return;
                 }
                 cursor.set(record.seq);
-                println!("{}", format_record(&record, style, args.json));
+                outln!("{}", format_record(&record, style, args.json));
             }
         }
         "lagged" => eprintln!(

@@ -2,9 +2,28 @@
 //! finding services through the registry, reading Server-Sent Events, and
 //! terminal styling that turns itself off when output is piped.
 
+/// `println!` for a command's output: a closed pipe (`rollcall ls | head -1`)
+/// ends the command quietly with status 0, as it does other Unix tools.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
+/// `println!` for a service's and `up`'s lines: a closed stdout is ignored
+/// (the service goes on running; it must not die mid-write of a record).
+macro_rules! sayln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod logs;
 pub mod registry;
 pub mod table;
+
+pub(crate) use sayln;
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -234,6 +253,26 @@ fn bounded_lines(
         };
         std::future::ready(Some(item))
     })
+}
+
+/// Writes one line on stdout (see [`outln!`]). A reader that went away ends
+/// the process at once with status 0; any other failure to write ends it with
+/// a message and status 1.
+pub fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("rollcall: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// Text from a remote party made safe for a terminal: control characters

@@ -158,11 +158,11 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
         .await
         .context("the registry sent a bad catalog")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&instances)?);
+        outln!("{}", serde_json::to_string_pretty(&instances)?);
         return Ok(());
     }
     if instances.is_empty() {
-        println!("no instances are registered");
+        outln!("no instances are registered");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = instances
@@ -216,7 +216,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
             _ => cell.to_owned(),
         },
     );
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -345,9 +345,9 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let style = Style::for_stdout();
     let print = |change: &serde_json::Value| {
         if args.json {
-            println!("{change}");
+            outln!("{change}");
         } else {
-            println!("{}", format_change(change, style));
+            outln!("{}", format_change(change, style));
         }
     };
     let mut first = Err(anyhow::anyhow!("no registry URL given"));
@@ -362,7 +362,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let (known, revision) = first?;
     if args.json {
         for (url, (service, status)) in &known {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"kind": "current", "service": service, "url": url, "status": status})
             );
@@ -379,7 +379,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                 "critical" => style.paint("31;1", status),
                 other => style.paint("33", other),
             };
-            println!(
+            outln!(
                 "  {} {} {status}",
                 style.paint("1", &clean(service)),
                 clean(url)
@@ -443,7 +443,7 @@ pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<()> {
         })
         .await?;
     let answer: serde_json::Value = super::read_json(response).await.unwrap_or_default();
-    println!("deregistered {}", clean(args.url.trim()));
+    outln!("deregistered {}", clean(args.url.trim()));
     if answer["live"] == true {
         eprintln!(
             "note: this instance is a running SDK service (it holds a watch stream): it will \
@@ -469,12 +469,12 @@ pub async fn maint(args: MaintArgs) -> anyhow::Result<()> {
         })
         .await?;
     if enable {
-        println!(
+        outln!(
             "{}: maintenance on — out of discovery (dependents were told), still registered",
             clean(args.url.trim())
         );
     } else {
-        println!(
+        outln!(
             "{}: maintenance off — back in discovery while it passes its checks",
             clean(args.url.trim())
         );

@@ -241,3 +241,54 @@ async fn names_are_validated_and_requires_takes_a_comma_list() {
         "{text}"
     );
 }
+
+/// Runs `rollcall ARGS…` with its stdout a pipe nobody reads any more (as
+/// `| head -1` leaves it): (exit code, stderr).
+async fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = tokio::process::Command::new(rollcall_bin())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = tokio::time::timeout(SOON, child.wait_with_output())
+        .await
+        .expect("the command ended")
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_every_command_quietly() {
+    let reg = registry(FAST_CHECKS).await;
+    let (log, _grading) = log_and_grading(&reg.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = log_service(dir.path(), "127.0.0.1:0", "", &[]).await;
+    let batch: Vec<_> = (0..60)
+        .map(|i| serde_json::json!({"service": "A", "message": format!("record {i}")}))
+        .collect();
+    let posted = reqwest::Client::new()
+        .post(format!("{}/v1/logs", logs.url))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let cases: [&[&str]; 5] = [
+        &["ls", "--registry", &reg.url],
+        &["ls", "--registry", &reg.url, "--json"],
+        &["watch", "--registry", &reg.url],
+        &["logs", "--log-url", &logs.url, "-n", "50"],
+        &["logs", "--log-url", &logs.url, "-n", "50", "-f"],
+    ];
+    for args in cases {
+        let (code, stderr) = with_closed_stdout(args).await;
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    drop(log);
+}

@@ -52,4 +52,22 @@ async fn a_deregistration_the_store_cannot_write_leaves_the_catalog_unchanged() 
         "the instance is still in the live catalog"
     );
     assert_eq!(catalog(&reg.url).await.len(), before);
+
+    // A known instance registering again, changed, is refused the same way
+    // and stays as it was: live, and stored (a restart finds it).
+    let mut changed = victim.registration("Filler0", &[]);
+    changed["RequiredServices"] = serde_json::json!(["Z".repeat(100), "W".repeat(100)]);
+    let answer = register_raw(&reg.url, &changed).await;
+    assert_eq!(answer.status(), 503);
+    let live = instance(&reg.url, &victim.url)
+        .await
+        .expect("the instance is still in the live catalog");
+    assert_eq!(live["RequiredServices"][0], "X".repeat(100), "{live}");
+    assert_eq!(catalog(&reg.url).await.len(), before);
+    drop(reg);
+    let again = registry_on_disk(dir.path(), "127.0.0.1:0", &[]).await;
+    let stored = instance(&again.url, &victim.url)
+        .await
+        .expect("the instance is still stored");
+    assert_eq!(stored["RequiredServices"][0], "X".repeat(100), "{stored}");
 }

@@ -12,7 +12,15 @@ const SOON: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_everything_restarts_a_crash_and_stops_cleanly() {
-    let mut up = Up::start(&["--stop-timeout", "10s", "--dns-addr", "127.0.0.1:0"]).await;
+    // Run from a link of its own, so the test can rebuild it (below).
+    let bin_dir = tempfile::tempdir_in(rollcall_bin().parent().unwrap()).unwrap();
+    let program = bin_dir.path().join("rollcall");
+    std::fs::hard_link(rollcall_bin(), &program).unwrap();
+    let mut up = Up::start_from(
+        &program,
+        &["--stop-timeout", "10s", "--dns-addr", "127.0.0.1:0"],
+    )
+    .await;
     let names: Vec<&String> = up.services.keys().collect();
     assert_eq!(names, vec!["grades", "log", "portal", "registry"]);
     // All four healthy: the three services registered and passing.
@@ -61,7 +69,13 @@ async fn up_runs_everything_restarts_a_crash_and_stops_cleanly() {
     })
     .await;
 
-    // SIGKILL a child: reported, restarted, registered again.
+    // The binary is rebuilt meanwhile (as `cargo build` does: a new file
+    // takes the old one's name), then a child is SIGKILLed: reported,
+    // restarted from the new file, registered again.
+    // (A copy: rename does nothing between two links of one file.)
+    let rebuilt = bin_dir.path().join("rollcall.new");
+    std::fs::copy(rollcall_bin(), &rebuilt).unwrap();
+    std::fs::rename(&rebuilt, &program).unwrap();
     let grades_pid = up.pid("grades");
     signal_pid(grades_pid, "KILL");
     up.wait_line("grades exited unexpectedly (killed by signal 9)", SOON)

@@ -359,6 +359,11 @@ pub struct Up {
 
 impl Up {
     pub async fn start(extra: &[&str]) -> Up {
+        Self::start_from(&rollcall_bin(), extra).await
+    }
+
+    /// `up` run from the binary at `program`.
+    pub async fn start_from(program: &std::path::Path, extra: &[&str]) -> Up {
         let data_dir = tempfile::tempdir().unwrap();
         let mut args = vec![
             "up",
@@ -374,7 +379,7 @@ impl Up {
             "127.0.0.1:0",
         ];
         args.extend_from_slice(extra);
-        let mut child = std::process::Command::new(rollcall_bin())
+        let mut child = std::process::Command::new(program)
             .args(&args)
             .env(
                 "ROLLCALL_LOG",
