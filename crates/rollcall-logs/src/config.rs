@@ -71,6 +71,12 @@ pub struct LogConfig {
     /// Largest single record (message, fields and all).
     #[arg(long, env = "ROLLCALL_LOG_MAX_RECORD_BYTES", default_value = "64KiB", value_parser = parse_size)]
     pub max_record_bytes: u64,
+
+    /// Most stored bytes one page of a query reads: a search that has not
+    /// filled its page by then answers what it found with a `next_cursor`
+    /// to go on from (the CLI and the explorer go on by themselves).
+    #[arg(long, env = "ROLLCALL_LOG_SCAN_BUDGET", default_value = "256MiB", value_parser = parse_size)]
+    pub scan_budget: u64,
 }
 
 impl LogConfig {
@@ -93,6 +99,7 @@ impl LogConfig {
             max_batch_bytes: 8 << 20,
             max_batch_records: 10_000,
             max_record_bytes: 64 << 10,
+            scan_budget: crate::query::DEFAULT_SCAN_BUDGET,
         }
     }
 

@@ -19,11 +19,18 @@ use crate::record::{Level, LogRecord};
 
 /// Records per page.
 pub const PAGE: usize = 100;
+/// How long one page may search the store (page after page of the query
+/// API's) before it shows what it found and offers to search further.
+pub const SEARCH_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+use rollcall_proto::log_row::{INLINE_FIELDS, inline_fields, row_time};
 
 struct Row {
     seq: u64,
     ts: String,
+    /// The time of day, with the date before it when it is not `today`.
     time: String,
+    /// `key=value …`, cut at [`INLINE_FIELDS`] characters.
+    inline: String,
     level: &'static str,
     service: String,
     instance: String,
@@ -34,11 +41,13 @@ struct Row {
 }
 
 impl Row {
-    fn of(r: LogRecord) -> Row {
+    /// `today` is `YYYY-MM-DD` (UTC, as times are shown).
+    fn of(r: LogRecord, today: &str) -> Row {
         let ts = r.ts.to_rfc3339();
         Row {
             seq: r.seq,
-            time: ts.get(11..23).unwrap_or(&ts).to_owned(),
+            time: row_time(&ts, today, 3),
+            inline: inline_fields(&r.fields, INLINE_FIELDS),
             ts,
             level: r.level.as_str(),
             service: r
@@ -76,12 +85,35 @@ struct ExplorerPage {
     rows: Vec<Row>,
     error: Option<String>,
     note: Option<String>,
+    /// How much the search looked at, when that is worth saying: nothing
+    /// matched, or it stopped before filling the page.
+    searched: Option<String>,
     /// The address of the next (older) page.
     older: Option<String>,
     /// The filters as a query string, for the live tail.
     filters: String,
     /// The newest record shown (the tail starts after it).
     newest: u64,
+    /// [`INLINE_FIELDS`], for the live tail's rows.
+    inline_max: usize,
+}
+
+/// "Searched all N records" when nothing matched to the end; "searched N
+/// records so far" when the search stopped before filling the page.
+fn searched_text(page: &crate::query::Page) -> Option<String> {
+    let records = page.scanned_records;
+    let mib = page.scanned_bytes as f64 / (1024.0 * 1024.0);
+    if page.reached_end {
+        page.records
+            .is_empty()
+            .then(|| format!("Searched all {records} records: none match."))
+    } else if page.records.len() < PAGE {
+        Some(format!(
+            "Searched {records} records ({mib:.0} MiB) so far; older ones are not searched yet."
+        ))
+    } else {
+        None
+    }
 }
 
 fn encode(pairs: &[(&str, &str)]) -> String {
@@ -130,6 +162,7 @@ pub async fn explorer(
     services.sort_by_key(|s| s.to_ascii_lowercase());
     let mut rows = Vec::new();
     let mut note = None;
+    let mut searched = None;
     let mut older = None;
     if error.is_none() {
         let query = QueryParams {
@@ -140,9 +173,10 @@ pub async fn explorer(
         .query(Timestamp::system_now());
         match query {
             Err(e) => error = Some(e.to_string()),
-            Ok(query) => match crate::http::find(&state, query).await {
+            Ok(query) => match crate::http::search(&state, query, SEARCH_FOR).await {
                 Ok(mut page) => {
                     note = page.note.take();
+                    searched = searched_text(&page);
                     older = page.next_cursor.map(|c| {
                         let cursor = c.to_string();
                         let mut q = filters.clone();
@@ -152,14 +186,19 @@ pub async fn explorer(
                         q.push_str(&encode(&[("cursor", &cursor)]));
                         format!("/?{q}")
                     });
-                    rows = page.records.into_iter().map(Row::of).collect();
+                    let now = Timestamp::system_now().to_rfc3339();
+                    let today = now.get(..10).unwrap_or_default();
+                    // Newest first by the records' own time (arrival order
+                    // can differ: a batch sent late).
+                    page.records.sort_by(|a, b| b.ts.cmp(&a.ts).then(b.seq.cmp(&a.seq)));
+                    rows = page.records.into_iter().map(|r| Row::of(r, today)).collect();
                 }
                 Err(_) => error = Some("log storage is unavailable".to_owned()),
             },
         }
     }
     let newest = if params.cursor.is_none() {
-        rows.first().map_or(0, |r| r.seq)
+        rows.iter().map(|r| r.seq).max().unwrap_or(0)
     } else {
         0
     };
@@ -174,9 +213,11 @@ pub async fn explorer(
         rows,
         error: error.clone(),
         note,
+        searched,
         older,
         filters,
         newest,
+        inline_max: INLINE_FIELDS,
     };
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST

@@ -334,7 +334,10 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
 /// Query stored records
 ///
 /// By arrival: newest first (`order=desc`, the default) or oldest first.
-/// `next_cursor` asks for the next page.
+/// A page stops at `limit` records or after scanning 256 MiB; `next_cursor`
+/// asks for the next page, `scanned_records` says how much this one looked
+/// at, and `reached_end` whether nothing further can match (an empty page
+/// without it has not searched everything).
 #[utoipa::path(get, path = "/v1/logs", tag = "rollcall", params(QueryParams),
     responses(
         (status = 200, description = "One page", body = Page),
@@ -351,7 +354,8 @@ async fn query(
 
 /// Runs `query` off the async threads (the API's and the explorer's); an
 /// empty page says why it is empty.
-pub(crate) async fn find(state: &AppState, query: Query) -> Result<Page, LogError> {
+pub(crate) async fn find(state: &AppState, mut query: Query) -> Result<Page, LogError> {
+    query.scan_budget = state.config.scan_budget.max(1);
     let store = state.store.clone();
     let filter = query.filter.clone();
     let mut page = tokio::task::spawn_blocking(move || store.query_blocking(&query))
@@ -362,6 +366,39 @@ pub(crate) async fn find(state: &AppState, query: Query) -> Result<Page, LogErro
         page.explain_empty(&filter, state.store.services());
     }
     Ok(page)
+}
+
+/// Runs `query` page after page until `query.limit` records are found, the
+/// store is searched to its end, or `deadline` has passed; the result counts
+/// everything scanned and goes on (`next_cursor`) from where it stopped.
+pub(crate) async fn search(
+    state: &AppState,
+    mut query: Query,
+    deadline: Duration,
+) -> Result<Page, LogError> {
+    let started = std::time::Instant::now();
+    let limit = query.limit;
+    let mut found = Page::default();
+    loop {
+        let page = find(state, query.clone()).await?;
+        found.records.extend(page.records);
+        found.scanned_records += page.scanned_records;
+        found.scanned_bytes += page.scanned_bytes;
+        found.next_cursor = page.next_cursor;
+        found.reached_end = page.reached_end;
+        if found.note.is_none() {
+            (found.note, found.services) = (page.note, page.services);
+        }
+        let Some(cursor) = page.next_cursor else {
+            break;
+        };
+        if found.records.len() >= limit || started.elapsed() >= deadline {
+            break;
+        }
+        query.cursor = Some(cursor);
+        query.limit = limit - found.records.len();
+    }
+    Ok(found)
 }
 
 fn record_event(record: &LogRecord) -> Event {

@@ -96,12 +96,20 @@ impl Default for Query {
     }
 }
 
-/// One page of results.
+/// One page of results. A page ends when it holds `limit` records or its scan
+/// budget is spent (`next_cursor` goes on from there), or when the store has
+/// nothing further (`reached_end`): an empty page with a `next_cursor` has not
+/// searched everything.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub records: Vec<LogRecord>,
     pub next_cursor: Option<u64>,
+    /// Stored records this page looked at, and their bytes.
+    pub scanned_records: u64,
     pub scanned_bytes: u64,
+    /// Whether the scan reached the end of the store in the query's order:
+    /// nothing further can match.
+    pub reached_end: bool,
     /// Why a page is empty when the reason is not the filter's values: the
     /// named service has no records at all (and which services do).
     #[serde(skip_serializing_if = "Option::is_none")]

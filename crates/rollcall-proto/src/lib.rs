@@ -12,6 +12,7 @@
 pub mod error;
 pub mod jitter;
 pub mod liveness;
+pub mod log_row;
 pub mod meta;
 pub mod names;
 pub mod patch;

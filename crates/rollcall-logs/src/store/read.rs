@@ -45,6 +45,7 @@ struct Scan<'q> {
     query: &'q Query,
     page: Page,
     scanned: u64,
+    records: u64,
     last_examined: Option<u64>,
     full: bool,
 }
@@ -52,22 +53,23 @@ struct Scan<'q> {
 impl Scan<'_> {
     /// Looks at one stored line; `wanted` says whether its seq is on the
     /// cursor's side. Returns `false` once the page is full or the budget
-    /// spent.
+    /// spent. Lines on the other side (the sparse index starts a scan up to
+    /// [`crate::segment::INDEX_EVERY`] records early) do not count: a budget
+    /// smaller than that stretch would otherwise never get past it.
     fn visit(&mut self, line: &[u8], bytes: u64, wanted: impl Fn(u64) -> bool) -> bool {
-        self.scanned += bytes;
-        if let Ok(record) = serde_json::from_slice::<LogRecord>(line)
-            && wanted(record.seq)
-        {
-            self.last_examined = Some(record.seq);
-            if self.query.filter.matches(&record) {
-                self.page.records.push(record);
-                if self.page.records.len() >= self.query.limit {
-                    self.full = true;
-                    return false;
+        match serde_json::from_slice::<LogRecord>(line) {
+            Ok(record) if !wanted(record.seq) => return true,
+            Ok(record) => {
+                self.last_examined = Some(record.seq);
+                if self.query.filter.matches(&record) {
+                    self.page.records.push(record);
                 }
             }
+            Err(_) => {}
         }
-        if self.scanned >= self.query.scan_budget {
+        self.scanned += bytes;
+        self.records += 1;
+        if self.page.records.len() >= self.query.limit || self.scanned >= self.query.scan_budget {
             self.full = true;
             return false;
         }
@@ -98,6 +100,7 @@ pub(super) fn run_query(segments: &[SegmentMeta], query: &Query) -> io::Result<P
         query,
         page: Page::default(),
         scanned: 0,
+        records: 0,
         last_examined: None,
         full: false,
     };
@@ -149,6 +152,8 @@ pub(super) fn run_query(segments: &[SegmentMeta], query: &Query) -> io::Result<P
     }
     let mut page = scan.page;
     page.scanned_bytes = scan.scanned;
+    page.scanned_records = scan.records;
     page.next_cursor = if scan.full { scan.last_examined } else { None };
+    page.reached_end = page.next_cursor.is_none();
     Ok(page)
 }

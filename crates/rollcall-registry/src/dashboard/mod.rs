@@ -97,6 +97,8 @@ struct LogRow {
     level: String,
     service: String,
     message: String,
+    /// Its fields, `key=value …`, cut short.
+    fields: String,
 }
 
 enum LogPanel {
@@ -218,6 +220,8 @@ struct LogRecordView {
     #[serde(default)]
     service: Option<String>,
     message: String,
+    #[serde(default)]
+    fields: serde_json::Map<String, serde_json::Value>,
 }
 
 async fn fetch_logs(registry: &Registry, base: &str) -> LogPanel {
@@ -234,19 +238,26 @@ async fn fetch_logs(registry: &Registry, base: &str) -> LogPanel {
         MAX_LOG_ANSWER,
     );
     match fetched.await {
-        Ok(page) => LogPanel::Records {
-            from: base.to_owned(),
-            rows: page
-                .records
-                .into_iter()
-                .map(|r| LogRow {
-                    ts: r.ts.get(11..19).unwrap_or(&r.ts).to_owned(),
-                    level: r.level,
-                    service: r.service.unwrap_or_else(|| "-".into()),
-                    message: r.message,
-                })
-                .collect(),
-        },
+        Ok(mut page) => {
+            let now = registry.now().to_rfc3339();
+            let today = now.get(..10).unwrap_or_default();
+            // Newest first by the records' own time, not by arrival.
+            page.records.sort_by(|a, b| b.ts.cmp(&a.ts));
+            LogPanel::Records {
+                from: base.to_owned(),
+                rows: page
+                    .records
+                    .into_iter()
+                    .map(|r| LogRow {
+                        ts: rollcall_proto::log_row::row_time(&r.ts, today, 0),
+                        level: r.level,
+                        service: r.service.unwrap_or_else(|| "-".into()),
+                        message: r.message,
+                        fields: rollcall_proto::log_row::inline_fields(&r.fields, 100),
+                    })
+                    .collect(),
+            }
+        }
         Err(e) => LogPanel::Unavailable(format!("{base}: {e}")),
     }
 }

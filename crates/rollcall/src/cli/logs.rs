@@ -1,5 +1,7 @@
 //! `rollcall logs`: query the log service, and follow it with `-f`.
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use rollcall_logs::{Level, LogRecord};
 use serde::Deserialize;
@@ -50,6 +52,58 @@ struct Page {
     /// Why the page is empty, when a filter names a service with no records.
     #[serde(default)]
     note: Option<String>,
+    /// Where the next page starts (the page stopped at its limit or its scan
+    /// budget).
+    #[serde(default)]
+    next_cursor: Option<u64>,
+    #[serde(default)]
+    scanned_records: u64,
+}
+
+/// Asks for page after page (each scans at most the log service's budget)
+/// until `limit` records are found or the store is searched to its end,
+/// saying how far it got on a terminal's stderr as it goes. Newest first.
+async fn search(
+    client: &reqwest::Client,
+    base: &str,
+    log_service: &str,
+    filters: &[(&'static str, String)],
+    limit: usize,
+) -> anyhow::Result<(Vec<LogRecord>, Option<String>, u64)> {
+    let progress = std::io::stderr().is_terminal();
+    let mut records = Vec::new();
+    let mut note = None;
+    let mut scanned: u64 = 0;
+    let mut cursor = None;
+    loop {
+        let mut query = filters.to_vec();
+        query.push(("limit", (limit - records.len()).clamp(1, 1000).to_string()));
+        if let Some(cursor) = cursor {
+            query.push(("cursor", format!("{cursor}")));
+        }
+        let request = client
+            .get(format!("{base}/v1/logs"))
+            .query(&query)
+            .timeout(REQUEST_TIMEOUT);
+        let page: Page = super::read_json(send(request, log_service).await?)
+            .await
+            .context("the log service sent a bad page")?;
+        scanned += page.scanned_records;
+        records.extend(page.records);
+        note = note.or(page.note);
+        cursor = page.next_cursor;
+        if records.len() >= limit || cursor.is_none() {
+            break;
+        }
+        if progress {
+            eprint!("\rsearched {scanned} records, found {}…", records.len());
+        }
+    }
+    if progress && scanned > 0 {
+        eprint!("\r\x1b[2K");
+    }
+    records.truncate(limit);
+    Ok((records, note, scanned))
 }
 
 fn filters(args: &LogsArgs) -> Vec<(&'static str, String)> {
@@ -110,21 +164,19 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
             )?,
     };
     let style = Style::for_stdout();
-    let mut query = filters(&args);
-    query.push(("limit", args.limit.clamp(1, 1000).to_string()));
     let log_service = format!("the log service at {base}");
-    let request = client
-        .get(format!("{base}/v1/logs"))
-        .query(&query)
-        .timeout(REQUEST_TIMEOUT);
-    let page: Page = super::read_json(send(request, &log_service).await?)
-        .await
-        .context("the log service sent a bad page")?;
-    if let Some(note) = &page.note {
+    let wanted = filters(&args);
+    let (records, note, scanned) =
+        search(&client, &base, &log_service, &wanted, args.limit.max(1)).await?;
+    if let Some(note) = &note {
         eprintln!("rollcall logs: {}", clean(note));
+    } else if records.is_empty() && wanted.is_empty() {
+        eprintln!("rollcall logs: the log service has no records yet");
+    } else if records.is_empty() {
+        eprintln!("rollcall logs: searched all {scanned} records, nothing matched");
     }
-    let mut last_seq = page.records.first().map(|r| r.seq);
-    for record in page.records.iter().rev() {
+    let mut last_seq = records.iter().map(|r| r.seq).max();
+    for record in records.iter().rev() {
         outln!("{}", format_record(record, style, args.json));
     }
     if !args.follow {

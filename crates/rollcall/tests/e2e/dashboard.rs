@@ -110,3 +110,58 @@ async fn a_service_and_an_instance_have_pages_of_their_own() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// The messages of rows on a page, in order (the text of each
+/// `class="msg"` element, or each log-panel row's message cell).
+fn in_order<'a>(html: &str, texts: &[&'a str]) -> Vec<&'a str> {
+    let mut found: Vec<(usize, &str)> = texts
+        .iter()
+        .filter_map(|t| html.find(t).map(|at| (at, *t)))
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, t)| t).collect()
+}
+
+#[tokio::test]
+async fn log_rows_show_their_fields_inline_a_date_when_not_today_and_run_in_time_order() {
+    let reg = registry(FAST_CHECKS).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_service(dir.path(), "127.0.0.1:0", &reg.url, &[]).await;
+    wait_status(&reg.url, &log.url, "passing").await;
+    // Arrival order is not time order: the late batch holds older records.
+    let now = rollcall_proto::Timestamp::system_now();
+    let yesterday = now.minus(std::time::Duration::from_secs(86_400));
+    let batch = serde_json::json!([
+        {"service": "Grades", "message": "newest saved", "ts": now.to_rfc3339(),
+         "fields": {"student": 7, "score": 85}},
+        {"service": "Grades", "message": "yesterday saved", "ts": yesterday.to_rfc3339()},
+        {"service": "Grades", "message": "middle saved",
+         "ts": now.minus(std::time::Duration::from_secs(60)).to_rfc3339()},
+    ]);
+    let posted = reqwest::Client::new()
+        .post(format!("{}/v1/logs", log.url))
+        .body(batch.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let day = yesterday.to_rfc3339();
+    let date = &day[5..10];
+    let messages = ["newest saved", "middle saved", "yesterday saved"];
+
+    let (_, explorer) = page(&format!("{}/?service=Grades", log.url)).await;
+    assert_eq!(in_order(&explorer, &messages), messages, "newest first by time");
+    assert!(explorer.contains("score=85 student=7"), "fields inline");
+    assert!(explorer.contains(&format!(">{date} ")), "yesterday's date shown");
+
+    eventually(std::time::Duration::from_secs(20), "the dashboard's log panel to show them", || async {
+        let (_, html) = page(&format!("{}/dashboard/live", reg.url)).await;
+        let at = html.find(r#"id="logs""#)?;
+        let panel = &html[at..];
+        (in_order(panel, &messages) == messages
+            && panel.contains("score=85 student=7")
+            && panel.contains(&format!(">{date} ")))
+        .then_some(())
+    })
+    .await;
+}

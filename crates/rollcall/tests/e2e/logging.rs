@@ -641,3 +641,63 @@ async fn the_registry_and_the_log_service_store_their_own_logs() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_search_goes_on_past_one_scan_budget_and_never_ends_in_a_silent_nothing() {
+    // A small scan budget stands in for a store far larger than one page
+    // may read (256 MiB by default).
+    let (_dir, log) = standalone(&["--scan-budget", "64KiB"]).await;
+    let url = format!("{}/v1/logs", log.url);
+    post(
+        &url,
+        json!([{"service": "Old", "message": "the needle", "fields": {"order": 7}}]).to_string(),
+    )
+    .await;
+    for batch in 0..6 {
+        let hay: Vec<_> = (0..500)
+            .map(|i| json!({"service": "Hay", "message": format!("hay {batch}-{i} ..........")}))
+            .collect();
+        assert_eq!(post(&url, json!(hay).to_string()).await.status(), 200);
+    }
+    let total = 3001;
+    // One API page cannot reach it, and says so.
+    let page: serde_json::Value = reqwest::get(format!("{url}?contains=needle"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["records"], json!([]), "{page}");
+    assert_eq!(page["reached_end"], false, "{page}");
+    assert!(page["next_cursor"].is_u64(), "{page}");
+    let scanned = page["scanned_records"].as_u64().unwrap();
+    assert!(scanned > 0 && scanned < total, "{page}");
+
+    // The CLI goes on until it finds it.
+    let (ok, out, err) =
+        run_rollcall(&["logs", "--log-url", &log.url, "--contains", "needle"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("[Old] the needle") && out.contains("order=7"), "{out}");
+    // Nothing anywhere: it says it searched everything.
+    let (ok, out, err) =
+        run_rollcall(&["logs", "--log-url", &log.url, "--contains", "no such thing"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains(&format!("searched all {total} records, nothing matched")),
+        "{err}"
+    );
+
+    // The explorer too.
+    let page = get_text(&format!("{}/?contains=needle", log.url))
+        .await
+        .unwrap();
+    assert!(page.contains("the needle"), "the explorer found it");
+    let page = get_text(&format!("{}/?contains=nothing+here", log.url))
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("Searched all {total} records: none match.")),
+        "the explorer says it searched everything"
+    );
+}
