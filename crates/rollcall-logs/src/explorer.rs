@@ -190,8 +190,13 @@ pub async fn explorer(
                     let today = now.get(..10).unwrap_or_default();
                     // Newest first by the records' own time (arrival order
                     // can differ: a batch sent late).
-                    page.records.sort_by(|a, b| b.ts.cmp(&a.ts).then(b.seq.cmp(&a.seq)));
-                    rows = page.records.into_iter().map(|r| Row::of(r, today)).collect();
+                    page.records
+                        .sort_by(|a, b| b.ts.cmp(&a.ts).then(b.seq.cmp(&a.seq)));
+                    rows = page
+                        .records
+                        .into_iter()
+                        .map(|r| Row::of(r, today))
+                        .collect();
                 }
                 Err(_) => error = Some("log storage is unavailable".to_owned()),
             },

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub held_connections_lost: Counter,
     pub lost_contact_reported: Counter,
     pub dns_tcp_refused: Counter,
+    pub dns_queries: Counter,
+    pub dns_nxdomain: Counter,
     pub lost_contact_reports_dropped: Counter,
     pub held_connections_over_cap: Counter,
     pub watch_events_lagged: Counter,
@@ -249,6 +251,16 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
     prom::counters(
         &mut r,
         &[
+            (
+                "rollcall_registry_dns_queries",
+                "DNS queries answered (over UDP and TCP); they are counted, not logged",
+                &m.dns_queries,
+            ),
+            (
+                "rollcall_registry_dns_nxdomain",
+                "DNS queries answered NXDOMAIN (no such service)",
+                &m.dns_nxdomain,
+            ),
             (
                 "rollcall_registry_dns_tcp_refused",
                 "DNS over TCP connections closed at once: as many as allowed were open",

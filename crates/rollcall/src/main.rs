@@ -100,7 +100,18 @@ fn init_tracing(
     forward_as: Option<&str>,
 ) -> Option<LogForwarder> {
     use tracing_subscriber::prelude::*;
-    let parse = |f: &str| EnvFilter::try_new(f).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The DNS library logs every request at INFO: a resolver's traffic would
+    // swamp stderr and the log store. The registry counts queries instead
+    // (`rollcall_registry_dns_queries`); a filter that names the library
+    // itself (`hickory_server=info`) still gets its lines.
+    let parse = |f: &str| {
+        let f = if f.contains("hickory") {
+            f.to_owned()
+        } else {
+            format!("{f},hickory_server=warn,hickory_proto=warn,hickory_net=warn")
+        };
+        EnvFilter::try_new(&f).unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn"))
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()

@@ -310,6 +310,11 @@ impl RequestHandler for DnsHandler {
         };
         let name = Name::from(info.query.name().clone());
         let (code, answers, additionals) = self.answer(&name, info.query.query_type());
+        let metrics = self.registry.metrics();
+        metrics.dns_queries.inc();
+        if code == ResponseCode::NXDomain {
+            metrics.dns_nxdomain.inc();
+        }
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = code;
         metadata.authoritative = code != ResponseCode::Refused;

@@ -150,18 +150,29 @@ async fn log_rows_show_their_fields_inline_a_date_when_not_today_and_run_in_time
     let messages = ["newest saved", "middle saved", "yesterday saved"];
 
     let (_, explorer) = page(&format!("{}/?service=Grades", log.url)).await;
-    assert_eq!(in_order(&explorer, &messages), messages, "newest first by time");
+    assert_eq!(
+        in_order(&explorer, &messages),
+        messages,
+        "newest first by time"
+    );
     assert!(explorer.contains("score=85 student=7"), "fields inline");
-    assert!(explorer.contains(&format!(">{date} ")), "yesterday's date shown");
+    assert!(
+        explorer.contains(&format!(">{date} ")),
+        "yesterday's date shown"
+    );
 
-    eventually(std::time::Duration::from_secs(20), "the dashboard's log panel to show them", || async {
-        let (_, html) = page(&format!("{}/dashboard/live", reg.url)).await;
-        let at = html.find(r#"id="logs""#)?;
-        let panel = &html[at..];
-        (in_order(panel, &messages) == messages
-            && panel.contains("score=85 student=7")
-            && panel.contains(&format!(">{date} ")))
-        .then_some(())
-    })
+    eventually(
+        std::time::Duration::from_secs(20),
+        "the dashboard's log panel to show them",
+        || async {
+            let (_, html) = page(&format!("{}/dashboard/live", reg.url)).await;
+            let at = html.find(r#"id="logs""#)?;
+            let panel = &html[at..];
+            (in_order(panel, &messages) == messages
+                && panel.contains("score=85 student=7")
+                && panel.contains(&format!(">{date} ")))
+            .then_some(())
+        },
+    )
     .await;
 }

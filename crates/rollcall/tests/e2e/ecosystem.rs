@@ -529,3 +529,50 @@ async fn opentelemetry_logs_come_back_with_their_attributes_in_both_encodings() 
     assert_eq!(brotli.status(), 415);
     assert_eq!(newest(query_logs(&base, "limit=1").await), before);
 }
+
+#[tokio::test]
+async fn dns_queries_are_counted_not_logged() {
+    let mut args = FAST_CHECKS.to_vec();
+    args.extend(["--dns-addr", "127.0.0.1:0"]);
+    let registry = registry(&args).await;
+    let port: u16 = registry
+        .before
+        .iter()
+        .find_map(|l| l.strip_prefix("answering DNS on 127.0.0.1:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap();
+    let reg = registry.url.clone();
+    // A log service the registry forwards its own records to.
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_service(dir.path(), "127.0.0.1:0", &reg, &[]).await;
+    wait_status(&reg, &log.url, "passing").await;
+    for _ in 0..3 {
+        let (status, _) = dig(port, "logservice.service.rollcall", "A", &[]).await;
+        assert_eq!(status, "NOERROR");
+    }
+    let (status, _) = dig(port, "nobody.service.rollcall", "A", &[]).await;
+    assert_eq!(status, "NXDOMAIN");
+    assert_eq!(
+        metric(&reg, "rollcall_registry_dns_queries_total").await,
+        Some(4.0)
+    );
+    assert_eq!(
+        metric(&reg, "rollcall_registry_dns_nxdomain_total").await,
+        Some(1.0)
+    );
+    // A record the registry logs after the queries: once it is stored,
+    // anything logged before it would be too.
+    let marker = FakeService::start().await;
+    register_ok(&reg, &marker.registration("DnsMarker", &[])).await;
+    eventually(
+        Duration::from_secs(20),
+        "the registry's record of the marker",
+        || async { (!query_logs(&log.url, "contains=dnsmarker").await.is_empty()).then_some(()) },
+    )
+    .await;
+    let about_dns = query_logs(&log.url, "contains=logservice.service.rollcall").await;
+    assert!(
+        about_dns.is_empty(),
+        "DNS queries were logged: {about_dns:?}"
+    );
+}

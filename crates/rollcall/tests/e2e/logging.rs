@@ -677,7 +677,10 @@ async fn a_search_goes_on_past_one_scan_budget_and_never_ends_in_a_silent_nothin
     let (ok, out, err) =
         run_rollcall(&["logs", "--log-url", &log.url, "--contains", "needle"]).await;
     assert!(ok, "{err}");
-    assert!(out.contains("[Old] the needle") && out.contains("order=7"), "{out}");
+    assert!(
+        out.contains("[Old] the needle") && out.contains("order=7"),
+        "{out}"
+    );
     // Nothing anywhere: it says it searched everything.
     let (ok, out, err) =
         run_rollcall(&["logs", "--log-url", &log.url, "--contains", "no such thing"]).await;
