@@ -200,3 +200,35 @@ impl Receivers {
         }
     }
 }
+
+/// Watch streams held open against a registry, each read as it arrives,
+/// from several loopback source addresses (as from several hosts); dropped,
+/// they close.
+#[derive(Debug)]
+pub struct WatchStreams {
+    _readers: tokio::task::JoinSet<()>,
+}
+
+impl WatchStreams {
+    /// Opens `n` streams to `addr`, `GET /v1/watch?service=NAME{i}`, spread
+    /// over `127.0.0.2` … `127.0.0.{sources + 1}`.
+    pub async fn open(addr: SocketAddr, n: usize, sources: u8, name: &str) -> anyhow::Result<Self> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut readers = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % usize::from(sources)) as u8);
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((source, 0)))?;
+            let mut stream = socket.connect(addr).await?;
+            let request = format!(
+                "GET /v1/watch?service={name}{i} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await?;
+            readers.spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+        Ok(Self { _readers: readers })
+    }
+}

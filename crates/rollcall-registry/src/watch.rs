@@ -31,12 +31,12 @@ use futures_util::Stream;
 use rollcall_http::QueryParams;
 use rollcall_proto::{Patch, PatchEntry, ServiceName, ServiceUrl, liveness};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Event, EventKind};
 use crate::error::ApiError;
 use crate::shell::Registry;
+use crate::shell::fanout::{Interest, Lagged, Subscription};
 
 /// Interval of keep-alive comments.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -110,7 +110,7 @@ impl Drop for StreamGuard {
 struct WatchState {
     registry: Registry,
     filter: WatchFilter,
-    events: tokio::sync::broadcast::Receiver<Event>,
+    events: Subscription,
     /// What this stream's `patch` subscriber holds.
     view: BTreeSet<PatchEntry>,
     /// Events up to this one (by `Event::seq`) are in the snapshot.
@@ -160,6 +160,7 @@ impl WatchState {
             }
             match self.events.recv().await {
                 Ok(event) => {
+                    let event: &Event = &event;
                     if event.seq <= self.seen_seq && event.kind != EventKind::Resynced {
                         continue;
                     }
@@ -179,16 +180,16 @@ impl WatchState {
                         .as_ref()
                         .is_none_or(|s| *s == event.service);
                     if wanted {
-                        self.pending.push_back(json_event("change", &event));
+                        self.pending.push_back(json_event("change", event));
                     }
-                    if changes_providers(&event)
+                    if changes_providers(event)
                         && self.filter.requires.contains(&event.service)
                         && let Some(patch) = self.diff()
                     {
                         self.pending.push_back(patch);
                     }
                 }
-                Err(RecvError::Lagged(missed)) => {
+                Err(Lagged(missed)) => {
                     self.registry.metrics().watch_events_lagged.inc_by(missed);
                     self.pending.push_back(json_event(
                         "lagged",
@@ -200,7 +201,6 @@ impl WatchState {
                         self.pending.push_back(patch);
                     }
                 }
-                Err(RecvError::Closed) => return None,
             }
         }
     }
@@ -268,8 +268,18 @@ pub fn open_with_beats(
     filter: WatchFilter,
     beats: Option<Beats>,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    // Subscribe before the snapshot, so nothing falls between them.
-    let events = registry.subscribe();
+    // Subscribe before the snapshot, so nothing falls between them. A stream
+    // with `service` follows that name and its `requires` only, so other
+    // changes do not wake it; one without sends every change.
+    let names = filter.service.as_ref().map(|service| {
+        let mut names = filter.requires.clone();
+        names.push(service.clone());
+        names
+    });
+    let events = registry.subscribe(Interest {
+        names,
+        instance: filter.instance.clone(),
+    });
     let (revision, seen_seq, view) = registry.read(|c| {
         (
             c.revision(),

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rollcall_proto::{ServiceUrl, Timestamp};
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,6 +34,7 @@ use crate::store::writer::{Batch, StoreWriter};
 use crate::store::{Store, StoreError};
 
 mod cluster;
+pub mod fanout;
 mod operations;
 mod reads;
 
@@ -41,9 +42,7 @@ pub use reads::{CachedRead, READ_CACHE};
 
 /// How many recent events are kept for `/v1/events` and the dashboard.
 pub const RECENT_EVENTS: usize = 1000;
-/// How many events a slow watch stream may fall behind before it is told it
-/// lagged (and resynced).
-pub const EVENT_BUFFER: usize = 4096;
+pub use fanout::EVENT_BUFFER;
 /// Room in the store writer's queue, in batches.
 pub const STORE_QUEUE: usize = 8192;
 
@@ -62,7 +61,7 @@ struct Inner {
     store_description: String,
     client: reqwest::Client,
     metrics: Metrics,
-    events: broadcast::Sender<Event>,
+    events: Arc<fanout::Fanout>,
     schedule_moved: Notify,
     worker_starts: mpsc::UnboundedSender<WorkerStart>,
     tasks: TaskTracker,
@@ -180,7 +179,7 @@ impl Registry {
         let revision = catalog.revision();
         let (writer, writer_thread) = StoreWriter::spawn(store, STORE_QUEUE)?;
         let client = crate::outbound::client(&config)?;
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let events = Arc::new(fanout::Fanout::default());
         let (worker_starts, starts) = mpsc::unbounded_channel();
         let registry = Registry {
             inner: Arc::new(Inner {
@@ -314,9 +313,9 @@ impl Registry {
         core.recent.iter().skip(skip).cloned().collect()
     }
 
-    /// Subscribes to events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+    /// Subscribes to the events `interest` names, from now on.
+    pub fn subscribe(&self, interest: fanout::Interest) -> fanout::Subscription {
+        self.inner.events.subscribe(interest)
     }
 
     /// Applies one command and carries out its effects. With `ack`, returns a
@@ -386,10 +385,11 @@ impl Registry {
         value
     }
 
-    /// Records events in the recent list and on the broadcast channel, under
-    /// the lock so every subscriber sees catalog order. Both keep the last
-    /// few thousand events, with URLs of their own: sharing the instances'
-    /// would pin a page of the allocator for each instance long gone.
+    /// Records events in the recent list and hands them to the watch streams
+    /// that want them, under the lock so every subscriber sees catalog
+    /// order. Both keep the last few thousand events, with URLs of their
+    /// own: sharing the instances' would pin a page of the allocator for each
+    /// instance long gone.
     fn publish(&self, core: &mut Core, events: &[Event]) {
         for event in events {
             if core.recent.len() == RECENT_EVENTS {
@@ -397,8 +397,7 @@ impl Registry {
             }
             let mut kept = event.clone();
             kept.url = kept.url.detached();
-            // No subscribers is fine.
-            let _ = self.inner.events.send(kept.clone());
+            self.inner.events.publish(kept.clone());
             core.recent.push_back(kept);
         }
     }
