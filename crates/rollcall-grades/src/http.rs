@@ -1,4 +1,4 @@
-//! The grading service's HTTP API: the classic routes of `PROTOCOL.md` §1.7
+//! The grading service's HTTP API: the classic routes of `docs/PROTOCOL.md` §1.7
 //! plus what a teacher needs beyond them.
 //!
 //! | route | answer |
@@ -56,7 +56,7 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(info(
     title = "rollcall grading service",
-    description = "Students and grades. The classic routes keep their shapes (PROTOCOL.md 1.7); \
+    description = "Students and grades. The classic routes keep their shapes (docs/PROTOCOL.md 1.7); \
 field names in request bodies match case-insensitively. Errors are JSON: \
 {\"error\": {\"code\", \"message\", \"field\"?}}."
 ))]

@@ -3,7 +3,7 @@
 //! Values are parsed at the edge into types that cannot hold anything invalid:
 //! [`Score`] (a finite number from 0 to 100), [`Title`] (1–200 characters),
 //! [`PersonName`] (1–100 characters), [`GradeType`] (one of four). The JSON
-//! shapes are the classic ones (`PROTOCOL.md` §1.7), field names matched
+//! shapes are the classic ones (`docs/PROTOCOL.md` §1.7), field names matched
 //! case-insensitively as Go's decoder does; grades gain an `ID`.
 
 use std::fmt;

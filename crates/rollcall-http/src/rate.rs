@@ -1,6 +1,15 @@
 //! Per-client write rate limits: a token bucket per client address; a write
 //! past it is a 429 with `Retry-After`, before anything is read or changed.
 //! Reads are not limited here (they change nothing; connections bound them).
+//!
+//! Every process on a host is one client address, so one busy process would
+//! spend the budget of all of them: an unmodified classic client (one
+//! registration on a connection of its own, exiting on any non-200) would be
+//! refused because a neighbour floods over keep-alive connections. So the
+//! first write on a connection may also be paid from a second, smaller
+//! bucket of the address's ([`WriteLimit::FIRST_WRITES`]): a newcomer gets
+//! in while a neighbour keeps its connections busy, and a client that opens
+//! a connection per write still meets a bound.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,15 +32,52 @@ const MAX_CLIENTS: usize = 10_000;
 pub struct WriteLimit {
     per_second: f64,
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    first_writes: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+/// How many writes a connection has made, kept on the connection (the
+/// server puts it in every request's extensions).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionWrites(Arc<std::sync::atomic::AtomicU64>);
+
+impl ConnectionWrites {
+    fn first(&self) -> bool {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0
+    }
 }
 
 impl WriteLimit {
+    /// Writes per second of the first-writes bucket (a tenth of the rate,
+    /// at least 1), with a burst of this many.
+    pub const FIRST_WRITES: f64 = 20.0;
+
     /// `per_second` of 0: no limit.
     pub fn new(per_second: u32) -> Arc<Self> {
         Arc::new(Self {
             per_second: f64::from(per_second),
             buckets: Mutex::new(HashMap::new()),
+            first_writes: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Takes one write from `client`'s bucket; the first write of a
+    /// connection (`first_on_connection`) may also be paid from the
+    /// address's first-writes bucket. `Err(seconds to wait)` if neither has
+    /// a token.
+    pub fn take_on(
+        &self,
+        client: IpAddr,
+        first_on_connection: bool,
+        now: Instant,
+    ) -> Result<(), u64> {
+        let taken = self.take(client, now);
+        if taken.is_err() && first_on_connection && self.per_second > 0.0 {
+            let rate = (self.per_second / 10.0).max(1.0);
+            if take_from(&self.first_writes, client, rate, Self::FIRST_WRITES, now).is_ok() {
+                return Ok(());
+            }
+        }
+        taken
     }
 
     /// Takes one write from `client`'s bucket: `Err(seconds to wait)` if empty.
@@ -39,16 +85,34 @@ impl WriteLimit {
         if self.per_second <= 0.0 {
             return Ok(());
         }
-        let burst = 2.0 * self.per_second;
-        let mut buckets = self
-            .buckets
+        take_from(
+            &self.buckets,
+            client,
+            self.per_second,
+            2.0 * self.per_second,
+            now,
+        )
+    }
+}
+
+/// Takes a token from `client`'s bucket in `buckets` (refilled at
+/// `per_second`, holding at most `burst`).
+fn take_from(
+    buckets: &Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    client: IpAddr,
+    per_second: f64,
+    burst: f64,
+    now: Instant,
+) -> Result<(), u64> {
+    {
+        let mut buckets = buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&client) {
             // Forget the clients whose buckets are full again (idle ones);
             // if every one is busy, forget one anyway: the map stays bounded.
             buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * self.per_second < burst
+                *tokens + now.duration_since(*at).as_secs_f64() * per_second < burst
             });
             if buckets.len() >= MAX_CLIENTS
                 && let Some(any) = buckets.keys().next().copied()
@@ -57,13 +121,13 @@ impl WriteLimit {
             }
         }
         let (tokens, at) = buckets.entry(client).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(burst);
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(((1.0 - *tokens) / self.per_second).ceil().max(1.0) as u64)
+            Err(((1.0 - *tokens) / per_second).ceil().max(1.0) as u64)
         }
     }
 }
@@ -80,9 +144,14 @@ pub async fn guard(State(limit): State<Arc<WriteLimit>>, req: Request, next: Nex
 pub fn admit(limit: &WriteLimit, req: &Request) -> Result<(), Box<Response>> {
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let client = crate::access::client_ip(req.extensions());
+    let first = write
+        && req
+            .extensions()
+            .get::<ConnectionWrites>()
+            .is_some_and(ConnectionWrites::first);
     if write
         && let Some(client) = client
-        && let Err(wait) = limit.take(client, Instant::now())
+        && let Err(wait) = limit.take_on(client, first, Instant::now())
     {
         let mut response = error_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -117,5 +186,34 @@ mod tests {
         let later = t0 + std::time::Duration::from_millis(200);
         assert!(limit.take(a, later).is_ok(), "two tokens came back");
         assert!(WriteLimit::new(0).take(a, t0).is_ok());
+    }
+
+    #[test]
+    fn a_first_write_on_a_connection_gets_in_while_the_address_is_spent() {
+        let limit = WriteLimit::new(10);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        // A neighbour on the same address spends its budget over a
+        // keep-alive connection: only its first write is a first.
+        let busy = ConnectionWrites::default();
+        for _ in 0..20 {
+            assert!(limit.take_on(a, busy.first(), t0).is_ok());
+        }
+        assert_eq!(limit.take_on(a, busy.first(), t0), Err(1));
+        // A newcomer's first write gets in; its second waits like the rest.
+        let newcomer = ConnectionWrites::default();
+        assert!(limit.take_on(a, newcomer.first(), t0).is_ok());
+        assert_eq!(limit.take_on(a, newcomer.first(), t0), Err(1));
+        // A connection per write meets the first-writes bound too.
+        let mut admitted = 0;
+        for _ in 0..100 {
+            if limit
+                .take_on(a, ConnectionWrites::default().first(), t0)
+                .is_ok()
+            {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, WriteLimit::FIRST_WRITES as usize - 1);
     }
 }

@@ -254,12 +254,14 @@ async fn serve_connection<IO>(
 {
     use http_body_util::BodyExt as _;
     let body_timeout = limits.body_timeout;
+    let writes = crate::rate::ConnectionWrites::default();
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             // In progress from its headers to the end of its answer (a
             // stream's included): not evicted for a newcomer meanwhile.
             let in_progress = Busy::new(&busy);
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(writes.clone());
             // A GET's body is not read by any handler but a stream's, which
             // reads its liveness beats for as long as it lives, each within
             // a deadline of its own.

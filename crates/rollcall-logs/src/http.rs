@@ -346,11 +346,33 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
 async fn query(
     State(state): State<AppState>,
     Q(params): Q<QueryParams>,
-) -> Result<axum::Json<Page>, LogError> {
+) -> Result<(axum::http::HeaderMap, axum::Json<Page>), LogError> {
     let query = params.query(now())?;
     state.metrics.queries.inc();
-    Ok(axum::Json(find(&state, query).await?))
+    let page = find(&state, query).await?;
+    Ok((store_headers(&state), axum::Json(page)))
 }
+
+/// Which store answers, and how far it goes: `X-Rollcall-Log-Store` (its
+/// identity) and `X-Rollcall-Log-Last-Seq`. A reader that keeps a cursor
+/// notices by them a store that started over (another identity, or a last
+/// seq behind its cursor).
+fn store_headers(state: &AppState) -> axum::http::HeaderMap {
+    let mut headers = axum::http::HeaderMap::new();
+    if let Ok(id) = axum::http::HeaderValue::from_str(state.store.id()) {
+        headers.insert(STORE_HEADER, id);
+    }
+    headers.insert(
+        LAST_SEQ_HEADER,
+        axum::http::HeaderValue::from(state.store.last_seq().unwrap_or(0)),
+    );
+    headers
+}
+
+/// The store's identity, on every query and tail answer.
+pub const STORE_HEADER: &str = "x-rollcall-log-store";
+/// The newest seq stored when the answer was made.
+pub const LAST_SEQ_HEADER: &str = "x-rollcall-log-last-seq";
 
 /// Runs `query` off the async threads (the API's and the explorer's); an
 /// empty page says why it is empty.
@@ -415,7 +437,8 @@ fn record_event(record: &LogRecord) -> Event {
 /// filtered like queries. With `cursor` (or a `Last-Event-ID` past it, as an
 /// `EventSource` sends when it reconnects), stored records after it are sent
 /// first (up to 1000). `lagged` {missed} if the client fell behind. A comment
-/// every 15 s keeps the connection alive.
+/// every 15 s keeps the connection alive. `X-Rollcall-Log-Store` and
+/// `X-Rollcall-Log-Last-Seq` say which store answers and how far it goes.
 #[utoipa::path(get, path = "/v1/logs/tail", tag = "rollcall", params(QueryParams),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream"),
@@ -425,7 +448,13 @@ async fn tail(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     Q(mut params): Q<QueryParams>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, LogError> {
+) -> Result<
+    (
+        axum::http::HeaderMap,
+        Sse<impl Stream<Item = Result<Event, Infallible>>>,
+    ),
+    LogError,
+> {
     // A browser's EventSource reconnects with the id of the last event it
     // got: go on from there.
     if let Some(last) = headers
@@ -460,6 +489,7 @@ async fn tail(
         }
     }
     state.store.metrics().tail_subscribers.inc();
+    let headers = store_headers(&state);
     let tail = TailState {
         state,
         filter,
@@ -474,7 +504,10 @@ async fn tail(
             event = tail.next() => event.map(|e| (Ok(e), tail)),
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok((
+        headers,
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+    ))
 }
 
 struct TailState {

@@ -10,7 +10,17 @@
 //!   was refused, or the answer was 502/503/504.
 //!
 //! With no provider at all the answer is [`GradingError::Unavailable`], which
-//! the pages show as a 503 that refreshes itself.
+//! the pages show as a 503 that refreshes itself. A 500 is an answer, not an
+//! outage: the service is up and failed that request (the classic one
+//! answers 500 for an unknown student).
+//!
+//! A write is checked for its effect, not taken at its word: the classic
+//! grading service answers any method on `/students/{id}` with 200 and the
+//! student as it was, and `POST /students` with the class list. A rename
+//! whose answer does not carry the new name, a removal after which the
+//! student is still there, an addition answered with something else than the
+//! new student: each is "the grading service in use cannot …" (501), never a
+//! success, nor a "may not have been stored" when it certainly was not.
 
 use std::time::Duration;
 
@@ -112,6 +122,8 @@ impl Grading {
             .len()
             .clamp(1, MAX_ATTEMPTS);
         let mut last_error = GradingError::Unavailable;
+        // A 500 from every provider tried: their answer, not an outage.
+        let mut failed_answer = None;
         for attempt in 0..attempts {
             let Some(provider) = self.service.pick(&self.name) else {
                 break;
@@ -136,6 +148,15 @@ impl Grading {
                             | StatusCode::SERVICE_UNAVAILABLE
                             | StatusCode::GATEWAY_TIMEOUT
                     ) || (idempotent && status.is_server_error());
+                    if retryable && status == StatusCode::INTERNAL_SERVER_ERROR {
+                        // Up, and it failed this request: try another
+                        // without taking this one out of rotation.
+                        let bytes = rollcall_sdk::bounded::read(response, MAX_ANSWER)
+                            .await
+                            .unwrap_or_default();
+                        failed_answer = Some((status, bytes));
+                        continue;
+                    }
                     if retryable {
                         tracing::warn!(%provider, status = status.as_u16(), "grading service failed; trying another");
                         self.service.report_failure(&self.name, &provider);
@@ -160,10 +181,21 @@ impl Grading {
                 }
             }
         }
+        if let Some(answer) = failed_answer {
+            return Ok(answer);
+        }
         if matches!(last_error, GradingError::Unavailable) {
             self.metrics.unavailable.inc();
         }
         Err(last_error)
+    }
+
+    /// For a read of one student answered 500: whether the student exists at
+    /// all (the classic service answers 500 for an unknown one).
+    async fn unknown_student(&self, id: i64) -> bool {
+        self.students()
+            .await
+            .is_ok_and(|all| all.iter().all(|s| s.id != id))
     }
 
     fn decode<T: DeserializeOwned>(status: StatusCode, body: &[u8]) -> Result<T, GradingError> {
@@ -216,6 +248,9 @@ impl Grading {
         let (status, body) = self
             .call(Method::GET, &format!("/students/{id}"), None)
             .await?;
+        if status == StatusCode::INTERNAL_SERVER_ERROR && self.unknown_student(id).await {
+            return Err(GradingError::NotFound);
+        }
         Self::decode(status, &body)
     }
 
@@ -232,6 +267,9 @@ impl Grading {
             path.push_str(&format!("&cursor={cursor}"));
         }
         let (status, body) = self.call(Method::GET, &path, None).await?;
+        if status == StatusCode::INTERNAL_SERVER_ERROR && self.unknown_student(id).await {
+            return Err(GradingError::NotFound);
+        }
         Self::decode(status, &body)
     }
 
@@ -283,6 +321,13 @@ impl Grading {
     pub async fn add_student(&self, first: &str, last: &str) -> Result<StudentView, GradingError> {
         let body = serde_json::json!({"FirstName": first, "LastName": last});
         let (status, bytes) = self.call(Method::POST, "/students", Some(body)).await?;
+        // Answered with something else than one student (the classic
+        // service sends the class list): nothing was added.
+        if status.is_success()
+            && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| !v.is_object())
+        {
+            return Err(GradingError::Unsupported("add students"));
+        }
         Self::decode_write(status, &bytes, "add students")
     }
 
@@ -296,17 +341,28 @@ impl Grading {
         let (status, bytes) = self
             .call(Method::PUT, &format!("/students/{id}"), Some(body))
             .await?;
-        Self::decode_write(status, &bytes, "rename students")
+        let student: StudentView = Self::decode_write(status, &bytes, "rename students")?;
+        // The classic service answers the student as it was.
+        if student.first_name != first || student.last_name != last {
+            return Err(GradingError::Unsupported("rename students"));
+        }
+        Ok(student)
     }
 
     pub async fn delete_student(&self, id: i64) -> Result<(), GradingError> {
         let (status, body) = self
             .call(Method::DELETE, &format!("/students/{id}"), None)
             .await?;
-        if status.is_success() {
-            return Ok(());
+        if !status.is_success() {
+            return Self::decode_write::<serde_json::Value>(status, &body, "remove students")
+                .map(|_| ());
         }
-        Self::decode_write::<serde_json::Value>(status, &body, "remove students").map(|_| ())
+        // The classic service answers 200 and removes nothing.
+        match self.student(id).await {
+            Err(GradingError::NotFound) => Ok(()),
+            Ok(_) => Err(GradingError::Unsupported("remove students")),
+            Err(e) => Err(e),
+        }
     }
 }
 

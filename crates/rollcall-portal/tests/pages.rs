@@ -494,10 +494,14 @@ async fn a_student_can_be_renamed_and_removed() {
     assert_eq!(status, 404);
 }
 
-/// A classic (Go) grading service: grades without IDs, no routes to add,
-/// rename or remove students, nor to correct or delete grades.
+/// A classic (Go) grading service, as the original behaves: grades without
+/// IDs; its handlers look at the path, not the method, so `POST /students`
+/// answers the class list and any method on `/students/{id}` answers the
+/// student as it is (200), changing nothing; an unknown student is a 500
+/// with a text body.
 async fn classic_grading(registry: &str) -> String {
-    use axum::routing::{get, post};
+    use axum::response::IntoResponse as _;
+    use axum::routing::{any, get, post};
     let students = std::sync::Arc::new(std::sync::Mutex::new(serde_json::json!([
         {"ID": 1, "FirstName": "Zhang", "LastName": "San",
          "Grades": [{"Title": "Quiz 1", "Type": "Quiz", "Score": 85}]}
@@ -508,16 +512,26 @@ async fn classic_grading(registry: &str) -> String {
     let app = axum::Router::new()
         .route(
             "/students",
-            get(move || {
+            any(move || {
                 let s = all.lock().unwrap().clone();
                 async move { axum::Json(s) }
             }),
         )
         .route(
             "/students/{id}",
-            get(move || {
+            any(move |axum::extract::Path(id): axum::extract::Path<i64>| {
                 let s = one.lock().unwrap()[0].clone();
-                async move { axum::Json(s) }
+                async move {
+                    if s["ID"] == id {
+                        axum::Json(s).into_response()
+                    } else {
+                        (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("Student with ID {id} not found\n"),
+                        )
+                            .into_response()
+                    }
+                }
             }),
         )
         .route(
@@ -586,4 +600,21 @@ async fn against_a_classic_grading_service_the_portal_offers_only_what_it_can_do
     let html = r.text().await.unwrap();
     assert!(html.contains("cannot add students"), "{html}");
     assert!(html.contains(r#"value="Lovelace""#));
+    // It answers a rename and a removal with 200 and changes nothing: the
+    // portal says they were not made.
+    let r = post_form(
+        &format!("{}/students/1", p.url),
+        &[("first_name", "Li"), ("last_name", "Si")],
+    )
+    .await;
+    assert_eq!(r.status(), 501);
+    assert!(r.text().await.unwrap().contains("cannot rename students"));
+    let r = post_form(&format!("{}/students/1/remove", p.url), &[]).await;
+    assert_eq!(r.status(), 501);
+    assert!(r.text().await.unwrap().contains("cannot remove students"));
+    let (_, html) = get(&format!("{}/students/1", p.url)).await;
+    assert!(html.contains("Zhang"), "still there, as the pages say");
+    // An unknown student (a 500 from it) is a 404 page, not an outage.
+    let (status, html) = get(&format!("{}/students/99", p.url)).await;
+    assert_eq!(status, 404, "{html}");
 }

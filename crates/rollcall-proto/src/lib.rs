@@ -1,4 +1,4 @@
-//! rollcall's wire contract (see `PROTOCOL.md`): validated newtypes for what
+//! rollcall's wire contract (see `docs/PROTOCOL.md`): validated newtypes for what
 //! crosses the wire ([`ServiceName`], [`ServiceUrl`]), the classic messages
 //! ([`Registration`], [`Patch`]), the JSON error body every rollcall service
 //! answers with ([`ErrorBody`]), timestamps, default paths, and a tiny Prometheus

@@ -101,9 +101,12 @@ fn shorten(key: &str) -> String {
     key.chars().take(40).collect()
 }
 
-/// A filter `key:value` (as in `?meta=version:2`).
+/// A filter `key=value` (as in `?meta=version=2`, and as the SDK's
+/// `--meta version=2` sets it); `key:value` is read the same way (keys hold
+/// neither character, so the first of them ends the key).
 pub fn parse_filter(text: &str) -> Option<(String, String)> {
-    let (key, value) = text.split_once(':')?;
+    let at = text.find(['=', ':'])?;
+    let (key, value) = (&text[..at], &text[at + 1..]);
     valid_key(key).then(|| (key.to_owned(), value.to_owned()))
 }
 

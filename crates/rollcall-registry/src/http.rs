@@ -1,4 +1,4 @@
-//! The registry's HTTP API: the classic routes of `PROTOCOL.md` §1 and
+//! The registry's HTTP API: the classic routes of `docs/PROTOCOL.md` §1 and
 //! rollcall's additions (§2). Handlers parse, call one operation on
 //! [`Registry`], and map the result; no rules live here.
 
@@ -33,7 +33,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 #[derive(OpenApi)]
 #[openapi(info(
     title = "rollcall registry",
-    description = "Service registry compatible with the classic protocol (PROTOCOL.md section 1), \
+    description = "Service registry compatible with the classic protocol (docs/PROTOCOL.md section 1), \
 plus rollcall's additions under /v1. Every error is JSON: {\"error\": {\"code\", \"message\"}}."
 ))]
 struct Doc;

@@ -2,7 +2,7 @@
 //!
 //! Services register here, say which services they require, are told where
 //! those are and told again whenever one comes or goes, and are health-checked
-//! so dead instances drop out. The classic protocol of `PROTOCOL.md` §1 works
+//! so dead instances drop out. The classic protocol of `docs/PROTOCOL.md` §1 works
 //! unchanged; `/v1/...` adds a watch stream and an event log.
 //!
 //! Layout:

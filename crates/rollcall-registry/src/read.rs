@@ -48,8 +48,8 @@ pub struct ListQuery {
     /// Only instances shown so.
     #[param(value_type = Option<Shown>)]
     status: Option<String>,
-    /// Only instances whose `Meta` holds this pair: `key:value`
-    /// (`version:2`).
+    /// Only instances whose `Meta` holds this pair: `key=value`
+    /// (`version=2`; `version:2` is read the same).
     meta: Option<String>,
     /// At most this many instances (1–10,000): a page. The
     /// `X-Rollcall-Next-Cursor` header says where the next starts.
@@ -120,7 +120,7 @@ pub async fn list_services(
             rollcall_proto::meta::parse_filter(&m).ok_or_else(|| {
                 invalid(
                     "meta",
-                    format!("`{m}` is not key:value with a valid metadata key"),
+                    format!("`{m}` is not key=value with a valid metadata key"),
                 )
             })
         })

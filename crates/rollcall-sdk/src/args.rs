@@ -97,7 +97,15 @@ impl RegistryUrl {
         text.split(',')
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .map(|t| ServiceUrl::parse(t).map_err(|e| format!("not a registry URL: {t:?}: {e}")))
+            .map(|t| {
+                ServiceUrl::parse(t).map_err(|e| {
+                    if t.contains("://") {
+                        format!("not a registry URL: {t:?}: {e}")
+                    } else {
+                        format!("not a registry URL: {t:?} has no scheme: write http://{t} (or https://{t})")
+                    }
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Self)
     }

@@ -151,8 +151,23 @@ fn main() -> std::process::ExitCode {
         Command::Portal(c) => Some(c.name.to_string()),
         _ => None,
     };
+    // The inspecting commands say what went wrong in one line of their own
+    // (a TLS failure included); the libraries' log lines would repeat it raw.
+    let inspecting = matches!(
+        cli.command,
+        Command::Logs(_)
+            | Command::Ls(_)
+            | Command::Watch(_)
+            | Command::Deregister(_)
+            | Command::Maint(_)
+    );
+    let log_filter = if inspecting && !cli.log.contains("rustls") {
+        format!("{},rustls=off", cli.log)
+    } else {
+        cli.log.clone()
+    };
     let forwarder = init_tracing(
-        &cli.log,
+        &log_filter,
         &cli.forward_log,
         cli.log_format,
         forward_as.as_deref(),
@@ -187,7 +202,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rollcall: {e:#}");
+            cli::errln!("rollcall: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -200,24 +200,19 @@ impl Bench {
                 with.rate(),
                 "reg/s",
             )
-            .target(
-                "≥ 80 % of the rate without",
-                kept >= 0.8,
-            ),
+            .target("≥ 80 % of the rate without", kept >= 0.8),
         )
         .row(Row::p99("  registration latency", &with.latencies))
-        .row(self.cpu_row(
-            "registry CPU per registration",
-            with_cpu,
-            with.ok,
-            None,
-        ));
+        .row(self.cpu_row("registry CPU per registration", with_cpu, with.ok, None));
         s.check(
             format!(
                 "{} and {} registrations acknowledged without errors",
                 base_run.ok, with.ok
             ),
-            base_run.errors == 0 && with.errors == 0 && base_run.rejected == 0 && with.rejected == 0,
+            base_run.errors == 0
+                && with.errors == 0
+                && base_run.rejected == 0
+                && with.rejected == 0,
         );
         s.note(
             "With watch streams open: a catalog change wakes only the streams that follow its name (by \

@@ -140,6 +140,9 @@ pub const MAX_KNOWN_SERVICES: usize = 10_000;
 #[derive(Debug)]
 struct Shared {
     config: StoreConfig,
+    /// This store's identity ([`STORE_ID_FILE`]): a store that started over
+    /// (its directory emptied) has another one.
+    id: String,
     /// Names of the services with records (at most [`MAX_KNOWN_SERVICES`]),
     /// to say which exist when a query names one that does not.
     services: Mutex<std::collections::BTreeSet<String>>,
@@ -164,6 +167,35 @@ pub struct StoreThreads {
     writer: std::thread::JoinHandle<()>,
     syncer: Option<std::thread::JoinHandle<()>>,
     stop_syncer: Arc<AtomicBool>,
+}
+
+/// The file in the store's directory that holds its identity.
+pub const STORE_ID_FILE: &str = "store-id";
+
+/// The store's identity, made (16 hex digits, from the time and the process)
+/// the first time the directory is opened and kept in [`STORE_ID_FILE`].
+fn store_id(dir: &Path) -> Result<String, StoreError> {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let path = dir.join(STORE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(StoreError::Dir { path, source }),
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    let id = format!("{:016x}", hasher.finish());
+    let partial = dir.join(format!("{STORE_ID_FILE}.partial"));
+    std::fs::write(&partial, &id)
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|source| StoreError::Dir { path, source })?;
+    Ok(id)
 }
 
 impl LogStore {
@@ -234,8 +266,10 @@ impl LogStore {
         let file = open_append(&active_meta.path)?;
         let sync_handle = file.try_clone()?;
         let (tail, _) = broadcast::channel(TAIL_BUFFER);
+        let id = store_id(&dir)?;
         let shared = Arc::new(Shared {
             config: config.clone(),
+            id,
             services: Mutex::new(services),
             segments: RwLock::new(segments),
             active: Mutex::new(Some(sync_handle)),
@@ -321,6 +355,12 @@ impl LogStore {
     /// Subscribes to records as they are stored.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogRecord>> {
         self.shared.tail.subscribe()
+    }
+
+    /// This store's identity: readers that keep a cursor (`rollcall logs
+    /// -f`) compare it to notice a store that started over.
+    pub fn id(&self) -> &str {
+        &self.shared.id
     }
 
     /// Segment count and total bytes.

@@ -75,6 +75,7 @@ impl Catalog {
         let Some(patch) = receiver.succeeded(ticket.seq, now) else {
             return effects;
         };
+        receiver.failing = false;
         effects.persist.push(StoreOp::ApplyView {
             receiver: ticket.receiver.clone(),
             added: patch.added,
@@ -139,7 +140,14 @@ impl Catalog {
             return effects;
         };
         effects.patches_dropped += dropped as u64;
+        // One event when deliveries start failing (and `Resynced` when they
+        // work again): a receiver that stays down, a crashed instance
+        // waiting out `--deregister-after`, does not log every retry.
+        let already_failing = std::mem::replace(&mut receiver.failing, true);
         self.owing.insert(ticket.receiver.clone());
+        if already_failing {
+            return effects;
+        }
         if let Some(instance) = self.instances.get(&ticket.receiver) {
             let name = instance.name().clone();
             effects.events.push(self.event(

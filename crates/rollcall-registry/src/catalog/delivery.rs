@@ -73,6 +73,9 @@ pub struct Receiver {
     pub full_resync_owed: bool,
     pub delivered: u64,
     pub failed: u64,
+    /// Deliveries to it fail (since the last that arrived): its next
+    /// failures back off quietly, without an event each.
+    pub failing: bool,
 }
 
 /// What [`Receiver::push`] did with a patch.
@@ -102,6 +105,7 @@ impl Receiver {
             full_resync_owed: false,
             delivered: 0,
             failed: 0,
+            failing: false,
         }
     }
 

@@ -433,6 +433,41 @@ fn a_receiver_that_fails_is_resynced_when_it_answers_again() {
 }
 
 #[test]
+fn a_receiver_that_keeps_failing_is_one_event_until_it_answers_again() {
+    let mut c = Catalog::new(CatalogConfig::default());
+    c.register(reg("Grading", 6000, &["Log"]), T0);
+    deliver_all(&mut c, &url(6000), T0);
+    let generation = c.get(&url(6000)).unwrap().generation;
+    let mut failed_events = 0;
+    let mut clock = at(1);
+    for port in 4000..4005 {
+        c.register(reg("Log", port, &[]), clock);
+        // Due whenever its back-off allows.
+        let d = (0..10_000)
+            .find_map(|_| {
+                clock = clock.plus(Duration::from_millis(100));
+                c.next_delivery(&url(6000), generation, clock)
+            })
+            .expect("a delivery comes due");
+        let fx = c.delivery_failed(&d.ticket, "connection refused", clock);
+        failed_events += fx
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::DeliveryFailed)
+            .count();
+    }
+    assert_eq!(failed_events, 1, "one event when it starts failing");
+    // It answers again: resynced; a later failure is news again.
+    let later = clock.plus(Duration::from_secs(3600));
+    let patches = deliver_all(&mut c, &url(6000), later);
+    assert!(patches[0].resync);
+    c.register(reg("Log", 4010, &[]), later);
+    let d = c.next_delivery(&url(6000), generation, later).unwrap();
+    let fx = c.delivery_failed(&d.ticket, "refused", later);
+    assert_eq!(fx.events[0].kind, EventKind::DeliveryFailed);
+}
+
+#[test]
 fn restore_rebuilds_the_catalog_and_resyncs_receivers_that_are_behind() {
     let mut c = Catalog::new(CatalogConfig::default());
     let mut ops = Vec::new();

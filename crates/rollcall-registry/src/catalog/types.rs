@@ -80,6 +80,12 @@ impl Instance {
         self.maintenance
     }
 
+    /// Whether another replica checks it (cluster mode): its checks' results
+    /// are not here.
+    pub fn checked_elsewhere(&self) -> bool {
+        self.checked_elsewhere
+    }
+
     /// Whether dependents are told about it: passing and not in maintenance.
     pub fn in_discovery(&self) -> bool {
         self.health.status == Health::Passing && self.maintenance.is_none()

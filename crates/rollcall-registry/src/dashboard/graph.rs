@@ -320,7 +320,7 @@ pub fn layout(services: &[ServiceInfo]) -> Graph {
             };
             let label = match health {
                 NodeHealth::Missing => "no instance".to_owned(),
-                _ => format!("{}/{} passing", s.passing, s.passing + s.critical),
+                _ => format!("{}/{} in discovery", s.passing, s.passing + s.critical),
             };
             Node {
                 name: (*name).to_owned(),

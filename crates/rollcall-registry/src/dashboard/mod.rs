@@ -125,6 +125,8 @@ struct Live {
     node_w: u32,
     node_h: u32,
     generated: String,
+    /// A cluster replica without etcd quorum: what it shows may be behind.
+    stale: bool,
 }
 
 #[derive(Template)]
@@ -193,7 +195,11 @@ fn instance_row(i: &Instance, now: Timestamp) -> InstanceRow {
     InstanceRow {
         url: i.url().to_string(),
         status: i.shown().as_str(),
-        last_check: last.map_or_else(|| "not yet".into(), |l| ago(now, l.at)),
+        last_check: match last {
+            Some(l) => ago(now, l.at),
+            None if i.checked_elsewhere() => "by another replica".into(),
+            None => "not yet".into(),
+        },
         latency: last.map_or_else(String::new, |l| {
             format!("{:.1} ms", l.latency.as_secs_f64() * 1000.0)
         }),

@@ -87,7 +87,9 @@ pub(super) async fn snapshot(
                 if matches(&needle, i.name().as_str(), i.url().as_str()) {
                     let shown = i.shown();
                     tally.shown += 1;
-                    tally.shown_passing += usize::from(shown == Shown::Passing);
+                    // The same truth as the counts and the graph: in
+                    // discovery (an instance not yet checked is).
+                    tally.shown_passing += usize::from(i.in_discovery());
                     tally.attention |= matches!(shown, Shown::Critical | Shown::Maintenance);
                     tally.candidates.push(row_key(i));
                     keep_best(&mut tally.candidates, OPEN_ROWS, false);
@@ -196,6 +198,7 @@ pub(super) async fn snapshot(
         node_w: graph::NODE_W,
         node_h: graph::NODE_H,
         generated: clock(now),
+        stale: registry.is_stale(),
     };
     (live, log_url)
 }

@@ -246,7 +246,11 @@ mod tests {
     }
 
     fn names(list: &[&str]) -> Option<Vec<ServiceName>> {
-        Some(list.iter().map(|n| ServiceName::parse(n).unwrap()).collect())
+        Some(
+            list.iter()
+                .map(|n| ServiceName::parse(n).unwrap())
+                .collect(),
+        )
     }
 
     #[tokio::test]
@@ -281,8 +285,16 @@ mod tests {
         drop(bound);
         assert_eq!(fanout.len(), 2);
         let subscribers = fanout.lock();
-        assert!(!subscribers.by_instance.contains_key(&ServiceUrl::parse("http://a:1").unwrap()));
-        assert!(!subscribers.by_name.contains_key(&ServiceName::parse("Other").unwrap()));
+        assert!(
+            !subscribers
+                .by_instance
+                .contains_key(&ServiceUrl::parse("http://a:1").unwrap())
+        );
+        assert!(
+            !subscribers
+                .by_name
+                .contains_key(&ServiceName::parse("Other").unwrap())
+        );
     }
 
     #[tokio::test]

@@ -105,7 +105,7 @@ impl ServiceBuilder {
 
     /// A metadata pair sent with the registration (`version`, `zone`, …):
     /// shown by `rollcall ls` and the dashboard, a filter of `GET /services`
-    /// (`?meta=version:2`), a label in Prometheus discovery. Keys are 1 to
+    /// (`?meta=version=2`), a label in Prometheus discovery. Keys are 1 to
     /// 128 of `A-Z a-z 0-9 _ . -`; at most 64 pairs; checked by `start`.
     /// The SDK adds `rollcall.metrics_path` (`/metrics`) itself.
     pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {

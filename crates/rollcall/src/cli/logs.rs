@@ -1,6 +1,6 @@
 //! `rollcall logs`: query the log service, and follow it with `-f`.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
 use rollcall_logs::{Level, LogRecord};
@@ -60,6 +60,22 @@ struct Page {
     scanned_records: u64,
 }
 
+/// The store an answer came from and its newest seq then
+/// (`X-Rollcall-Log-Store`, `X-Rollcall-Log-Last-Seq`), where it says.
+fn store_of(response: &reqwest::Response) -> (Option<String>, Option<u64>) {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    (
+        header("x-rollcall-log-store"),
+        header("x-rollcall-log-last-seq").and_then(|v| v.parse().ok()),
+    )
+}
+
 /// Asks for page after page (each scans at most the log service's budget)
 /// until `limit` records are found or the store is searched to its end,
 /// saying how far it got on a terminal's stderr as it goes. Newest first.
@@ -69,10 +85,11 @@ async fn search(
     log_service: &str,
     filters: &[(&'static str, String)],
     limit: usize,
-) -> anyhow::Result<(Vec<LogRecord>, Option<String>, u64)> {
+) -> anyhow::Result<Searched> {
     let progress = std::io::stderr().is_terminal();
     let mut records = Vec::new();
     let mut note = None;
+    let mut store = None;
     let mut scanned: u64 = 0;
     let mut cursor = None;
     loop {
@@ -85,7 +102,11 @@ async fn search(
             .get(format!("{base}/v1/logs"))
             .query(&query)
             .timeout(REQUEST_TIMEOUT);
-        let page: Page = super::read_json(send(request, log_service).await?)
+        let answer = send(request, log_service).await?;
+        if store.is_none() {
+            store = store_of(&answer).0;
+        }
+        let page: Page = super::read_json(answer)
             .await
             .context("the log service sent a bad page")?;
         scanned += page.scanned_records;
@@ -96,14 +117,34 @@ async fn search(
             break;
         }
         if progress {
-            eprint!("\rsearched {scanned} records, found {}…", records.len());
+            let _ = write!(
+                std::io::stderr(),
+                "\rsearched {scanned} records, found {}…",
+                records.len()
+            );
         }
     }
     if progress && scanned > 0 {
-        eprint!("\r\x1b[2K");
+        let _ = write!(std::io::stderr(), "\r\x1b[2K");
     }
     records.truncate(limit);
-    Ok((records, note, scanned))
+    Ok(Searched {
+        records,
+        note,
+        scanned,
+        store,
+    })
+}
+
+/// What [`search`] found.
+struct Searched {
+    /// Newest first.
+    records: Vec<LogRecord>,
+    /// Why nothing was found, when the log service says.
+    note: Option<String>,
+    scanned: u64,
+    /// The store that answered (`X-Rollcall-Log-Store`).
+    store: Option<String>,
 }
 
 fn filters(args: &LogsArgs) -> Vec<(&'static str, String)> {
@@ -166,14 +207,18 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let style = Style::for_stdout();
     let log_service = format!("the log service at {base}");
     let wanted = filters(&args);
-    let (records, note, scanned) =
-        search(&client, &base, &log_service, &wanted, args.limit.max(1)).await?;
+    let Searched {
+        records,
+        note,
+        scanned,
+        store,
+    } = search(&client, &base, &log_service, &wanted, args.limit.max(1)).await?;
     if let Some(note) = &note {
-        eprintln!("rollcall logs: {}", clean(note));
+        errln!("rollcall logs: {}", clean(note));
     } else if records.is_empty() && wanted.is_empty() {
-        eprintln!("rollcall logs: the log service has no records yet");
+        errln!("rollcall logs: the log service has no records yet");
     } else if records.is_empty() {
-        eprintln!("rollcall logs: searched all {scanned} records, nothing matched");
+        errln!("rollcall logs: searched all {scanned} records, nothing matched");
     }
     let mut last_seq = records.iter().map(|r| r.seq).max();
     for record in records.iter().rev() {
@@ -191,6 +236,8 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         let newest: Page = super::read_json(send(request, &log_service).await?).await?;
         last_seq = Some(newest.records.first().map_or(0, |r| r.seq));
     }
+    // Which store this is: one that started over has another identity.
+    let store = std::cell::RefCell::new(store);
     // Every record seen moves the cursor, so a reconnection (the log service
     // restarted, or another instance took over) resumes right after it.
     let cursor = std::cell::Cell::new(last_seq.unwrap_or(0));
@@ -198,19 +245,39 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         let client = client.clone();
         let args = args.clone();
         let first_base = base.clone();
-        let cursor = cursor.get();
+        let (cursor, store) = (&cursor, &store);
         async move {
             let base = if attempt == 0 || args.log_url.is_some() {
                 first_base
             } else {
                 find_service(&client, &args.registry, args.log_service.as_str()).await?
             };
-            let mut tail_query = filters(&args);
-            tail_query.push(("cursor", cursor.to_string()));
-            let request = client
-                .get(format!("{base}/v1/logs/tail"))
-                .query(&tail_query);
-            send(request, &format!("the log service at {base}")).await
+            let service = format!("the log service at {base}");
+            let tail = |from: u64| {
+                let mut tail_query = filters(&args);
+                tail_query.push(("cursor", from.to_string()));
+                client
+                    .get(format!("{base}/v1/logs/tail"))
+                    .query(&tail_query)
+            };
+            let response = send(tail(cursor.get()), &service).await?;
+            let (id, last) = store_of(&response);
+            let known = store.borrow().clone();
+            let other = matches!((&known, &id), (Some(k), Some(i)) if k != i);
+            if other || last.is_some_and(|last| last < cursor.get()) {
+                errln!(
+                    "rollcall logs: {service} holds a store that started over ({}); printing its records from its start",
+                    if other {
+                        "another store"
+                    } else {
+                        "its records go back"
+                    }
+                );
+                *store.borrow_mut() = id;
+                cursor.set(0);
+                return send(tail(0), &service).await;
+            }
+            Ok(response)
         }
     };
     follow(&log_service, open, |event| match event.event.as_str() {
@@ -223,7 +290,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
                 outln!("{}", format_record(&record, style, args.json));
             }
         }
-        "lagged" => eprintln!(
+        "lagged" => errln!(
             "rollcall logs: fell behind; some records were skipped ({})",
             clean(&event.data)
         ),

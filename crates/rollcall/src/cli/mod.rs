@@ -10,6 +10,15 @@ macro_rules! outln {
     };
 }
 
+/// `eprintln!` for a command's messages: a closed stderr (`2>&-`, or a
+/// reader that went away) loses the message, not the command.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `println!` for a service's and `up`'s lines: a closed stdout is ignored
 /// (the service goes on running; it must not die mid-write of a record).
 macro_rules! sayln {
@@ -23,7 +32,7 @@ pub mod logs;
 pub mod registry;
 pub mod table;
 
-pub(crate) use sayln;
+pub(crate) use {errln, sayln};
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -125,11 +134,65 @@ pub async fn send(
     let response = request
         .send()
         .await
-        .with_context(|| format!("cannot reach {service}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot reach {service}: {}", explain(&e)))?;
     if response.status().is_success() {
         Ok(response)
     } else {
-        bail!("{service} refused: {}", error_text(response).await)
+        bail!("{service} refused: {}", refusal(response).await)
+    }
+}
+
+/// Why a request got no answer, in words that name the cause and the next
+/// step (reqwest's own says "error sending request for url").
+pub fn explain(error: &reqwest::Error) -> String {
+    let mut chain = Vec::new();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        chain.push(e.to_string());
+        cause = e.source();
+    }
+    let all = chain.join(": ").to_lowercase();
+    let https = error.url().is_some_and(|u| u.scheme() == "https");
+    if all.contains("connection refused") {
+        "connection refused: nothing listens there (is `rollcall up` running? start it, or point --registry at where it runs)".to_owned()
+    } else if all.contains("certificate") || all.contains("unknownissuer") {
+        let why = chain.last().cloned().unwrap_or_default();
+        format!(
+            "its TLS certificate is not trusted ({why}): pass the CA that signed it with --ca-file (or ROLLCALL_CA_FILE)"
+        )
+    } else if https
+        && (all.contains("invalidcontenttype")
+            || all.contains("corrupt message")
+            || all.contains("record"))
+    {
+        "it does not speak TLS there: try http:// instead of https://".to_owned()
+    } else if !https
+        && (all.contains("connection closed before message completed")
+            || all.contains("invalid http version")
+            || all.contains("invalid status")
+            || all.contains("connection reset"))
+    {
+        "the connection closed without an HTTP answer (it stopped meanwhile, or it serves TLS: then use https://, and --ca-file for its certificate)".to_owned()
+    } else if error.is_timeout() {
+        "no answer in time".to_owned()
+    } else {
+        chain.last().cloned().unwrap_or_else(|| error.to_string())
+    }
+}
+
+/// A refusal's message, with what to do about a missing or wrong token.
+pub async fn refusal(response: reqwest::Response) -> String {
+    let status = response.status();
+    let text = error_text(response).await;
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        let set = if std::env::var_os("ROLLCALL_TOKEN").is_some() {
+            "ROLLCALL_TOKEN is set but not accepted: set it to the service's token"
+        } else {
+            "set ROLLCALL_TOKEN to the service's token"
+        };
+        format!("{text} ({set})")
+    } else {
+        text
     }
 }
 
@@ -173,7 +236,7 @@ where
         let why = match opened {
             Ok(response) => {
                 if attempt > 0 {
-                    eprintln!("reconnected to {service}");
+                    errln!("reconnected to {service}");
                 }
                 failures = 0;
                 let mut events = bounded_lines(response.bytes_stream()).eventsource();
@@ -197,7 +260,7 @@ where
             Err(e) => format!("{e:#}"),
         };
         if failures == 0 {
-            eprintln!("{why}; reconnecting (Ctrl-C to stop)");
+            errln!("{why}; reconnecting (Ctrl-C to stop)");
         }
         failures = failures.saturating_add(1);
         attempt = attempt.saturating_add(1);
@@ -269,7 +332,7 @@ pub fn write_line(line: std::fmt::Arguments<'_>) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         Err(e) => {
-            eprintln!("rollcall: cannot write the output: {e}");
+            errln!("rollcall: cannot write the output: {e}");
             std::process::exit(1);
         }
     }

@@ -55,8 +55,8 @@ impl RegistryArg {
                 Ok(response) if response.status().is_server_error() && i < last => {
                     failures.push(format!("{name}: {}", error_text(response).await));
                 }
-                Ok(response) => bail!("{name} refused: {}", error_text(response).await),
-                Err(e) => failures.push(format!("cannot reach {name}: {e}")),
+                Ok(response) => bail!("{name} refused: {}", super::refusal(response).await),
+                Err(e) => failures.push(format!("cannot reach {name}: {}", super::explain(&e))),
             }
         }
         bail!("{}", failures.join("; "))
@@ -70,8 +70,9 @@ pub struct LsArgs {
     /// Only instances of this service.
     #[arg(long, short)]
     pub service: Option<String>,
-    /// Only instances whose metadata holds this pair (`version:2`).
-    #[arg(long, value_name = "KEY:VALUE")]
+    /// Only instances whose metadata holds this pair (`version=2`, as the SDK's
+    /// `--meta` sets it; `version:2` is read the same).
+    #[arg(long, value_name = "KEY=VALUE")]
     pub meta: Option<String>,
     /// Print the catalog as JSON.
     #[arg(long)]
@@ -115,6 +116,21 @@ pub struct MaintArgs {
     pub switch: Switch,
 }
 
+/// Says on stderr when an answer comes from a replica that lost etcd
+/// (`X-Rollcall-Stale: true`): what it shows may be behind.
+fn warn_if_stale(response: &reqwest::Response) {
+    let stale = response
+        .headers()
+        .get("x-rollcall-stale")
+        .is_some_and(|v| v.as_bytes() == b"true");
+    if stale {
+        errln!(
+            "warning: {} has lost contact with etcd: this may be behind the cluster (X-Rollcall-Stale)",
+            clean(response.url().origin().ascii_serialization().as_str())
+        );
+    }
+}
+
 /// "3.2s ago" from RFC 3339 text.
 fn ago(when: &str) -> String {
     match rollcall_proto::Timestamp::parse_rfc3339(when) {
@@ -125,8 +141,44 @@ fn ago(when: &str) -> String {
     }
 }
 
+/// How a service filter picked its names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Picked {
+    /// Names equal to the filter, ignoring case.
+    Exact(std::collections::BTreeSet<String>),
+    /// No name equals it: names that contain it, ignoring case.
+    Partial(std::collections::BTreeSet<String>),
+    None,
+}
+
+/// The one rule for a service filter on the command line, as the
+/// dashboard's search: a name equal to it ignoring case; else the names that
+/// contain it, ignoring case (and the caller says so).
+pub fn pick_services<'a>(names: impl IntoIterator<Item = &'a str>, wanted: &str) -> Picked {
+    let wanted = wanted.to_lowercase();
+    let names: std::collections::BTreeSet<&str> = names.into_iter().collect();
+    let exact: std::collections::BTreeSet<String> = names
+        .iter()
+        .filter(|n| n.to_lowercase() == wanted)
+        .map(|n| (*n).to_owned())
+        .collect();
+    if !exact.is_empty() {
+        return Picked::Exact(exact);
+    }
+    let partial: std::collections::BTreeSet<String> = names
+        .iter()
+        .filter(|n| n.to_lowercase().contains(&wanted))
+        .map(|n| (*n).to_owned())
+        .collect();
+    if partial.is_empty() {
+        Picked::None
+    } else {
+        Picked::Partial(partial)
+    }
+}
+
 /// `GET /services` from `base`, of one service and with one metadata pair
-/// (`key:value`) if given.
+/// (`key=value`) if given.
 fn catalog_request(
     client: &reqwest::Client,
     base: &str,
@@ -148,21 +200,53 @@ fn catalog_request(
 /// `rollcall ls`.
 pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let client = client(&args.registry.trust)?;
-    let service = args.service.as_deref();
     let meta = args.meta.as_deref();
     let response = args
         .registry
-        .send_any(|base| catalog_request(&client, base, service, meta))
+        .send_any(|base| catalog_request(&client, base, None, meta))
         .await?;
-    let instances: Vec<serde_json::Value> = super::read_json(response)
+    warn_if_stale(&response);
+    let mut instances: Vec<serde_json::Value> = super::read_json(response)
         .await
         .context("the registry sent a bad catalog")?;
+    let all = instances.len();
+    if let Some(wanted) = args.service.as_deref() {
+        let name = |i: &serde_json::Value| i["ServiceName"].as_str().unwrap_or("").to_owned();
+        let names: Vec<String> = instances.iter().map(name).collect();
+        let picked = match pick_services(names.iter().map(String::as_str), wanted) {
+            Picked::Exact(names) => names,
+            Picked::Partial(names) => {
+                errln!(
+                    "rollcall ls: no service is named `{}`; showing those whose names contain it: {}",
+                    clean(wanted),
+                    clean(&names.iter().cloned().collect::<Vec<_>>().join(", "))
+                );
+                names
+            }
+            Picked::None => std::collections::BTreeSet::new(),
+        };
+        instances.retain(|i| picked.contains(&name(i)));
+        if instances.is_empty() {
+            errln!(
+                "rollcall ls: no service's name is or contains `{}` ({all} instance(s) of other services are registered)",
+                clean(wanted)
+            );
+        }
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&instances)?);
         return Ok(());
     }
     if instances.is_empty() {
-        outln!("no instances are registered");
+        if args.service.is_none() {
+            match meta {
+                Some(meta) => errln!(
+                    "rollcall ls: no instance has the metadata `{}`",
+                    clean(meta)
+                ),
+                None => outln!("no instances are registered"),
+            }
+        }
         return Ok(());
     }
     let rows: Vec<Vec<String>> = instances
@@ -271,6 +355,7 @@ async fn current_state(
 ) -> anyhow::Result<(Known, u64)> {
     let request = catalog_request(client, base, args.service.as_deref(), None);
     let response = send(request, &format!("the registry at {base}")).await?;
+    warn_if_stale(&response);
     let revision = response
         .headers()
         .get("x-rollcall-revision")
@@ -316,6 +401,51 @@ fn differences(before: &Known, after: &Known, now: &str) -> Vec<serde_json::Valu
     out
 }
 
+/// The one service `wanted` names by the command line's rule
+/// ([`pick_services`]), asked of the registry; a name no service has yet is
+/// watched as given.
+async fn resolve_service(
+    client: &reqwest::Client,
+    registry: &RegistryArg,
+    wanted: &str,
+) -> anyhow::Result<String> {
+    let response = registry
+        .send_any(|base| catalog_request(client, base, None, None))
+        .await?;
+    let instances: Vec<serde_json::Value> = super::read_json(response)
+        .await
+        .context("the registry sent a bad catalog")?;
+    let names = instances.iter().filter_map(|i| i["ServiceName"].as_str());
+    let list = |names: &std::collections::BTreeSet<String>| {
+        clean(&names.iter().cloned().collect::<Vec<_>>().join(", "))
+    };
+    match pick_services(names, wanted) {
+        Picked::Exact(names) | Picked::Partial(names) if names.len() == 1 => {
+            let name = names.into_iter().next().unwrap_or_default();
+            if name != wanted {
+                errln!(
+                    "rollcall watch: watching {} (for `{}`)",
+                    clean(&name),
+                    clean(wanted)
+                );
+            }
+            Ok(name)
+        }
+        Picked::Exact(names) | Picked::Partial(names) => bail!(
+            "`{}` matches several services: {}; name one of them",
+            clean(wanted),
+            list(&names)
+        ),
+        Picked::None => {
+            errln!(
+                "rollcall watch: no service is or contains `{}` yet; watching for one named exactly that",
+                clean(wanted)
+            );
+            Ok(wanted.to_owned())
+        }
+    }
+}
+
 /// Applies one change event to what `watch` knows.
 fn absorb(known: &mut Known, change: &serde_json::Value) {
     let s = |k: &str| change[k].as_str().unwrap_or("").to_owned();
@@ -338,8 +468,11 @@ fn absorb(known: &mut Known, change: &serde_json::Value) {
 /// of the registry it reconnects and prints what changed meanwhile. Given
 /// several replicas, it starts at the first that answers and moves to the
 /// next whenever its stream breaks.
-pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
+pub async fn watch(mut args: WatchArgs) -> anyhow::Result<()> {
     let client = client(&args.registry.trust)?;
+    if let Some(wanted) = args.service.clone() {
+        args.service = Some(resolve_service(&client, &args.registry, &wanted).await?);
+    }
     let bases = args.registry.bases();
     let name = args.registry.registry.to_string();
     let style = Style::for_stdout();
@@ -368,7 +501,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             );
         }
     } else {
-        eprintln!(
+        errln!(
             "watching {} (revision {revision}); {} instance(s) now:",
             bases[at],
             known.len()
@@ -412,7 +545,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                 }
             }
             if attempt > 0 && several {
-                eprintln!("following {base}");
+                errln!("following {base}");
             }
             Ok(response)
         }
@@ -424,7 +557,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             absorb(&mut known.borrow_mut(), &change);
             print(&change);
         } else if event.event == "lagged" {
-            eprintln!("rollcall watch: fell behind; some changes were skipped");
+            errln!("rollcall watch: fell behind; some changes were skipped");
         }
     })
     .await
@@ -445,7 +578,7 @@ pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<()> {
     let answer: serde_json::Value = super::read_json(response).await.unwrap_or_default();
     outln!("deregistered {}", clean(args.url.trim()));
     if answer["live"] == true {
-        eprintln!(
+        errln!(
             "note: this instance is a running SDK service (it holds a watch stream): it will \
              register again within seconds.\n      To take it out of discovery while it runs: \
              rollcall maint {} on",

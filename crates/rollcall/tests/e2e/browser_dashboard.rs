@@ -114,5 +114,26 @@ async fn the_dashboard_shows_the_system_and_a_stopped_service_turning_critical()
     );
     b.screenshot("dashboard-critical.png").await;
     signal_pid(grades, "CONT");
+
+    // The registry gone: stale data does not look healthy — a banner, the
+    // page greyed out, the pill says so.
+    let lost = b.client.find(Locator::Id("lost")).await.unwrap();
+    assert!(!lost.is_displayed().await.unwrap(), "no banner while live");
+    signal_pid(up.pid("registry"), "STOP");
+    b.wait_for(Locator::XPath(
+        "//span[@id='conn' and text()='reconnecting…']",
+    ))
+    .await;
+    assert!(lost.is_displayed().await.unwrap(), "the banner shows");
+    let greyed = b
+        .client
+        .execute("return document.body.classList.contains('lost');", vec![])
+        .await
+        .unwrap();
+    assert_eq!(greyed, serde_json::json!(true));
+    signal_pid(up.pid("registry"), "CONT");
+    b.wait_for(Locator::XPath("//span[@id='conn' and text()='live']"))
+        .await;
+    assert!(!lost.is_displayed().await.unwrap(), "gone once it is back");
     b.close().await;
 }

@@ -1,4 +1,4 @@
-//! The classic protocol (PROTOCOL.md §1) against the real `rollcall registry`
+//! The classic protocol (docs/PROTOCOL.md §1) against the real `rollcall registry`
 //! process, driven as raw HTTP + JSON the way the original Go clients do it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -96,6 +96,14 @@ async fn ls_lists_instances_with_their_health_as_a_table_or_json() {
         err.contains("cannot reach the registry at http://127.0.0.1:9"),
         "{err}"
     );
+    assert!(
+        err.contains("connection refused") && err.contains("rollcall up"),
+        "the cause and the next step: {err}"
+    );
+    // A URL without its scheme: told how to write it.
+    let (ok, _, err) = run_rollcall(&["ls", "--registry", "localhost:3000"]).await;
+    assert!(!ok);
+    assert!(err.contains("write http://localhost:3000"), "{err}");
 }
 
 #[tokio::test]
@@ -291,4 +299,53 @@ async fn a_closed_pipe_ends_every_command_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
     drop(log);
+}
+
+#[tokio::test]
+async fn service_filters_ignore_case_match_parts_and_say_so_and_meta_is_key_equals_value() {
+    let reg = registry(FAST_CHECKS).await;
+    let (_log, grading) = log_and_grading(&reg.url).await;
+    let tagged = FakeService::start().await;
+    let mut body = tagged.registration("Tagged", &[]);
+    body["Meta"] = serde_json::json!({"version": "2"});
+    register_ok(&reg.url, &body).await;
+
+    let (ok, out, err) =
+        run_rollcall(&["ls", "--registry", &reg.url, "--service", "gradingservice"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&grading.url) && !out.contains("LogService\n"),
+        "{out}"
+    );
+    assert_eq!(err, "");
+    let (ok, out, err) = run_rollcall(&["ls", "--registry", &reg.url, "--service", "grad"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 2, "a header and GradingService: {out}");
+    assert!(out.contains(&grading.url), "{out}");
+    assert!(
+        err.contains("showing those whose names contain it: GradingService"),
+        "{err}"
+    );
+    let (ok, out, err) =
+        run_rollcall(&["ls", "--registry", &reg.url, "--service", "billing"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "", "never 'no instances are registered' when some are");
+    assert!(
+        err.contains("3 instance(s) of other services are registered"),
+        "{err}"
+    );
+    // Metadata as the SDK's `--meta` writes it; the older form still reads.
+    for pair in ["version=2", "version:2"] {
+        let (ok, out, err) = run_rollcall(&["ls", "--registry", &reg.url, "--meta", pair]).await;
+        assert!(ok, "{err}");
+        assert!(
+            out.contains(&tagged.url) && !out.contains(&grading.url),
+            "{pair}: {out}"
+        );
+    }
+    // `watch` takes the same rule.
+    let (mut watch, _out, mut err) = spawn_rollcall(&["watch", "grad", "--registry", &reg.url]);
+    next_with(&mut err, "watching GradingService (for `grad`)").await;
+    let _ = watch.kill();
+    let _ = watch.wait();
 }

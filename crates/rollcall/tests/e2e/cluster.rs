@@ -101,6 +101,18 @@ async fn with_every_etcd_member_stopped_writes_are_503_naming_etcd_and_reads_go_
         stale().await.filter(|s| *s)
     })
     .await;
+    // Stale is visible everywhere: `ls` warns, the dashboard says so.
+    let (ok, out, err) = run_rollcall(&["ls", "--registry", &reg.url]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&fakes[0].url), "{out}");
+    assert!(err.contains("has lost contact with etcd"), "{err}");
+    let page = get_text(&format!("{}/dashboard/live", reg.url))
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"id="stale""#),
+        "the dashboard shows it is stale"
+    );
 
     // etcd back: the same registry takes writes again by itself.
     etcd.signal(leader, "CONT");

@@ -258,6 +258,42 @@ async fn the_catalog_and_the_watch_streams_have_caps() {
 }
 
 #[tokio::test]
+async fn a_classic_client_registers_while_a_neighbour_on_the_same_address_floods() {
+    let reg = registry(&["--max-writes-per-client", "20"]).await;
+    // The neighbour: as fast as it can, over its keep-alive connection,
+    // until it is told to wait.
+    let flooder = reqwest::Client::new();
+    let mut refused = false;
+    for i in 0..500 {
+        let body = serde_json::json!({"ServiceName": "Flood", "ServiceURL": format!("http://127.0.0.1:9/f{i}")});
+        let answer = flooder
+            .post(format!("{}/services", reg.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 429 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the neighbour spent the address's budget");
+    // An unmodified classic client: one registration on a connection of its
+    // own (and it exits on anything but 200).
+    let classic = FakeService::start().await;
+    let answer = register_raw(&reg.url, &classic.registration("GradingService", &[])).await;
+    assert_eq!(answer.status(), 200);
+    // The neighbour is still held to its rate.
+    let answer = flooder
+        .delete(format!("{}/services", reg.url))
+        .body("http://127.0.0.1:9/f0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 429);
+}
+
+#[tokio::test]
 async fn a_client_writing_too_fast_is_told_to_wait() {
     let reg = registry(&["--max-writes-per-client", "5"]).await;
     let client = reqwest::Client::new();

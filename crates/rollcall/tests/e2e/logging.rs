@@ -619,6 +619,34 @@ async fn logs_follow_resumes_from_its_cursor_across_a_log_service_restart() {
 }
 
 #[tokio::test]
+async fn logs_follow_notices_a_store_that_started_over_and_prints_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log_service(dir.path(), "127.0.0.1:0", "", &[]).await;
+    let addr = log.url.trim_start_matches("http://").to_owned();
+    let many: Vec<_> = (0..50)
+        .map(|i| json!({"service": "A", "message": format!("old {i}")}))
+        .collect();
+    post(&format!("{}/v1/logs", log.url), json!(many).to_string()).await;
+    let (mut follow, mut out, mut err) =
+        spawn_rollcall(&["logs", "--log-url", &log.url, "-f", "-n", "1"]);
+    assert!(recv(&mut out).await.contains("old 49"));
+    // The log service comes back on an empty store: its seqs start again
+    // far below the follower's cursor.
+    log.kill();
+    let line = recv(&mut err).await;
+    assert!(line.contains("reconnecting"), "{line}");
+    let fresh = tempfile::tempdir().unwrap();
+    let log = log_service(fresh.path(), &addr, "", &[]).await;
+    post(&format!("{}/log", log.url), "[A] - new one").await;
+    post(&format!("{}/log", log.url), "[A] - new two").await;
+    crate::cli::next_with(&mut err, "started over").await;
+    assert!(recv(&mut out).await.contains("new one"));
+    assert!(recv(&mut out).await.contains("new two"));
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
+
+#[tokio::test]
 async fn the_registry_and_the_log_service_store_their_own_logs() {
     let reg = registry(&[]).await;
     let dir = tempfile::tempdir().unwrap();

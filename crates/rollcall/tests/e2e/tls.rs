@@ -172,8 +172,18 @@ async fn every_hop_runs_over_tls_and_a_client_trusting_another_ca_is_refused() {
             }
         } else {
             assert!(err.contains("cannot reach the registry"), "{err}");
+            // One clean line that names the cause and the way out, no raw
+            // log line of the TLS library.
+            assert!(err.contains("--ca-file"), "{err}");
+            assert!(!err.contains("ERROR"), "{err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
         }
     }
+    // Plain http at a TLS registry: told to use https.
+    let plain = reg.url.replacen("https://", "http://", 1);
+    let (ok, _, err) = run_rollcall(&["ls", "--registry", &plain]).await;
+    assert!(!ok);
+    assert!(err.contains("use https://"), "{err}");
 }
 
 #[tokio::test]

@@ -57,3 +57,25 @@ fn tables_align_columns() {
         "SERVICE     URL        STATUS\nLogService  http://a   passing\nPortal      http://bb  critical"
     );
 }
+
+fn set(names: &[&str]) -> std::collections::BTreeSet<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+#[test]
+fn a_service_filter_is_a_name_ignoring_case_else_a_part_of_one() {
+    let names = ["GradingService", "LogService", "Portal"];
+    assert_eq!(
+        pick_services(names, "gradingservice"),
+        Picked::Exact(set(&["GradingService"]))
+    );
+    assert_eq!(
+        pick_services(names, "grad"),
+        Picked::Partial(set(&["GradingService"]))
+    );
+    assert_eq!(
+        pick_services(names, "service"),
+        Picked::Partial(set(&["GradingService", "LogService"]))
+    );
+    assert_eq!(pick_services(names, "billing"), Picked::None);
+}
