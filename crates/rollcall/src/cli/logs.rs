@@ -52,6 +52,9 @@ struct Page {
     /// Why the page is empty, when a filter names a service with no records.
     #[serde(default)]
     note: Option<String>,
+    /// With `note`: the services that have records.
+    #[serde(default)]
+    services: Option<Vec<String>>,
     /// Where the next page starts (the page stopped at its limit or its scan
     /// budget).
     #[serde(default)]
@@ -89,6 +92,7 @@ async fn search(
     let progress = std::io::stderr().is_terminal();
     let mut records = Vec::new();
     let mut note = None;
+    let mut services = None;
     let mut store = None;
     let mut scanned: u64 = 0;
     let mut cursor = None;
@@ -112,6 +116,7 @@ async fn search(
         scanned += page.scanned_records;
         records.extend(page.records);
         note = note.or(page.note);
+        services = services.or(page.services);
         cursor = page.next_cursor;
         if records.len() >= limit || cursor.is_none() {
             break;
@@ -131,6 +136,7 @@ async fn search(
     Ok(Searched {
         records,
         note,
+        services,
         scanned,
         store,
     })
@@ -142,6 +148,8 @@ struct Searched {
     records: Vec<LogRecord>,
     /// Why nothing was found, when the log service says.
     note: Option<String>,
+    /// With `note`: the services that have records.
+    services: Option<Vec<String>>,
     scanned: u64,
     /// The store that answered (`X-Rollcall-Log-Store`).
     store: Option<String>,
@@ -194,7 +202,7 @@ pub fn format_record(record: &LogRecord, style: Style, json: bool) -> String {
 }
 
 /// Runs `rollcall logs`.
-pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: LogsArgs) -> anyhow::Result<()> {
     let client = client(&args.registry.trust)?;
     let base = match &args.log_url {
         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
@@ -206,13 +214,43 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     };
     let style = Style::for_stdout();
     let log_service = format!("the log service at {base}");
-    let wanted = filters(&args);
+    let mut wanted = filters(&args);
+    let mut found = search(&client, &base, &log_service, &wanted, args.limit.max(1)).await?;
+    // No service has that name (ignoring case): the command line's rule
+    // goes on to the names that contain it.
+    if let (Some(asked), Some(known)) = (args.service.clone(), found.services.take()) {
+        let picked = match super::registry::pick_services(known.iter().map(String::as_str), &asked)
+        {
+            super::registry::Picked::Exact(names) | super::registry::Picked::Partial(names) => {
+                names
+            }
+            super::registry::Picked::None => Default::default(),
+        };
+        if picked.len() > 1 {
+            anyhow::bail!(
+                "`{}` matches several services with records: {}; name one of them",
+                clean(&asked),
+                clean(&picked.into_iter().collect::<Vec<_>>().join(", "))
+            );
+        }
+        if let Some(name) = picked.into_iter().next() {
+            errln!(
+                "rollcall logs: no service is named `{}`; showing {} (its name contains it)",
+                clean(&asked),
+                clean(&name)
+            );
+            args.service = Some(name);
+            wanted = filters(&args);
+            found = search(&client, &base, &log_service, &wanted, args.limit.max(1)).await?;
+        }
+    }
     let Searched {
         records,
         note,
         scanned,
         store,
-    } = search(&client, &base, &log_service, &wanted, args.limit.max(1)).await?;
+        ..
+    } = found;
     if let Some(note) = &note {
         errln!("rollcall logs: {}", clean(note));
     } else if records.is_empty() && wanted.is_empty() {

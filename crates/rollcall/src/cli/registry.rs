@@ -321,16 +321,28 @@ fn meta_cell(meta: &serde_json::Value) -> String {
     }
 }
 
-/// One change, for people.
+/// One change, for people. An instance coming back (registered again,
+/// maintenance off) says it is back in discovery, in green like `recovered`.
 pub fn format_change(change: &serde_json::Value, style: Style) -> String {
     let s = |k: &str| clean(change[k].as_str().unwrap_or(""));
     let kind = s("kind");
     let painted = match kind.as_str() {
-        "registered" | "recovered" | "resynced" => style.paint("32", &format!("{kind:<15}")),
+        "registered" | "reregistered" | "recovered" | "maintenance_off" | "resynced" => {
+            style.paint("32", &format!("{kind:<15}"))
+        }
         "critical" | "expired" | "delivery_failed" => style.paint("31;1", &format!("{kind:<15}")),
         _ => style.paint("33", &format!("{kind:<15}")),
     };
-    let detail = s("detail");
+    let mut detail = s("detail");
+    if detail.is_empty() {
+        detail = match kind.as_str() {
+            "reregistered" | "maintenance_off" | "recovered" => "back in discovery",
+            "registered" => "in discovery",
+            "maintenance_on" => "out of discovery",
+            _ => "",
+        }
+        .to_owned();
+    }
     let mut line = format!(
         "{} {painted} {} {}",
         style.dim(&s("at")),

@@ -580,6 +580,17 @@ async fn log_search_ignores_name_case_searches_fields_and_is_never_silent() {
             && err.contains("GradingService, Portal"),
         "{err}"
     );
+    // Part of a name, as everywhere on the command line: the one service
+    // whose name contains it, said so; several are named back.
+    let (ok, out, err) = run_rollcall(&["logs", "--log-url", &log.url, "-s", "grad"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("student added") && !out.contains("grade saved"),
+        "{out}"
+    );
+    assert!(err.contains("showing GradingService"), "{err}");
+    let (ok, _, err) = run_rollcall(&["logs", "--log-url", &log.url, "-s", "r"]).await;
+    assert!(!ok && err.contains("matches several services"), "{err}");
     // A typo in a parameter is a 400 that lists the known ones.
     let answer = reqwest::get(format!("{}/v1/logs?servce=Portal", log.url))
         .await

@@ -79,3 +79,16 @@ fn a_service_filter_is_a_name_ignoring_case_else_a_part_of_one() {
     );
     assert_eq!(pick_services(names, "billing"), Picked::None);
 }
+
+#[test]
+fn an_instance_coming_back_says_it_is_back_in_discovery() {
+    let plain = Style { on: false };
+    for kind in ["reregistered", "maintenance_off", "recovered"] {
+        let change =
+            serde_json::json!({"at": "t", "kind": kind, "service": "A", "url": "http://a"});
+        let line = format_change(&change, plain);
+        assert!(line.ends_with("(back in discovery)"), "{line}");
+    }
+    let critical = serde_json::json!({"at": "t", "kind": "critical", "service": "A", "url": "http://a", "detail": "HTTP 500"});
+    assert!(format_change(&critical, plain).ends_with("(HTTP 500)"));
+}
