@@ -257,40 +257,65 @@ async fn the_catalog_and_the_watch_streams_have_caps() {
     drop(first);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_classic_client_registers_while_a_neighbour_on_the_same_address_floods() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let reg = registry(&["--max-writes-per-client", "20"]).await;
-    // The neighbour: as fast as it can, over its keep-alive connection,
-    // until it is told to wait.
+    // The neighbour: four tasks writing as fast as they can over one
+    // client's keep-alive connections, the whole time.
     let flooder = reqwest::Client::new();
-    let mut refused = false;
-    for i in 0..500 {
-        let body = serde_json::json!({"ServiceName": "Flood", "ServiceURL": format!("http://127.0.0.1:9/f{i}")});
-        let answer = flooder
-            .post(format!("{}/services", reg.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        if answer.status() == 429 {
-            refused = true;
-            break;
-        }
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (client, stop, refused, url) = (
+            flooder.clone(),
+            stop.clone(),
+            refused.clone(),
+            reg.url.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let body = serde_json::json!({"ServiceName": "Flood",
+                    "ServiceURL": format!("http://127.0.0.1:9/f{t}-{i}")});
+                let answer = client
+                    .post(format!("{url}/services"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                if answer.status() == 429 {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
     }
-    assert!(refused, "the neighbour spent the address's budget");
+    eventually(
+        Duration::from_secs(10),
+        "the neighbour to spend the address's budget",
+        || async { (refused.load(Ordering::Relaxed) > 100).then_some(()) },
+    )
+    .await;
     // An unmodified classic client: one registration on a connection of its
     // own (and it exits on anything but 200).
     let classic = FakeService::start().await;
     let answer = register_raw(&reg.url, &classic.registration("GradingService", &[])).await;
     assert_eq!(answer.status(), 200);
     // The neighbour is still held to its rate.
-    let answer = flooder
-        .delete(format!("{}/services", reg.url))
-        .body("http://127.0.0.1:9/f0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 429);
+    let before = refused.load(Ordering::Relaxed);
+    eventually(
+        Duration::from_secs(10),
+        "the neighbour still refused",
+        || async { (refused.load(Ordering::Relaxed) > before + 100).then_some(()) },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
 }
 
 #[tokio::test]
