@@ -10,7 +10,8 @@ use super::{REQUEST_TIMEOUT, Style, clean, client, find_service, follow, send};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogsArgs {
-    /// Only this service's records (ignoring case: `portal` finds `Portal`).
+    /// Only this service's records: its name ignoring case (`portal` finds
+    /// `Portal`), else the one service whose name contains it.
     #[arg(long, short)]
     pub service: Option<String>,
     /// Only records at this level or above (trace, debug, info, warn, error).

@@ -67,7 +67,8 @@ impl RegistryArg {
 pub struct LsArgs {
     #[command(flatten)]
     pub registry: RegistryArg,
-    /// Only instances of this service.
+    /// Only instances of this service: its name ignoring case, else every
+    /// service whose name contains it (said on stderr).
     #[arg(long, short)]
     pub service: Option<String>,
     /// Only instances whose metadata holds this pair (`version=2`, as the SDK's
@@ -83,7 +84,8 @@ pub struct LsArgs {
 pub struct WatchArgs {
     #[command(flatten)]
     pub registry: RegistryArg,
-    /// Only changes of this service.
+    /// Only changes of this service: its name ignoring case, else the one
+    /// service whose name contains it.
     pub service: Option<String>,
     /// Print each change as a JSON line.
     #[arg(long)]

@@ -15,6 +15,7 @@ mod classic_protocol;
 mod cli;
 mod cluster;
 mod dashboard;
+mod docs;
 mod durability;
 mod ecosystem;
 mod failover;

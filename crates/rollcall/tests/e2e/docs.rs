@@ -1,0 +1,80 @@
+//! The documents hold together: every document the code and the documents
+//! name exists, and the README's examples name what `rollcall up` runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every file under `dir` with one of `endings`, skipping `target`.
+fn files(dir: &Path, endings: &[&str], out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                files(&path, endings, out);
+            }
+        } else if endings.iter().any(|e| name.ends_with(e)) {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_markdown_document_named_exists() {
+    let root = root();
+    let mut sources = Vec::new();
+    files(&root, &[".rs", ".md", ".html", ".sh"], &mut sources);
+    let mut missing = Vec::new();
+    for source in &sources {
+        let text = std::fs::read_to_string(source).unwrap();
+        for (at, _) in text.match_indices(".md") {
+            // The path-like word that ends here: `docs/PROTOCOL.md`, `SECURITY.md`.
+            let start = text[..at]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || "/_-.".contains(c)))
+                .map_or(0, |i| i + 1);
+            let name = &text[start..at + 3];
+            let upper = name
+                .rsplit('/')
+                .next()
+                .is_some_and(|f| f.chars().next().is_some_and(|c| c.is_ascii_uppercase()));
+            // Documents of this repository are named in capitals
+            // (`README.md`, `docs/PROTOCOL.md`); `../shared/…` is not ours.
+            if !upper || name.starts_with("..") || name.contains("shared/") {
+                continue;
+            }
+            let here = source.parent().unwrap().join(name);
+            if !root.join(name).exists() && !here.exists() {
+                missing.push(format!("{} names {name}", source.display()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+}
+
+#[test]
+fn the_readme_digs_for_the_name_up_registers() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let name = rollcall_grades_name().to_ascii_lowercase();
+    let digs: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("dig ") && l.contains(".service.rollcall"))
+        .collect();
+    assert!(!digs.is_empty());
+    for line in digs {
+        assert!(
+            line.contains(&format!("{name}.service.rollcall"))
+                || line.contains(&format!("_{name}._tcp")),
+            "{line}"
+        );
+    }
+}
+
+/// The name `rollcall up` registers the grading service under.
+fn rollcall_grades_name() -> &'static str {
+    rollcall_proto::names::well_known::GRADING_SERVICE
+}
