@@ -12,6 +12,7 @@
 //!   in-flight requests up to a deadline.
 
 pub mod access;
+pub mod bounded;
 pub mod browser;
 pub mod openapi;
 pub mod rate;

@@ -29,7 +29,8 @@ pub mod dashboard;
 pub mod discovery;
 pub mod dns;
 pub mod error;
-pub mod etcd;
+/// The etcd client, its own crate (`rollcall-etcd`).
+pub use rollcall_etcd as etcd;
 pub mod held;
 pub mod http;
 pub mod metrics;

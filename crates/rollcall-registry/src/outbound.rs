@@ -138,7 +138,7 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
         if !response.status().is_success() {
             return Err(format!("HTTP {}", response.status().as_u16()));
         }
-        rollcall_sdk::bounded::json(response, max_bytes).await
+        rollcall_http::bounded::json(response, max_bytes).await
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,

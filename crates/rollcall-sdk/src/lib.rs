@@ -29,7 +29,9 @@
 //! - [`SdkError`]: every error says whether retrying may help.
 
 pub mod args;
-pub mod bounded;
+/// Reading another service's answer within a size (in `rollcall-http`, where
+/// every service and the etcd client find it).
+pub use rollcall_http::bounded;
 pub mod error;
 pub mod logs;
 pub mod providers;

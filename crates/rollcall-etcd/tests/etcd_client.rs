@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use rollcall_etcd::{Etcd, EtcdError, Event, Txn};
 use rollcall_proto::ServiceUrl;
-use rollcall_registry::etcd::{Etcd, EtcdError, Event, Txn};
 use rollcall_testkit::etcd::EtcdCluster;
 
 fn client(endpoints: &[String]) -> Etcd {

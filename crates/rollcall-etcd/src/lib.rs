@@ -198,7 +198,7 @@ impl Etcd {
                     .await
                     .map_err(|e| (true, e.to_string()))?;
                 let status = response.status();
-                let answer: Value = rollcall_sdk::bounded::json(response, MAX_ANSWER)
+                let answer: Value = rollcall_http::bounded::json(response, MAX_ANSWER)
                     .await
                     .map_err(|e| (true, e))?;
                 if status.is_success() && answer.get("error").is_none() {
