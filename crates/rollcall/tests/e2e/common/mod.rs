@@ -290,12 +290,14 @@ pub async fn fetch(client: &reqwest::Client, url: &str) -> Option<reqwest::Respo
 }
 
 /// Posts a log batch to `log` (its base URL) until the log service
-/// acknowledges it (200), however long it is dead or stopped meanwhile.
+/// acknowledges it (200), however long it is dead or stopped meanwhile —
+/// within [`ACKNOWLEDGED_WITHIN`], past which the test fails.
 pub async fn post_until_acknowledged(
     client: &reqwest::Client,
     log: &str,
     batch: &serde_json::Value,
 ) {
+    let deadline = std::time::Instant::now() + ACKNOWLEDGED_WITHIN;
     loop {
         let sent = client
             .post(format!("{log}/v1/logs"))
@@ -306,9 +308,16 @@ pub async fn post_until_acknowledged(
         if sent.is_ok_and(|r| r.status() == 200) {
             return;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log service at {log} acknowledged nothing for {ACKNOWLEDGED_WITHIN:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The longest a test waits for a write to be acknowledged through faults.
+pub const ACKNOWLEDGED_WITHIN: Duration = Duration::from_secs(90);
 
 /// `GET url` as text.
 pub async fn get_text(url: &str) -> Option<String> {
