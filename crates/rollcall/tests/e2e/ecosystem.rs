@@ -229,11 +229,11 @@ pub async fn dig(port: u16, name: &str, kind: &str, extra: &[&str]) -> (String, 
     (status, answers)
 }
 
-#[tokio::test]
-async fn dig_gets_a_and_srv_answers_for_a_passing_service_and_none_for_the_rest() {
-    // Port 0: the registry picks one free for UDP and TCP alike and says
-    // which before it announces itself (a port picked here could be taken
-    // by another test before the registry binds it).
+/// A registry with fast checks answering DNS, and its DNS port. Port 0: the
+/// registry picks one free for UDP and TCP alike and says which before it
+/// announces itself (a port picked here could be taken by another test
+/// before the registry binds it).
+async fn registry_with_dns() -> (ChildProcess, u16) {
     let mut args = FAST_CHECKS.to_vec();
     args.extend(["--dns-addr", "127.0.0.1:0"]);
     let registry = registry(&args).await;
@@ -243,6 +243,12 @@ async fn dig_gets_a_and_srv_answers_for_a_passing_service_and_none_for_the_rest(
         .find_map(|l| l.strip_prefix("answering DNS on 127.0.0.1:"))
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or_else(|| panic!("no DNS address announced: {:?}", registry.before));
+    (registry, port)
+}
+
+#[tokio::test]
+async fn dig_gets_a_and_srv_answers_for_a_passing_service_and_none_for_the_rest() {
+    let (registry, port) = registry_with_dns().await;
     let reg = registry.url.clone();
     let hello = hello(&reg, "Dns_Svc", &[]).await;
     wait_registered(&reg, &hello.url).await;
@@ -532,15 +538,7 @@ async fn opentelemetry_logs_come_back_with_their_attributes_in_both_encodings() 
 
 #[tokio::test]
 async fn dns_queries_are_counted_not_logged() {
-    let mut args = FAST_CHECKS.to_vec();
-    args.extend(["--dns-addr", "127.0.0.1:0"]);
-    let registry = registry(&args).await;
-    let port: u16 = registry
-        .before
-        .iter()
-        .find_map(|l| l.strip_prefix("answering DNS on 127.0.0.1:"))
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap();
+    let (registry, port) = registry_with_dns().await;
     let reg = registry.url.clone();
     // A log service the registry forwards its own records to.
     let dir = tempfile::tempdir().unwrap();
