@@ -22,6 +22,7 @@ pub mod registration;
 pub mod schema;
 pub mod time;
 pub mod units;
+pub mod views;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use meta::Meta;

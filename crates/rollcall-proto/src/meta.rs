@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Most pairs one instance may carry.
 pub const MAX_META_PAIRS: usize = 64;
@@ -108,6 +108,14 @@ pub fn parse_filter(text: &str) -> Option<(String, String)> {
     let at = text.find(['=', ':'])?;
     let (key, value) = (&text[..at], &text[at + 1..]);
     valid_key(key).then(|| (key.to_owned(), value.to_owned()))
+}
+
+/// Read back through the same checks (`GET /services` as a client reads it).
+impl<'de> Deserialize<'de> for Meta {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pairs = BTreeMap::<String, String>::deserialize(deserializer)?;
+        Meta::new(pairs).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Serialize for Meta {

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
-use crate::http::InstanceView;
 use crate::shell::Registry;
+use rollcall_proto::views::InstanceView;
 
 /// One target group of Prometheus' HTTP SD format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

@@ -13,14 +13,14 @@ use axum::response::{IntoResponse, Response};
 use rollcall_http::access::{Access, Peer};
 use rollcall_http::browser::Browsers;
 use rollcall_http::{QueryParams, RawBody};
-use rollcall_proto::{Meta, Registration, ServiceName, ServiceUrl, Timestamp, prom};
-use serde::{Deserialize, Serialize};
+use rollcall_proto::views::Deregistered;
+use rollcall_proto::{Registration, ServiceUrl, prom};
+use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::catalog::health::Shown;
-use crate::catalog::{Event, Instance};
+use crate::catalog::Event;
 use crate::error::ApiError;
 use crate::shell::Registry;
 use crate::{callbacks, dashboard, metrics, watch};
@@ -160,23 +160,17 @@ async fn deregister(
     // Asked first: the removal ends the instance's stream.
     let live = registry.holds_stream(&url);
     registry.deregister(&url).await?;
-    let mut answer = serde_json::json!({ "deregistered": url, "live": live });
-    if live {
-        answer["note"] = serde_json::Value::from(
-            "this instance holds a watch stream (a running SDK service): it will register \
-             again within seconds; use PUT /v1/maintenance to take it out of discovery",
-        );
-    }
-    Ok(axum::Json(answer).into_response())
-}
-
-/// What `DELETE /services` answers.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documentation only: the handler writes it as JSON
-struct Deregistered {
-    deregistered: ServiceUrl,
-    live: bool,
-    note: Option<String>,
+    let note = live.then(|| {
+        "this instance holds a watch stream (a running SDK service): it will register again \
+         within seconds; use PUT /v1/maintenance to take it out of discovery"
+            .to_owned()
+    });
+    Ok(axum::Json(Deregistered {
+        deregistered: url,
+        live,
+        note,
+    })
+    .into_response())
 }
 
 /// The body of `PUT /v1/maintenance`.
@@ -215,102 +209,6 @@ async fn maintenance(
         "Maintenance": request.enable,
     }))
     .into_response())
-}
-
-/// One instance as `GET /services` shows it: the classic fields (Go casing)
-/// plus its health.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct InstanceView {
-    #[serde(rename = "ServiceName")]
-    pub name: ServiceName,
-    #[serde(rename = "ServiceURL")]
-    pub url: ServiceUrl,
-    #[serde(rename = "RequiredServices")]
-    pub required: Vec<ServiceName>,
-    #[serde(rename = "ServiceUpdateURL")]
-    pub update_url: String,
-    #[serde(rename = "HeartbeatURL")]
-    pub heartbeat_url: String,
-    /// The instance's own labels (absent when it has none).
-    #[serde(rename = "Meta", skip_serializing_if = "Meta::is_empty")]
-    #[schema(value_type = Object)]
-    pub meta: Meta,
-    /// `passing`, `critical`, `unchecked` (no check finished yet) or
-    /// `maintenance`.
-    #[serde(rename = "Status")]
-    pub status: Shown,
-    /// Whether dependents are told about it (passing or unchecked, and not in
-    /// maintenance).
-    #[serde(rename = "InDiscovery")]
-    pub in_discovery: bool,
-    #[serde(rename = "MaintenanceSince", skip_serializing_if = "Option::is_none")]
-    pub maintenance_since: Option<Timestamp>,
-    #[serde(rename = "StatusSince")]
-    pub status_since: Timestamp,
-    #[serde(rename = "RegisteredAt")]
-    pub registered_at: Timestamp,
-    #[serde(rename = "LastCheck")]
-    pub last_check: Option<Timestamp>,
-    #[serde(rename = "LastCheckLatencyMs")]
-    pub last_check_latency_ms: Option<f64>,
-    #[serde(rename = "LastCheckError")]
-    pub last_check_error: Option<String>,
-    #[serde(rename = "ConsecutiveFailures")]
-    pub consecutive_failures: u32,
-    #[serde(rename = "NextCheck")]
-    pub next_check: Option<Timestamp>,
-    #[serde(rename = "Delivery", skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<DeliveryView>,
-}
-
-/// A receiver's delivery state.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryView {
-    #[serde(rename = "Delivered")]
-    pub delivered: u64,
-    #[serde(rename = "Failed")]
-    pub failed: u64,
-    #[serde(rename = "Queued")]
-    pub queued: usize,
-    #[serde(rename = "ResyncOwed")]
-    pub resync_owed: bool,
-}
-
-impl InstanceView {
-    pub fn of(i: &Instance) -> Self {
-        let reg = &i.registration;
-        let last = i.health.last_check();
-        Self {
-            name: reg.name.clone(),
-            url: reg.url.clone(),
-            required: reg.required.clone(),
-            update_url: reg
-                .update_url
-                .as_ref()
-                .map_or_else(String::new, ToString::to_string),
-            heartbeat_url: reg
-                .heartbeat_url
-                .as_ref()
-                .map_or_else(String::new, ToString::to_string),
-            meta: reg.meta.clone(),
-            status: i.shown(),
-            in_discovery: i.in_discovery(),
-            maintenance_since: i.maintenance(),
-            status_since: i.health.since,
-            registered_at: i.registered_at,
-            last_check: last.map(|c| c.at),
-            last_check_latency_ms: last.map(|c| (c.latency.as_secs_f64() * 1e6).round() / 1e3),
-            last_check_error: last.and_then(|c| c.error.clone()),
-            consecutive_failures: i.health.consecutive_failures,
-            next_check: i.next_check(),
-            delivery: i.receiver().map(|r| DeliveryView {
-                delivered: r.delivered,
-                failed: r.failed,
-                queued: r.queue.len() + usize::from(r.in_flight.is_some()),
-                resync_owed: r.resync.is_some(),
-            }),
-        }
-    }
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -30,8 +30,8 @@ use utoipa::IntoParams;
 use crate::catalog::Instance;
 use crate::catalog::health::Shown;
 use crate::error::ApiError;
-use crate::http::InstanceView;
 use crate::shell::{CachedRead, Registry};
+use rollcall_proto::views::{DeliveryView, InstanceView};
 
 /// Most instances one page may ask for.
 pub const MAX_PAGE: usize = 10_000;
@@ -305,7 +305,7 @@ async fn read_views(
                     room.min(chunk_size),
                     keep,
                 );
-                let chunk: Vec<InstanceView> = page.into_iter().map(InstanceView::of).collect();
+                let chunk: Vec<InstanceView> = page.into_iter().map(view_of).collect();
                 (chunk, more, c.revision())
             });
             if *first.get_or_insert(changes) != changes {
@@ -325,6 +325,42 @@ async fn read_views(
             // whole read.
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// An instance as `GET /services` shows it.
+pub fn view_of(i: &Instance) -> InstanceView {
+    let reg = &i.registration;
+    let last = i.health.last_check();
+    InstanceView {
+        name: reg.name.clone(),
+        url: reg.url.clone(),
+        required: reg.required.clone(),
+        update_url: reg
+            .update_url
+            .as_ref()
+            .map_or_else(String::new, ToString::to_string),
+        heartbeat_url: reg
+            .heartbeat_url
+            .as_ref()
+            .map_or_else(String::new, ToString::to_string),
+        meta: reg.meta.clone(),
+        status: i.shown(),
+        in_discovery: i.in_discovery(),
+        maintenance_since: i.maintenance(),
+        status_since: i.health.since,
+        registered_at: i.registered_at,
+        last_check: last.map(|c| c.at),
+        last_check_latency_ms: last.map(|c| (c.latency.as_secs_f64() * 1e6).round() / 1e3),
+        last_check_error: last.and_then(|c| c.error.clone()),
+        consecutive_failures: i.health.consecutive_failures,
+        next_check: i.next_check(),
+        delivery: i.receiver().map(|r| DeliveryView {
+            delivered: r.delivered,
+            failed: r.failed,
+            queued: r.queue.len() + usize::from(r.in_flight.is_some()),
+            resync_owed: r.resync.is_some(),
+        }),
     }
 }
 

@@ -42,44 +42,8 @@ impl Health {
     }
 }
 
-/// What people are shown: the health as dependents see it, told apart from
-/// "never checked yet" and "taken out by an operator".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Shown {
-    /// Checked and in discovery.
-    Passing,
-    /// Out of discovery: it failed its checks.
-    Critical,
-    /// In discovery (classic clients expect a newcomer to be announced at
-    /// once) but no check has finished yet, or it has no heartbeat URL.
-    Unchecked,
-    /// Out of discovery by an operator's maintenance switch; still registered
-    /// and still checked.
-    Maintenance,
-}
-
-impl Shown {
-    pub const ALL: [Shown; 4] = [
-        Shown::Passing,
-        Shown::Critical,
-        Shown::Unchecked,
-        Shown::Maintenance,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Shown::Passing => "passing",
-            Shown::Critical => "critical",
-            Shown::Unchecked => "unchecked",
-            Shown::Maintenance => "maintenance",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
+/// What people are shown (part of the wire contract).
+pub use rollcall_proto::views::Shown;
 
 /// Health-check settings the rules use.
 #[derive(Debug, Clone)]

@@ -2,7 +2,6 @@
 //! command returns for the shell to carry out.
 
 use rollcall_proto::{Patch, Registration, ServiceName, ServiceUrl, Timestamp};
-use serde::Serialize;
 
 use super::delivery::Receiver;
 use super::health::{Health, HealthState, Shown};
@@ -109,66 +108,9 @@ impl Instance {
     }
 }
 
-/// What happened, for the log, the metrics and the dashboard's timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Event {
-    pub at: Timestamp,
-    /// The catalog revision after the change (in cluster mode etcd's, as
-    /// far as this replica had followed it).
-    pub revision: u64,
-    /// This registry's own count of events (a watch stream skips those its
-    /// first state already shows).
-    #[serde(skip)]
-    pub seq: u64,
-    pub kind: EventKind,
-    pub service: ServiceName,
-    pub url: ServiceUrl,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A new instance.
-    Registered,
-    /// A known URL registered again; its entry was replaced.
-    Reregistered,
-    /// Removed by a deregistration.
-    Deregistered,
-    /// Failed its checks: out of discovery.
-    Critical,
-    /// Passed its checks again: back in discovery.
-    Recovered,
-    /// Critical for longer than `deregister_after`: removed.
-    Expired,
-    /// An operator took it out of discovery (it stays registered).
-    MaintenanceOn,
-    /// An operator put it back.
-    MaintenanceOff,
-    /// A patch could not be delivered to this receiver; a resync is owed.
-    DeliveryFailed,
-    /// A receiver that was owed a resync acknowledged the patch that settles
-    /// it.
-    Resynced,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Registered => "registered",
-            EventKind::Reregistered => "reregistered",
-            EventKind::Deregistered => "deregistered",
-            EventKind::Critical => "critical",
-            EventKind::Recovered => "recovered",
-            EventKind::Expired => "expired",
-            EventKind::MaintenanceOn => "maintenance_on",
-            EventKind::MaintenanceOff => "maintenance_off",
-            EventKind::DeliveryFailed => "delivery_failed",
-            EventKind::Resynced => "resynced",
-        }
-    }
-}
+/// What happened, and its kinds (part of the wire contract: the watch
+/// stream's `change` events and `GET /v1/events`).
+pub use rollcall_proto::views::{Event, EventKind};
 
 /// A delivery worker to start for `receiver` (none is running for it).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -81,18 +81,13 @@ pub async fn find_service(
                 .timeout(REQUEST_TIMEOUT)
         })
         .await?;
-    let instances: Vec<serde_json::Value> = read_json(response)
+    let instances: Vec<rollcall_proto::views::InstanceView> = read_json(response)
         .await
         .context("the registry sent something that is not a catalog")?;
     // In discovery: passing, or not checked yet (a newcomer); a registry
     // without `InDiscovery` (older) says `passing`.
-    let usable = instances.iter().find(|i| {
-        i["InDiscovery"]
-            .as_bool()
-            .unwrap_or_else(|| i["Status"] == "passing")
-    });
-    match usable.and_then(|i| i["ServiceURL"].as_str()) {
-        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
+    match instances.iter().find(|i| i.usable()) {
+        Some(i) => Ok(i.url.as_str().trim_end_matches('/').to_owned()),
         None => bail!(
             "no passing {service} is registered at {}",
             registry.registry
@@ -116,11 +111,9 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
 /// The message of a JSON error answer (or the status if there is none).
 pub async fn error_text(response: reqwest::Response) -> String {
     let status = response.status();
-    let body: serde_json::Value = rollcall_sdk::bounded::json(response, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    match body["error"]["message"].as_str() {
-        Some(m) if !m.is_empty() => m.to_owned(),
+    let body = rollcall_http::bounded::json::<rollcall_proto::ErrorBody>(response, 64 * 1024).await;
+    match body {
+        Ok(body) if !body.error.message.is_empty() => body.error.message,
         _ => format!("HTTP {}", status.as_u16()),
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
+use rollcall_proto::views::{Event, InstanceView};
 
 use super::table::table;
 use super::{REQUEST_TIMEOUT, Style, clean, client, error_text, follow, send};
@@ -133,14 +134,9 @@ fn warn_if_stale(response: &reqwest::Response) {
     }
 }
 
-/// "3.2s ago" from RFC 3339 text.
-fn ago(when: &str) -> String {
-    match rollcall_proto::Timestamp::parse_rfc3339(when) {
-        Ok(then) => {
-            rollcall_proto::time::format_ago(rollcall_proto::Timestamp::system_now().since(then))
-        }
-        Err(_) => "-".into(),
-    }
+/// "3.2s ago".
+fn ago(then: rollcall_proto::Timestamp) -> String {
+    rollcall_proto::time::format_ago(rollcall_proto::Timestamp::system_now().since(then))
 }
 
 /// How a service filter picked its names.
@@ -208,14 +204,12 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
         .send_any(|base| catalog_request(&client, base, None, meta))
         .await?;
     warn_if_stale(&response);
-    let mut instances: Vec<serde_json::Value> = super::read_json(response)
+    let mut instances: Vec<InstanceView> = super::read_json(response)
         .await
         .context("the registry sent a bad catalog")?;
     let all = instances.len();
     if let Some(wanted) = args.service.as_deref() {
-        let name = |i: &serde_json::Value| i["ServiceName"].as_str().unwrap_or("").to_owned();
-        let names: Vec<String> = instances.iter().map(name).collect();
-        let picked = match pick_services(names.iter().map(String::as_str), wanted) {
+        let picked = match pick_services(instances.iter().map(|i| i.name.as_str()), wanted) {
             Picked::Exact(names) => names,
             Picked::Partial(names) => {
                 errln!(
@@ -227,7 +221,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
             }
             Picked::None => std::collections::BTreeSet::new(),
         };
-        instances.retain(|i| picked.contains(&name(i)));
+        instances.retain(|i| picked.contains(i.name.as_str()));
         if instances.is_empty() {
             errln!(
                 "rollcall ls: no service's name is or contains `{}` ({all} instance(s) of other services are registered)",
@@ -254,31 +248,25 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = instances
         .iter()
         .map(|i| {
-            let s = |k: &str| clean(i[k].as_str().unwrap_or(""));
-            let requires = i["RequiredServices"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str())
-                        .map(clean)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let requires = i
+                .required
+                .iter()
+                .map(|n| clean(n.as_str()))
+                .collect::<Vec<_>>()
+                .join(",");
             vec![
-                s("ServiceName"),
-                s("ServiceURL"),
-                s("Status"),
-                i["LastCheck"].as_str().map_or_else(|| "-".into(), ago),
-                i["LastCheckLatencyMs"]
-                    .as_f64()
+                clean(i.name.as_str()),
+                clean(i.url.as_str()),
+                i.status.as_str().to_owned(),
+                i.last_check.map_or_else(|| "-".into(), ago),
+                i.last_check_latency_ms
                     .map_or_else(|| "-".into(), |ms| format!("{ms:.1}ms")),
                 if requires.is_empty() {
                     "-".into()
                 } else {
                     requires
                 },
-                meta_cell(&i["Meta"]),
+                meta_cell(&i.meta),
             ]
         })
         .collect();
@@ -308,13 +296,11 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
 
 /// An instance's metadata as `key=value,…`, without the keys the SDK sets
 /// for rollcall itself (`rollcall.…`; `--json` shows them).
-fn meta_cell(meta: &serde_json::Value) -> String {
+fn meta_cell(meta: &rollcall_proto::Meta) -> String {
     let pairs: Vec<String> = meta
-        .as_object()
-        .into_iter()
-        .flatten()
+        .iter()
         .filter(|(k, _)| !k.starts_with("rollcall."))
-        .map(|(k, v)| format!("{}={}", clean(k), clean(v.as_str().unwrap_or(""))))
+        .map(|(k, v)| format!("{}={}", clean(k), clean(v)))
         .collect();
     if pairs.is_empty() {
         "-".into()
@@ -323,11 +309,37 @@ fn meta_cell(meta: &serde_json::Value) -> String {
     }
 }
 
+/// One line `watch` prints: a catalog event as the registry sent it, or a
+/// difference it found after reconnecting (`kind` is then the new status).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Change {
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    pub kind: String,
+    pub service: String,
+    pub url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+impl From<&Event> for Change {
+    fn from(event: &Event) -> Self {
+        Self {
+            at: event.at.to_rfc3339(),
+            revision: Some(event.revision),
+            kind: event.kind.as_str().to_owned(),
+            service: event.service.to_string(),
+            url: event.url.to_string(),
+            detail: event.detail.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// One change, for people. An instance coming back (registered again,
 /// maintenance off) says it is back in discovery, in green like `recovered`.
-pub fn format_change(change: &serde_json::Value, style: Style) -> String {
-    let s = |k: &str| clean(change[k].as_str().unwrap_or(""));
-    let kind = s("kind");
+pub fn format_change(change: &Change, style: Style) -> String {
+    let kind = clean(&change.kind);
     let painted = match kind.as_str() {
         "registered" | "reregistered" | "recovered" | "maintenance_off" | "resynced" => {
             style.paint("32", &format!("{kind:<15}"))
@@ -335,21 +347,17 @@ pub fn format_change(change: &serde_json::Value, style: Style) -> String {
         "critical" | "expired" | "delivery_failed" => style.paint("31;1", &format!("{kind:<15}")),
         _ => style.paint("33", &format!("{kind:<15}")),
     };
-    let mut detail = s("detail");
-    if detail.is_empty() {
-        detail = match kind.as_str() {
-            "reregistered" | "maintenance_off" | "recovered" => "back in discovery",
-            "registered" => "in discovery",
-            "maintenance_on" => "out of discovery",
-            _ => "",
-        }
-        .to_owned();
-    }
+    let detail = match (change.detail.as_str(), kind.as_str()) {
+        ("", "reregistered" | "maintenance_off" | "recovered") => "back in discovery".to_owned(),
+        ("", "registered") => "in discovery".to_owned(),
+        ("", "maintenance_on") => "out of discovery".to_owned(),
+        (detail, _) => clean(detail),
+    };
     let mut line = format!(
         "{} {painted} {} {}",
-        style.dim(&s("at")),
-        style.paint("1", &s("service")),
-        s("url")
+        style.dim(&clean(&change.at)),
+        style.paint("1", &clean(&change.service)),
+        clean(&change.url)
     );
     if !detail.is_empty() {
         line.push_str(&format!(" ({detail})"));
@@ -376,26 +384,30 @@ async fn current_state(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let instances: Vec<serde_json::Value> = super::read_json(response)
+    let instances: Vec<InstanceView> = super::read_json(response)
         .await
         .context("the registry sent a bad catalog")?;
     let known = instances
-        .iter()
+        .into_iter()
         .map(|i| {
-            let s = |k: &str| i[k].as_str().unwrap_or("").to_owned();
-            (s("ServiceURL"), (s("ServiceName"), s("Status")))
+            (
+                i.url.to_string(),
+                (i.name.to_string(), i.status.as_str().to_owned()),
+            )
         })
         .collect();
     Ok((known, revision))
 }
 
 /// The differences between two states, as changes `watch` prints.
-fn differences(before: &Known, after: &Known, now: &str) -> Vec<serde_json::Value> {
-    let change = |kind: &str, url: &str, service: &str, detail: &str| {
-        serde_json::json!({
-            "at": now, "kind": kind, "service": service, "url": url,
-            "detail": detail,
-        })
+fn differences(before: &Known, after: &Known, now: &str) -> Vec<Change> {
+    let change = |kind: &str, url: &str, service: &str, detail: &str| Change {
+        at: now.to_owned(),
+        revision: None,
+        kind: kind.to_owned(),
+        service: service.to_owned(),
+        url: url.to_owned(),
+        detail: detail.to_owned(),
     };
     let mut out = Vec::new();
     for (url, (service, status)) in after {
@@ -426,10 +438,10 @@ async fn resolve_service(
     let response = registry
         .send_any(|base| catalog_request(client, base, None, None))
         .await?;
-    let instances: Vec<serde_json::Value> = super::read_json(response)
+    let instances: Vec<InstanceView> = super::read_json(response)
         .await
         .context("the registry sent a bad catalog")?;
-    let names = instances.iter().filter_map(|i| i["ServiceName"].as_str());
+    let names = instances.iter().map(|i| i.name.as_str());
     let list = |names: &std::collections::BTreeSet<String>| {
         clean(&names.iter().cloned().collect::<Vec<_>>().join(", "))
     };
@@ -461,10 +473,9 @@ async fn resolve_service(
 }
 
 /// Applies one change event to what `watch` knows.
-fn absorb(known: &mut Known, change: &serde_json::Value) {
-    let s = |k: &str| change[k].as_str().unwrap_or("").to_owned();
-    let url = s("url");
-    let status = match s("kind").as_str() {
+fn absorb(known: &mut Known, change: &Change) {
+    let url = change.url.clone();
+    let status = match change.kind.as_str() {
         "deregistered" | "expired" => {
             known.remove(&url);
             return;
@@ -475,7 +486,7 @@ fn absorb(known: &mut Known, change: &serde_json::Value) {
         "maintenance_on" => "maintenance",
         _ => return,
     };
-    known.insert(url, (s("service"), status.to_owned()));
+    known.insert(url, (change.service.clone(), status.to_owned()));
 }
 
 /// `rollcall watch`: the current state, then every change; across a restart
@@ -490,9 +501,9 @@ pub async fn watch(mut args: WatchArgs) -> anyhow::Result<()> {
     let bases = args.registry.bases();
     let name = args.registry.registry.to_string();
     let style = Style::for_stdout();
-    let print = |change: &serde_json::Value| {
+    let print = |change: &Change| {
         if args.json {
-            outln!("{change}");
+            outln!("{}", serde_json::to_string(change).unwrap_or_default());
         } else {
             outln!("{}", format_change(change, style));
         }
@@ -566,8 +577,9 @@ pub async fn watch(mut args: WatchArgs) -> anyhow::Result<()> {
     };
     follow(&format!("the registry at {name}"), open, |event| {
         if event.event.as_str() == "change"
-            && let Ok(change) = serde_json::from_str::<serde_json::Value>(&event.data)
+            && let Ok(event) = serde_json::from_str::<Event>(&event.data)
         {
+            let change = Change::from(&event);
             absorb(&mut known.borrow_mut(), &change);
             print(&change);
         } else if event.event == "lagged" {
@@ -589,9 +601,11 @@ pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<()> {
                 .timeout(REQUEST_TIMEOUT)
         })
         .await?;
-    let answer: serde_json::Value = super::read_json(response).await.unwrap_or_default();
+    let live = super::read_json::<rollcall_proto::views::Deregistered>(response)
+        .await
+        .is_ok_and(|answer| answer.live);
     outln!("deregistered {}", clean(args.url.trim()));
-    if answer["live"] == true {
+    if live {
         errln!(
             "note: this instance is a running SDK service (it holds a watch stream): it will \
              register again within seconds.\n      To take it out of discovery while it runs: \

@@ -19,7 +19,7 @@ fn a_reconnected_watch_prints_what_changed_meanwhile() {
     let changes = differences(&before, &after, "now");
     let kinds: Vec<(&str, &str)> = changes
         .iter()
-        .map(|c| (c["kind"].as_str().unwrap(), c["url"].as_str().unwrap()))
+        .map(|c| (c.kind.as_str(), c.url.as_str()))
         .collect();
     assert_eq!(
         kinds,
@@ -30,10 +30,11 @@ fn a_reconnected_watch_prints_what_changed_meanwhile() {
         ]
     );
     let mut known = before;
-    absorb(
-        &mut known,
-        &serde_json::json!({"kind": "expired", "url": "http://a", "service": "A"}),
-    );
+    let expired = Change {
+        kind: "expired".into(),
+        ..change("http://a")
+    };
+    absorb(&mut known, &expired);
     assert!(!known.contains_key("http://a"));
 }
 
@@ -80,15 +81,34 @@ fn a_service_filter_is_a_name_ignoring_case_else_a_part_of_one() {
     assert_eq!(pick_services(names, "billing"), Picked::None);
 }
 
+fn change(url: &str) -> Change {
+    Change {
+        at: "t".into(),
+        revision: None,
+        kind: String::new(),
+        service: "A".into(),
+        url: url.into(),
+        detail: String::new(),
+    }
+}
+
 #[test]
 fn an_instance_coming_back_says_it_is_back_in_discovery() {
     let plain = Style { on: false };
     for kind in ["reregistered", "maintenance_off", "recovered"] {
-        let change =
-            serde_json::json!({"at": "t", "kind": kind, "service": "A", "url": "http://a"});
-        let line = format_change(&change, plain);
+        let line = format_change(
+            &Change {
+                kind: kind.into(),
+                ..change("http://a")
+            },
+            plain,
+        );
         assert!(line.ends_with("(back in discovery)"), "{line}");
     }
-    let critical = serde_json::json!({"at": "t", "kind": "critical", "service": "A", "url": "http://a", "detail": "HTTP 500"});
+    let critical = Change {
+        kind: "critical".into(),
+        detail: "HTTP 500".into(),
+        ..change("http://a")
+    };
     assert!(format_change(&critical, plain).ends_with("(HTTP 500)"));
 }
