@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use rollcall_proto::Timestamp;
 
-use crate::http::AppState;
 use crate::query::QueryParams;
 use crate::record::{Level, LogRecord};
+use crate::state::AppState;
 
 /// Records per page.
 pub const PAGE: usize = 100;
@@ -173,7 +173,7 @@ pub async fn explorer(
         .query(Timestamp::system_now());
         match query {
             Err(e) => error = Some(e.to_string()),
-            Ok(query) => match crate::http::search(&state, query, SEARCH_FOR).await {
+            Ok(query) => match crate::search::search(&state, query, SEARCH_FOR).await {
                 Ok(mut page) => {
                     note = page.note.take();
                     searched = searched_text(&page);

@@ -30,16 +30,14 @@ use rollcall_proto::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::query::{Filter, Order, Page, Query, QueryParams};
 use crate::record::{IncomingRecord, LogRecord, NewRecord, RecordError};
-use crate::store::{Appended, LogStore};
+use crate::store::Appended;
 
 pub use crate::metrics::{HttpMetrics, register_metrics};
 
@@ -48,13 +46,10 @@ pub const MAX_CLASSIC_BODY: usize = 64 * 1024;
 /// Most stored records a tail replays before going live.
 pub const TAIL_BACKFILL: usize = 1000;
 
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub store: LogStore,
-    pub config: Arc<LogConfig>,
-    pub metrics: Arc<HttpMetrics>,
-    pub shutdown: CancellationToken,
-}
+pub use crate::ingest::Rejected;
+use crate::ingest::{rejected_status, validate_batch};
+use crate::search::find;
+pub use crate::state::AppState;
 
 /// The document's front matter; the paths come from the handlers' own
 /// `#[utoipa::path]` attributes through [`api`], and the SDK's routes from
@@ -123,29 +118,6 @@ async fn classic(
     Ok(StatusCode::OK)
 }
 
-/// One refused record in a batch answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Rejected {
-    pub(crate) index: usize,
-    code: &'static str,
-    pub(crate) reason: String,
-}
-
-fn record_code(e: &RecordError) -> &'static str {
-    match e {
-        RecordError::Shape(_) => "invalid_record",
-        RecordError::MissingService => "missing_service",
-        RecordError::InvalidService(_) => "invalid_service",
-        RecordError::MissingMessage => "missing_message",
-        RecordError::UnknownLevel(_) => "unknown_level",
-        RecordError::InvalidTimestamp => "invalid_timestamp",
-        RecordError::FieldsNotObject => "invalid_fields",
-        RecordError::InvalidId => "invalid_id",
-        RecordError::InvalidInstance => "invalid_instance",
-        RecordError::TooLarge { .. } => "record_too_large",
-    }
-}
-
 /// Unpacks a gzip body, refusing one that unpacks past `limit` bytes.
 fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, LogError> {
     use std::io::Read;
@@ -162,44 +134,6 @@ fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, LogError> {
         return Err(LogError::Body(rollcall_http::BodyError::TooLarge { limit }));
     }
     Ok(out)
-}
-
-/// Validates every record of a batch, as sent or as mapped from an OTLP
-/// export (all or nothing): the records to store, or each rejected one with
-/// its reason (counted).
-pub(crate) fn validate_batch(
-    state: &AppState,
-    incoming: impl Iterator<Item = Result<IncomingRecord, RecordError>>,
-) -> Result<Vec<NewRecord>, Vec<Rejected>> {
-    let received = now();
-    let max_record = usize::try_from(state.config.max_record_bytes).unwrap_or(usize::MAX);
-    let mut records = Vec::new();
-    let mut rejected = Vec::new();
-    for (index, record) in incoming.enumerate() {
-        match record.and_then(|r| r.validate(received, max_record)) {
-            Ok(record) => records.push(record),
-            Err(e) => rejected.push(Rejected {
-                index,
-                code: record_code(&e),
-                reason: e.to_string(),
-            }),
-        }
-    }
-    if rejected.is_empty() {
-        return Ok(records);
-    }
-    state.metrics.batches_rejected.inc();
-    state.metrics.records_rejected.inc_by(rejected.len() as u64);
-    Err(rejected)
-}
-
-/// 413 when a rejected record was too large, else 400.
-pub(crate) fn rejected_status(rejected: &[Rejected]) -> StatusCode {
-    if rejected.iter().any(|r| r.code == "record_too_large") {
-        StatusCode::PAYLOAD_TOO_LARGE
-    } else {
-        StatusCode::BAD_REQUEST
-    }
 }
 
 /// Splits a batch body into JSON values: an array, or one value per line.
@@ -373,55 +307,6 @@ fn store_headers(state: &AppState) -> axum::http::HeaderMap {
 pub const STORE_HEADER: &str = "x-rollcall-log-store";
 /// The newest seq stored when the answer was made.
 pub const LAST_SEQ_HEADER: &str = "x-rollcall-log-last-seq";
-
-/// Runs `query` off the async threads (the API's and the explorer's); an
-/// empty page says why it is empty.
-pub(crate) async fn find(state: &AppState, mut query: Query) -> Result<Page, LogError> {
-    query.scan_budget = state.config.scan_budget.max(1);
-    let store = state.store.clone();
-    let filter = query.filter.clone();
-    let mut page = tokio::task::spawn_blocking(move || store.query_blocking(&query))
-        .await
-        .map_err(|e| LogError::Store(crate::store::StoreError::WriteFailed(e.to_string())))?
-        .map_err(|e| LogError::Store(e.into()))?;
-    if page.records.is_empty() {
-        page.explain_empty(&filter, state.store.services());
-    }
-    Ok(page)
-}
-
-/// Runs `query` page after page until `query.limit` records are found, the
-/// store is searched to its end, or `deadline` has passed; the result counts
-/// everything scanned and goes on (`next_cursor`) from where it stopped.
-pub(crate) async fn search(
-    state: &AppState,
-    mut query: Query,
-    deadline: Duration,
-) -> Result<Page, LogError> {
-    let started = std::time::Instant::now();
-    let limit = query.limit;
-    let mut found = Page::default();
-    loop {
-        let page = find(state, query.clone()).await?;
-        found.records.extend(page.records);
-        found.scanned_records += page.scanned_records;
-        found.scanned_bytes += page.scanned_bytes;
-        found.next_cursor = page.next_cursor;
-        found.reached_end = page.reached_end;
-        if found.note.is_none() {
-            (found.note, found.services) = (page.note, page.services);
-        }
-        let Some(cursor) = page.next_cursor else {
-            break;
-        };
-        if found.records.len() >= limit || started.elapsed() >= deadline {
-            break;
-        }
-        query.cursor = Some(cursor);
-        query.limit = limit - found.records.len();
-    }
-    Ok(found)
-}
 
 fn record_event(record: &LogRecord) -> Event {
     Event::default()

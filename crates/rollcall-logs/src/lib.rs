@@ -18,11 +18,14 @@ pub mod config;
 pub mod error;
 pub mod explorer;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod otlp;
 pub mod query;
 pub mod record;
+pub mod search;
 pub mod segment;
+pub mod state;
 pub mod store;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 use rollcall_proto::prom::{self, Counter, Registry};
 
-use crate::http::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Default)]
 pub struct HttpMetrics {

@@ -47,8 +47,8 @@ use prost::Message;
 use rollcall_proto::ServiceName;
 use serde_json::{Map, Value};
 
-use crate::http::AppState;
 use crate::record::{IncomingRecord, Level};
+use crate::state::AppState;
 use crate::store::Appended;
 
 /// OTLP's two encodings.
@@ -314,13 +314,13 @@ pub async fn ingest(state: &AppState, body: &[u8], encoding: Encoding) -> Respon
         );
     }
     let total = records.len();
-    let valid = match crate::http::validate_batch(state, records.into_iter().map(Ok)) {
+    let valid = match crate::ingest::validate_batch(state, records.into_iter().map(Ok)) {
         Ok(valid) => valid,
         Err(rejected) => {
             let first = &rejected[0];
             return error(
                 encoding,
-                crate::http::rejected_status(&rejected),
+                crate::ingest::rejected_status(&rejected),
                 "invalid_records",
                 format!(
                     "{} of {total} log records cannot be stored (record {}: {}); nothing was stored",
