@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rollcall_etcd::{Etcd, EtcdError, Event, Txn};
 use rollcall_proto::ServiceUrl;
-use rollcall_testkit::etcd::EtcdCluster;
+use rollcall_testproc::etcd::EtcdCluster;
 
 fn client(endpoints: &[String]) -> Etcd {
     let endpoints = endpoints

@@ -13,34 +13,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod child;
-pub mod etcd;
 pub mod fake;
 pub mod openapi;
 pub mod prometheus;
 pub mod router;
-pub mod signal;
 pub mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use child::{ChildProcess, read_lines};
+/// Real processes (in `rollcall-testproc`, which depends on no rollcall
+/// service, so the etcd client's tests use it without the registry).
+pub use rollcall_testproc::{ChildProcess, bin_on_path, child, etcd, read_lines, signal};
 
-/// `program` on `PATH`; panics naming the Debian `package` when missing (a
-/// test that needs a real counterpart fails without it, never skips).
-pub fn bin_on_path(program: &str, package: &str) -> std::path::PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{program} is not installed: `apt-get install {package}` (./scripts/test.sh installs it)"
-            )
-        })
-}
 pub use fake::{FakeService, Mode};
 use rollcall_registry::RegistryConfig;
 use tokio_util::sync::CancellationToken;
