@@ -81,6 +81,7 @@ impl Fanout {
         subscribers.next_id += 1;
         let id = subscribers.next_id;
         match &interest.names {
+            // Every event already: bound or not, nothing more to index.
             None => {
                 subscribers.everything.insert(id, mailbox.clone());
             }
@@ -92,14 +93,14 @@ impl Fanout {
                         .or_default()
                         .insert(id, mailbox.clone());
                 }
+                if let Some(url) = &interest.instance {
+                    subscribers
+                        .by_instance
+                        .entry(url.clone())
+                        .or_default()
+                        .insert(id, mailbox.clone());
+                }
             }
-        }
-        if let Some(url) = &interest.instance {
-            subscribers
-                .by_instance
-                .entry(url.clone())
-                .or_default()
-                .insert(id, mailbox.clone());
         }
         drop(subscribers);
         Subscription {
@@ -134,8 +135,9 @@ impl Fanout {
         }
     }
 
-    /// How many subscriptions there are (for tests and metrics).
-    pub fn len(&self) -> usize {
+    /// How many subscriptions there are.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         let subscribers = self.lock();
         let mut ids: std::collections::HashSet<u64> =
             subscribers.everything.keys().copied().collect();
@@ -147,10 +149,6 @@ impl Fanout {
             ids.extend(boxes.keys().copied());
         }
         ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn unsubscribe(&self, id: u64, interest: &Interest) {
@@ -269,7 +267,18 @@ mod tests {
             names: names(&["Other"]),
             instance: Some(ServiceUrl::parse("http://z:9").unwrap()),
         });
+        // Bound, and watching every service.
+        let bound_to_all = fanout.subscribe(Interest {
+            names: None,
+            instance: Some(ServiceUrl::parse("http://a:1").unwrap()),
+        });
         fanout.publish(event(1, "Inventory", "http://a:1"));
+        assert_eq!(
+            bound_to_all.waiting(),
+            1,
+            "once, though bound and watching all"
+        );
+        drop(bound_to_all);
         assert_eq!(everything.waiting(), 1);
         assert_eq!(inventory.waiting(), 1);
         assert_eq!(bound.waiting(), 1, "once, though it matches twice");
