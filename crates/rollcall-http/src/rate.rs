@@ -27,85 +27,29 @@ use crate::error_response;
 /// clients) are forgotten.
 const MAX_CLIENTS: usize = 10_000;
 
-/// Writes per second per client address, with a burst of twice that.
+/// Token buckets, one per client address, refilled at `per_second` and
+/// holding at most `burst`; at most [`MAX_CLIENTS`] addresses remembered.
 #[derive(Debug)]
-pub struct WriteLimit {
-    per_second: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-    first_writes: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-/// How many writes a connection has made, kept on the connection (the
-/// server puts it in every request's extensions).
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionWrites(Arc<std::sync::atomic::AtomicU64>);
-
-impl ConnectionWrites {
-    fn first(&self) -> bool {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0
-    }
-}
-
-impl WriteLimit {
-    /// Writes per second of the first-writes bucket (a tenth of the rate,
-    /// at least 1), with a burst of this many.
-    pub const FIRST_WRITES: f64 = 20.0;
-
-    /// `per_second` of 0: no limit.
-    pub fn new(per_second: u32) -> Arc<Self> {
-        Arc::new(Self {
-            per_second: f64::from(per_second),
-            buckets: Mutex::new(HashMap::new()),
-            first_writes: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Takes one write from `client`'s bucket; the first write of a
-    /// connection (`first_on_connection`) may also be paid from the
-    /// address's first-writes bucket. `Err(seconds to wait)` if neither has
-    /// a token.
-    pub fn take_on(
-        &self,
-        client: IpAddr,
-        first_on_connection: bool,
-        now: Instant,
-    ) -> Result<(), u64> {
-        let taken = self.take(client, now);
-        if taken.is_err() && first_on_connection && self.per_second > 0.0 {
-            let rate = (self.per_second / 10.0).max(1.0);
-            if take_from(&self.first_writes, client, rate, Self::FIRST_WRITES, now).is_ok() {
-                return Ok(());
-            }
-        }
-        taken
-    }
-
-    /// Takes one write from `client`'s bucket: `Err(seconds to wait)` if empty.
-    pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
-        if self.per_second <= 0.0 {
-            return Ok(());
-        }
-        take_from(
-            &self.buckets,
-            client,
-            self.per_second,
-            2.0 * self.per_second,
-            now,
-        )
-    }
-}
-
-/// Takes a token from `client`'s bucket in `buckets` (refilled at
-/// `per_second`, holding at most `burst`).
-fn take_from(
-    buckets: &Mutex<HashMap<IpAddr, (f64, Instant)>>,
-    client: IpAddr,
+struct Buckets {
     per_second: f64,
     burst: f64,
-    now: Instant,
-) -> Result<(), u64> {
-    {
-        let mut buckets = buckets
+    by_client: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl Buckets {
+    fn new(per_second: f64, burst: f64) -> Self {
+        Self {
+            per_second,
+            burst,
+            by_client: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token from `client`'s bucket: `Err(seconds to wait)` if empty.
+    fn take(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
+        let (per_second, burst) = (self.per_second, self.burst);
+        let mut buckets = self
+            .by_client
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&client) {
@@ -129,6 +73,68 @@ fn take_from(
         } else {
             Err(((1.0 - *tokens) / per_second).ceil().max(1.0) as u64)
         }
+    }
+}
+
+/// Writes per second per client address, with a burst of twice that; `None`:
+/// no limit.
+#[derive(Debug)]
+pub struct WriteLimit {
+    limits: Option<(Buckets, Buckets)>,
+}
+
+/// How many writes a connection has made, kept on the connection (the
+/// server puts it in every request's extensions).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionWrites(Arc<std::sync::atomic::AtomicU64>);
+
+impl ConnectionWrites {
+    fn first(&self) -> bool {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0
+    }
+}
+
+impl WriteLimit {
+    /// The burst of the first-writes bucket; it refills at a tenth of the
+    /// rate (at least 1 a second).
+    pub const FIRST_WRITES: f64 = 20.0;
+
+    /// `per_second` of 0: no limit.
+    pub fn new(per_second: u32) -> Arc<Self> {
+        let rate = f64::from(per_second);
+        Arc::new(Self {
+            limits: (per_second > 0).then(|| {
+                (
+                    Buckets::new(rate, 2.0 * rate),
+                    Buckets::new((rate / 10.0).max(1.0), Self::FIRST_WRITES),
+                )
+            }),
+        })
+    }
+
+    /// Takes one write from `client`'s bucket; the first write of a
+    /// connection (`first_on_connection`) may also be paid from the
+    /// address's first-writes bucket. `Err(seconds to wait)` if neither has
+    /// a token.
+    pub fn take_on(
+        &self,
+        client: IpAddr,
+        first_on_connection: bool,
+        now: Instant,
+    ) -> Result<(), u64> {
+        let Some((all, first_writes)) = &self.limits else {
+            return Ok(());
+        };
+        let taken = all.take(client, now);
+        if taken.is_err() && first_on_connection && first_writes.take(client, now).is_ok() {
+            return Ok(());
+        }
+        taken
+    }
+
+    /// Takes one write from `client`'s bucket: `Err(seconds to wait)` if empty.
+    pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
+        self.take_on(client, false, now)
     }
 }
 
