@@ -268,7 +268,7 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
 /// Query stored records
 ///
 /// By arrival: newest first (`order=desc`, the default) or oldest first.
-/// A page stops at `limit` records or after scanning 256 MiB; `next_cursor`
+/// A page stops at `limit` records or after scanning `--scan-budget` (256 MiB); `next_cursor`
 /// asks for the next page, `scanned_records` says how much this one looked
 /// at, and `reached_end` whether nothing further can match (an empty page
 /// without it has not searched everything).

@@ -1,6 +1,7 @@
 //! Running a query against the store off the async threads: one page
 //! ([`find`], what `GET /v1/logs` answers), or page after page within a
-//! time ([`search`], what the explorer shows).
+//! time ([`search`], what the explorer shows). An empty result says why it is
+//! empty, once.
 
 use std::time::Duration;
 
@@ -8,20 +9,28 @@ use crate::error::LogError;
 use crate::query::{Page, Query};
 use crate::state::AppState;
 
-/// Runs `query` off the async threads (the API's and the explorer's); an
-/// empty page says why it is empty.
-pub(crate) async fn find(state: &AppState, mut query: Query) -> Result<Page, LogError> {
+/// One page, within the service's scan budget.
+async fn page(state: &AppState, mut query: Query) -> Result<Page, LogError> {
     query.scan_budget = state.config.scan_budget.max(1);
     let store = state.store.clone();
-    let filter = query.filter.clone();
-    let mut page = tokio::task::spawn_blocking(move || store.query_blocking(&query))
+    tokio::task::spawn_blocking(move || store.query_blocking(&query))
         .await
         .map_err(|e| LogError::Store(crate::store::StoreError::WriteFailed(e.to_string())))?
-        .map_err(|e| LogError::Store(e.into()))?;
-    if page.records.is_empty() {
-        page.explain_empty(&filter, state.store.services());
+        .map_err(|e| LogError::Store(e.into()))
+}
+
+/// An empty result for a service with no records says so.
+fn explained(state: &AppState, query: &Query, mut found: Page) -> Page {
+    if found.records.is_empty() {
+        found.explain_empty(&query.filter, state.store.services());
     }
-    Ok(page)
+    found
+}
+
+/// One page of `query` (the API's).
+pub(crate) async fn find(state: &AppState, query: Query) -> Result<Page, LogError> {
+    let found = page(state, query.clone()).await?;
+    Ok(explained(state, &query, found))
 }
 
 /// Runs `query` page after page until `query.limit` records are found, the
@@ -29,30 +38,27 @@ pub(crate) async fn find(state: &AppState, mut query: Query) -> Result<Page, Log
 /// everything scanned and goes on (`next_cursor`) from where it stopped.
 pub(crate) async fn search(
     state: &AppState,
-    mut query: Query,
+    query: Query,
     deadline: Duration,
 ) -> Result<Page, LogError> {
     let started = std::time::Instant::now();
-    let limit = query.limit;
+    let mut next = query.clone();
     let mut found = Page::default();
     loop {
-        let page = find(state, query.clone()).await?;
-        found.records.extend(page.records);
-        found.scanned_records += page.scanned_records;
-        found.scanned_bytes += page.scanned_bytes;
-        found.next_cursor = page.next_cursor;
-        found.reached_end = page.reached_end;
-        if found.note.is_none() {
-            (found.note, found.services) = (page.note, page.services);
-        }
-        let Some(cursor) = page.next_cursor else {
+        let one = page(state, next.clone()).await?;
+        found.records.extend(one.records);
+        found.scanned_records += one.scanned_records;
+        found.scanned_bytes += one.scanned_bytes;
+        found.next_cursor = one.next_cursor;
+        found.reached_end = one.reached_end;
+        let Some(cursor) = one.next_cursor else {
             break;
         };
-        if found.records.len() >= limit || started.elapsed() >= deadline {
+        if found.records.len() >= query.limit || started.elapsed() >= deadline {
             break;
         }
-        query.cursor = Some(cursor);
-        query.limit = limit - found.records.len();
+        next.cursor = Some(cursor);
+        next.limit = query.limit - found.records.len();
     }
-    Ok(found)
+    Ok(explained(state, &query, found))
 }

@@ -280,8 +280,8 @@ async fn stay_registered(inner: &Inner, registry: &ServiceUrl, stop: &Cancellati
                     inner.metrics.classic_fallbacks.inc();
                     tracing::info!(%registry, %reason, "the registry has no watch stream; staying registered the classic way (registering again only if it stops checking us)");
                 }
+                // (`wait_for_silence` answers `false` itself once `stop` fires.)
                 tokio::select! {
-                    () = stop.cancelled() => return false,
                     forgotten = wait_for_silence(inner, registry, stop) => return forgotten,
                     () = tokio::time::sleep(probe) => {}
                 }
