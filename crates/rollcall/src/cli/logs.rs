@@ -75,8 +75,8 @@ fn store_of(response: &reqwest::Response) -> (Option<String>, Option<u64>) {
             .map(str::to_owned)
     };
     (
-        header("x-rollcall-log-store"),
-        header("x-rollcall-log-last-seq").and_then(|v| v.parse().ok()),
+        header(rollcall_logs::http::STORE_HEADER),
+        header(rollcall_logs::http::LAST_SEQ_HEADER).and_then(|v| v.parse().ok()),
     )
 }
 

@@ -139,25 +139,25 @@ pub async fn send(
 /// step (reqwest's own says "error sending request for url").
 pub fn explain(error: &reqwest::Error) -> String {
     let mut chain = Vec::new();
+    let mut refused = false;
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = cause {
         chain.push(e.to_string());
+        refused |= e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
         cause = e.source();
     }
     let all = chain.join(": ").to_lowercase();
     let https = error.url().is_some_and(|u| u.scheme() == "https");
-    if all.contains("connection refused") {
+    if refused || all.contains("connection refused") {
         "connection refused: nothing listens there (is `rollcall up` running? start it, or point --registry at where it runs)".to_owned()
     } else if all.contains("certificate") || all.contains("unknownissuer") {
         let why = chain.last().cloned().unwrap_or_default();
         format!(
             "its TLS certificate is not trusted ({why}): pass the CA that signed it with --ca-file (or ROLLCALL_CA_FILE)"
         )
-    } else if https
-        && (all.contains("invalidcontenttype")
-            || all.contains("corrupt message")
-            || all.contains("record"))
-    {
+    } else if https && (all.contains("invalidcontenttype") || all.contains("corrupt message")) {
         "it does not speak TLS there: try http:// instead of https://".to_owned()
     } else if !https
         && (all.contains("connection closed before message completed")
