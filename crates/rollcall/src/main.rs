@@ -76,7 +76,7 @@ enum Command {
     Ls(cli::registry::LsArgs),
     /// Show the current instances, then stream changes as they happen
     /// (registered, critical, ...); reconnects across registry restarts.
-    Watch(cli::registry::WatchArgs),
+    Watch(cli::watch::WatchArgs),
     /// Remove an instance from the registry by its URL. A running SDK service
     /// registers again; use `maint` to hold it out of discovery.
     Deregister(cli::registry::DeregisterArgs),
@@ -189,7 +189,7 @@ fn main() -> std::process::ExitCode {
             Command::Log(config) => serve::log(config, forwarder).await,
             Command::Logs(args) => cli::logs::run(args).await,
             Command::Ls(args) => cli::registry::ls(args).await,
-            Command::Watch(args) => cli::registry::watch(args).await,
+            Command::Watch(args) => cli::watch::watch(args).await,
             Command::Deregister(args) => cli::registry::deregister(args).await,
             Command::Maint(args) => cli::registry::maint(args).await,
             Command::Grades(config) => serve::grades(config, forwarder).await,

@@ -31,6 +31,7 @@ macro_rules! sayln {
 pub mod logs;
 pub mod registry;
 pub mod table;
+pub mod watch;
 
 pub(crate) use {errln, sayln};
 

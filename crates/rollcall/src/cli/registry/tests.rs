@@ -2,42 +2,6 @@
 
 use super::*;
 
-fn state(entries: &[(&str, &str, &str)]) -> Known {
-    entries
-        .iter()
-        .map(|(u, n, s)| ((*u).to_owned(), ((*n).to_owned(), (*s).to_owned())))
-        .collect()
-}
-
-#[test]
-fn a_reconnected_watch_prints_what_changed_meanwhile() {
-    let before = state(&[("http://a", "A", "passing"), ("http://b", "B", "passing")]);
-    let after = state(&[
-        ("http://a", "A", "critical"),
-        ("http://c", "C", "unchecked"),
-    ]);
-    let changes = differences(&before, &after, "now");
-    let kinds: Vec<(&str, &str)> = changes
-        .iter()
-        .map(|c| (c.kind.as_str(), c.url.as_str()))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            ("critical", "http://a"),
-            ("registered", "http://c"),
-            ("deregistered", "http://b")
-        ]
-    );
-    let mut known = before;
-    let expired = Change {
-        kind: "expired".into(),
-        ..change("http://a")
-    };
-    absorb(&mut known, &expired);
-    assert!(!known.contains_key("http://a"));
-}
-
 #[test]
 fn tables_align_columns() {
     let rows = vec![
@@ -79,36 +43,4 @@ fn a_service_filter_is_a_name_ignoring_case_else_a_part_of_one() {
         Picked::Partial(set(&["GradingService", "LogService"]))
     );
     assert_eq!(pick_services(names, "billing"), Picked::None);
-}
-
-fn change(url: &str) -> Change {
-    Change {
-        at: "t".into(),
-        revision: None,
-        kind: String::new(),
-        service: "A".into(),
-        url: url.into(),
-        detail: String::new(),
-    }
-}
-
-#[test]
-fn an_instance_coming_back_says_it_is_back_in_discovery() {
-    let plain = Style { on: false };
-    for kind in ["reregistered", "maintenance_off", "recovered"] {
-        let line = format_change(
-            &Change {
-                kind: kind.into(),
-                ..change("http://a")
-            },
-            plain,
-        );
-        assert!(line.ends_with("(back in discovery)"), "{line}");
-    }
-    let critical = Change {
-        kind: "critical".into(),
-        detail: "HTTP 500".into(),
-        ..change("http://a")
-    };
-    assert!(format_change(&critical, plain).ends_with("(HTTP 500)"));
 }
