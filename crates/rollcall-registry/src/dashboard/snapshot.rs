@@ -18,10 +18,10 @@ struct Tally {
     passing: usize,
     critical: usize,
     requires: BTreeSet<String>,
-    /// Instances matching the search: how many, how many passing, whether
+    /// Instances matching the search: how many, how many in discovery, whether
     /// one needs attention, and the best candidates for its rows.
     shown: usize,
-    shown_passing: usize,
+    shown_in_discovery: usize,
     attention: bool,
     candidates: Vec<RowKey>,
 }
@@ -87,9 +87,9 @@ pub(super) async fn snapshot(
                 if matches(&needle, i.name().as_str(), i.url().as_str()) {
                     let shown = i.shown();
                     tally.shown += 1;
-                    // The same truth as the counts and the graph: in
-                    // discovery (an instance not yet checked is).
-                    tally.shown_passing += usize::from(i.in_discovery());
+                    // The same count as the cards and the graph (an
+                    // instance not yet checked is in discovery).
+                    tally.shown_in_discovery += usize::from(i.in_discovery());
                     tally.attention |= matches!(shown, Shown::Critical | Shown::Maintenance);
                     tally.candidates.push(row_key(i));
                     keep_best(&mut tally.candidates, OPEN_ROWS, false);
@@ -117,8 +117,8 @@ pub(super) async fn snapshot(
                 ServiceGroup {
                     open,
                     attention: tally.attention,
-                    passing: tally.shown_passing,
-                    other: tally.shown - tally.shown_passing,
+                    passing: tally.shown_in_discovery,
+                    other: tally.shown - tally.shown_in_discovery,
                     name: name.to_string(),
                     more: tally.shown - tally.candidates.len(),
                     instances: Vec::new(),
