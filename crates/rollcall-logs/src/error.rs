@@ -27,10 +27,13 @@ pub enum LogError {
     Query(#[from] QueryError),
     #[error("log storage is unavailable")]
     Store(#[from] StoreError),
+    /// A bug (a query task that panicked): nothing the client did.
+    #[error("internal error")]
+    Internal,
 }
 
 impl LogError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             LogError::Body(e) => e.status(),
             LogError::EmptyMessage
@@ -41,6 +44,7 @@ impl LogError {
             LogError::TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             LogError::Encoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             LogError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LogError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -55,6 +59,7 @@ impl LogError {
             LogError::Encoding(_) => "unsupported_encoding",
             LogError::Query(_) => "invalid_query",
             LogError::Store(_) => "store_unavailable",
+            LogError::Internal => "internal",
         }
     }
 }

@@ -134,11 +134,15 @@ fn encode(pairs: &[(&str, &str)]) -> String {
     responses(
         (status = 200, description = "The page", content_type = "text/html"),
         (status = 400, description = "The page, saying what is wrong with the query", content_type = "text/html"),
+        (status = 503, description = "The page, saying the log storage is unavailable", content_type = "text/html"),
     ))]
 pub async fn explorer(
     State(state): State<AppState>,
     params: Result<QueryString<QueryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    // A query the client got wrong is a 400; a store that failed it is the
+    // API's status for that (503), not the client's fault.
+    let mut status = StatusCode::BAD_REQUEST;
     let (params, mut error) = match params {
         Ok(QueryString(p)) => (p, None),
         Err(e) => (QueryParams::default(), Some(e.body_text())),
@@ -198,7 +202,10 @@ pub async fn explorer(
                         .map(|r| Row::of(r, today))
                         .collect();
                 }
-                Err(_) => error = Some("log storage is unavailable".to_owned()),
+                Err(e) => {
+                    status = e.status();
+                    error = Some(e.to_string());
+                }
             },
         }
     }
@@ -224,11 +231,9 @@ pub async fn explorer(
         newest,
         inline_max: INLINE_FIELDS,
     };
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    if error.is_none() {
+        status = StatusCode::OK;
+    }
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {

@@ -356,7 +356,6 @@ async fn tail(
     let mut backfill = Vec::new();
     let mut last_sent = params.cursor.unwrap_or(0);
     if let Some(cursor) = params.cursor {
-        let store = state.store.clone();
         let query = Query {
             filter: filter.clone(),
             order: Order::Asc,
@@ -364,10 +363,7 @@ async fn tail(
             cursor: Some(cursor),
             ..Query::default()
         };
-        let page = tokio::task::spawn_blocking(move || store.query_blocking(&query))
-            .await
-            .map_err(|e| LogError::Store(crate::store::StoreError::WriteFailed(e.to_string())))?
-            .map_err(|e| LogError::Store(e.into()))?;
+        let page = crate::search::off_thread(&state, query).await?;
         backfill = page.records;
         if let Some(last) = backfill.last() {
             last_sent = last.seq;

@@ -66,7 +66,7 @@ pub async fn run(
     let store_config = config.store();
     let (store, threads) = tokio::task::spawn_blocking(move || LogStore::open(store_config))
         .await
-        .map_err(|e| StoreError::WriteFailed(e.to_string()))
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))
         .and_then(|opened| opened)
         .map_err(RunError::Store)?;
     ready();

@@ -12,11 +12,19 @@ use crate::state::AppState;
 /// One page, within the service's scan budget.
 async fn page(state: &AppState, mut query: Query) -> Result<Page, LogError> {
     query.scan_budget = state.config.scan_budget.max(1);
+    off_thread(state, query).await
+}
+
+/// Runs `query` as it is on a blocking thread (reading segments blocks).
+pub(crate) async fn off_thread(state: &AppState, query: Query) -> Result<Page, LogError> {
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.query_blocking(&query))
-        .await
-        .map_err(|e| LogError::Store(crate::store::StoreError::WriteFailed(e.to_string())))?
-        .map_err(|e| LogError::Store(e.into()))
+    match tokio::task::spawn_blocking(move || store.query_blocking(&query)).await {
+        Ok(page) => page.map_err(|e| LogError::Store(e.into())),
+        Err(e) => {
+            tracing::error!(error = %e, "a log query's task failed");
+            Err(LogError::Internal)
+        }
+    }
 }
 
 /// An empty result for a service with no records says so.

@@ -74,3 +74,32 @@ async fn the_served_openapi_document_covers_every_route_the_router_answers() {
     )
     .await;
 }
+
+/// A store that fails a query is the service's fault, not the client's: the
+/// API and the explorer answer 503 alike (the explorer said 400 before).
+#[tokio::test]
+async fn a_store_that_fails_a_query_is_a_503_in_the_api_and_the_explorer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, store, threads) = app(dir.path());
+    let batch = r#"[{"service":"A","message":"kept"}]"#;
+    let stored = rollcall_testkit::router::call(&router, "POST", "/v1/logs", batch).await;
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    // The segment becomes unreadable under the store (a directory where the
+    // file was: opening works, reading fails).
+    for entry in std::fs::read_dir(dir.path().join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "ndjson") {
+            std::fs::remove_file(&path).unwrap();
+            std::fs::create_dir(&path).unwrap();
+        }
+    }
+    assert_refused(&router, ("GET", "/v1/logs", ""), 503, "store_unavailable").await;
+    let page = rollcall_testkit::router::call(&router, "GET", "/?service=A", "").await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(
+        page.body.contains("log storage is unavailable"),
+        "{}",
+        page.body
+    );
+    store.close(threads).await;
+}

@@ -1,10 +1,13 @@
-//! The registry API's one error type, mapped to HTTP in exactly one place.
+//! The registry API's one error type, mapped to HTTP in exactly one place:
+//! the request's own faults, and the shell's [`WriteError`]s.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rollcall_http::{BodyError, error_response};
 use rollcall_proto::registration::RegistrationError;
 use rollcall_proto::{InvalidName, InvalidUrl};
+
+use crate::shell::WriteError;
 
 /// An optional service name from query parameter `param` (empty: none).
 pub fn optional_name(
@@ -39,16 +42,10 @@ pub enum ApiError {
     InvalidBody(String),
     #[error(transparent)]
     Callback(#[from] crate::callbacks::Refused),
-    #[error("the catalog holds its most instances ({0}, --max-instances); nothing was changed")]
-    CatalogFull(usize),
+    #[error(transparent)]
+    Write(#[from] WriteError),
     #[error("the registry holds its most watch streams ({0}, --max-watch-streams)")]
     TooManyStreams(usize),
-    #[error("no instance is registered at {0}")]
-    NotRegistered(String),
-    #[error("the catalog could not be written ({0}); nothing was changed")]
-    StoreUnavailable(String),
-    #[error("the registry is shutting down")]
-    ShuttingDown,
     /// A bug: nothing the client did. The body says no more than that.
     #[error("internal error")]
     Internal,
@@ -64,11 +61,11 @@ impl ApiError {
             | ApiError::InvalidQuery { .. }
             | ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Body(e) => e.status(),
-            ApiError::NotRegistered(_) => StatusCode::NOT_FOUND,
+            ApiError::Write(WriteError::NotRegistered(_)) => StatusCode::NOT_FOUND,
             ApiError::Callback(_) => StatusCode::FORBIDDEN,
-            ApiError::StoreUnavailable(_)
-            | ApiError::ShuttingDown
-            | ApiError::CatalogFull(_)
+            ApiError::Write(
+                WriteError::Store(_) | WriteError::ShuttingDown | WriteError::CatalogFull(_),
+            )
             | ApiError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,12 +80,12 @@ impl ApiError {
             ApiError::InvalidName { .. } => "invalid_name",
             ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::InvalidBody(_) => "invalid_body",
-            ApiError::NotRegistered(_) => "not_registered",
+            ApiError::Write(WriteError::NotRegistered(_)) => "not_registered",
             ApiError::Callback(_) => "callback_refused",
-            ApiError::StoreUnavailable(_) => "store_unavailable",
-            ApiError::CatalogFull(_) => "catalog_full",
+            ApiError::Write(WriteError::Store(_)) => "store_unavailable",
+            ApiError::Write(WriteError::CatalogFull(_)) => "catalog_full",
             ApiError::TooManyStreams(_) => "too_many_streams",
-            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Write(WriteError::ShuttingDown) => "shutting_down",
             ApiError::Internal => "internal",
         }
     }
@@ -113,14 +110,16 @@ mod tests {
         let internal = ApiError::Internal;
         assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(internal.code(), "internal");
-        assert_eq!(
-            ApiError::ShuttingDown.status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(
-            ApiError::NotRegistered("http://x".into()).status(),
-            StatusCode::NOT_FOUND
-        );
+        let down = ApiError::from(WriteError::ShuttingDown);
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(down.code(), "shutting_down");
+        let url = rollcall_proto::ServiceUrl::parse("http://x").unwrap();
+        let unknown = ApiError::from(WriteError::NotRegistered(url));
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        assert_eq!(unknown.code(), "not_registered");
+        let outage = ApiError::from(WriteError::Store(crate::store::StoreError::NoLease));
+        assert_eq!(outage.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(outage.code(), "store_unavailable");
         assert_eq!(
             ApiError::InvalidBody("x".into()).status(),
             StatusCode::BAD_REQUEST

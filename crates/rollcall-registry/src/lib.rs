@@ -21,7 +21,8 @@
 //! `CancellationToken` fires.
 
 pub mod callbacks;
-pub mod catalog;
+/// The functional core, its own crate (`rollcall-catalog`).
+pub use rollcall_catalog as catalog;
 pub mod checker;
 pub mod cluster;
 pub mod config;
@@ -36,7 +37,6 @@ pub mod http;
 pub mod metrics;
 pub mod notifier;
 pub mod outbound;
-pub mod own_logs;
 pub mod read;
 pub mod shell;
 pub mod store;
@@ -75,7 +75,7 @@ pub async fn start_any(
     }
     let client = outbound::client(&config)?;
     let etcd = etcd::Etcd::new(config.etcd.clone(), client, config.etcd_timeout)
-        .map_err(|e| StartError::Store(store::StoreError::Etcd(e.to_string())))?;
+        .map_err(|e| StartError::Store(store::StoreError::Etcd(e)))?;
     let store = std::sync::Arc::new(store::etcd::EtcdStore::new(
         std::sync::Arc::new(etcd),
         &config.etcd_prefix,
@@ -173,9 +173,14 @@ pub enum RunError {
     Dns(SocketAddr, std::io::Error),
 }
 
-/// What a started registry serves besides its HTTP listener.
-#[derive(Debug, Clone, Copy, Default)]
+/// A started registry, handed to `ready`: its handle (for work that runs
+/// beside it, like shipping its own logs, which the binary wires) and what it
+/// serves besides its HTTP listener.
+#[derive(Debug, Clone)]
 pub struct Started {
+    pub registry: Registry,
+    /// Its own URL (`http://ADDR` or `https://ADDR`).
+    pub url: String,
     /// Where it answers DNS (UDP and TCP), when asked to.
     pub dns_addr: Option<SocketAddr>,
 }
@@ -188,7 +193,6 @@ pub async fn run(
     config: RegistryConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
-    forwarder: Option<rollcall_sdk::logs::LogForwarder>,
     ready: impl FnOnce(Started),
 ) -> Result<(), RunError> {
     let own_url = listener.local_addr().map_or_else(
@@ -204,7 +208,11 @@ pub async fn run(
     }
     let dns = config.dns_addr.map(|addr| (addr, config.dns_ttl));
     let (registry, background) = start_any(config, shutdown.clone(), &own_url).await?;
-    let mut started = Started::default();
+    let mut started = Started {
+        registry: registry.clone(),
+        url: own_url,
+        dns_addr: None,
+    };
     if let Some((addr, ttl)) = dns {
         let bound = dns::serve(registry.clone(), addr, ttl, shutdown.clone())
             .await
@@ -212,7 +220,6 @@ pub async fn run(
         tracing::info!(addr = %bound, "answering DNS (NAME.service.rollcall)");
         started.dns_addr = Some(bound);
     }
-    let shipping = forwarder.map(|f| own_logs::start(&registry, &f, own_url, shutdown.clone()));
     let router = http::guarded(registry.clone(), access, browsers);
     ready(started);
     let served = rollcall_http::server::serve_with(
@@ -226,9 +233,6 @@ pub async fn run(
     .await;
     // Whatever ended the server ends the rest too.
     shutdown.cancel();
-    if let Some(shipping) = shipping {
-        let _ = shipping.await;
-    }
     background.finish(registry, SHUTDOWN_DEADLINE).await;
     served?;
     Ok(())

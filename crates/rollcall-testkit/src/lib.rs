@@ -69,7 +69,7 @@ impl TestRegistry {
         let token = shutdown.clone();
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let handle = tokio::spawn(async move {
-            rollcall_registry::run(config, listener, token, None, |started| {
+            rollcall_registry::run(config, listener, token, |started| {
                 let _ = started_tx.send(started);
             })
             .await

@@ -6,6 +6,7 @@
 //! stderr.
 
 mod cli;
+mod own_logs;
 mod serve;
 mod up;
 

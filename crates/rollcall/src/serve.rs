@@ -88,7 +88,16 @@ pub async fn registry(
         tracing::info!("in memory: the catalog is not kept on disk");
     }
     let shutdown = shutdown_token();
-    rollcall_registry::run(config, listener, shutdown, forwarder, |started| {
+    let mut shipping = None;
+    let run = rollcall_registry::run(config, listener, shutdown.clone(), |started| {
+        if let Some(forwarder) = &forwarder {
+            shipping = Some(crate::own_logs::start(
+                &started.registry,
+                forwarder,
+                started.url,
+                shutdown,
+            ));
+        }
         // Before the ready line, so whoever waits for that has both (with
         // `--dns-addr HOST:0` this is the only way to learn the port).
         if let Some(dns) = started.dns_addr {
@@ -96,7 +105,13 @@ pub async fn registry(
         }
         ready();
     })
-    .await?;
+    .await;
+    // The registry cancelled `shutdown` on its way out, whatever ended it:
+    // the shipper flushes what it holds (within own_logs::FLUSH).
+    if let Some(shipping) = shipping {
+        let _ = shipping.await;
+    }
+    run?;
     Ok(())
 }
 

@@ -94,8 +94,20 @@ pub enum StoreError {
     Io(#[from] io::Error),
     #[error("the log store has stopped")]
     Stopped,
+    #[error(transparent)]
+    Write(#[from] AppendError),
+}
+
+/// Why an append was not stored. Cloneable: one failed group write answers
+/// every request in the group.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
     #[error("the write failed: {0}")]
-    WriteFailed(String),
+    Io(Arc<io::Error>),
+    /// A failed write could not be cut off the log; nothing is written
+    /// until the service restarts.
+    #[error("a failed write could not be undone ({0}); restart the log service")]
+    Stuck(Arc<io::Error>),
 }
 
 /// What an append did.
@@ -125,7 +137,7 @@ pub struct StoreMetrics {
 
 struct Request {
     records: Vec<NewRecord>,
-    done: oneshot::Sender<Result<Appended, String>>,
+    done: oneshot::Sender<Result<Appended, AppendError>>,
 }
 
 enum Msg {
@@ -262,7 +274,7 @@ impl LogStore {
         let active_meta = segments
             .last()
             .cloned()
-            .ok_or_else(|| StoreError::WriteFailed("no segment".into()))?;
+            .ok_or_else(|| io::Error::other("the log has no segment to write to"))?;
         let file = open_append(&active_meta.path)?;
         let sync_handle = file.try_clone()?;
         let (tail, _) = broadcast::channel(TAIL_BUFFER);
@@ -347,7 +359,7 @@ impl LogStore {
             .map_err(|_| StoreError::Stopped)?;
         match rx.await {
             Ok(Ok(appended)) => Ok(appended),
-            Ok(Err(e)) => Err(StoreError::WriteFailed(e)),
+            Ok(Err(e)) => Err(StoreError::Write(e)),
             Err(_) => Err(StoreError::Stopped),
         }
     }

@@ -45,7 +45,7 @@ pub(super) struct Writer {
     /// on disk past the last acknowledged record is then unknown, so nothing
     /// more is written (and no seq handed out again) until a restart's scan
     /// repairs the segment.
-    pub(super) stuck: Option<String>,
+    pub(super) stuck: Option<AppendError>,
 }
 
 impl Writer {
@@ -138,13 +138,12 @@ impl Writer {
                 Ok(()) => self.next_seq = start_seq,
                 Err(cut) => {
                     tracing::error!(error = %cut, "cannot cut a failed write off the log: refusing writes until restarted");
-                    self.stuck = Some(format!(
-                        "a failed write could not be undone ({cut}); restart the log service"
-                    ));
+                    self.stuck = Some(AppendError::Stuck(Arc::new(cut)));
                 }
             }
+            let e = AppendError::Io(Arc::new(e));
             for request in group.drain(..) {
-                let _ = request.done.send(Err(e.to_string()));
+                let _ = request.done.send(Err(e.clone()));
             }
             return;
         }

@@ -18,7 +18,7 @@ impl Registry {
             .lease_until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        until.is_none_or(|t| std::time::Instant::now() < t)
+        until.is_none_or(|t| tokio::time::Instant::now() < t)
     }
 
     /// Whether reads may be behind (cluster mode, etcd unreachable).
@@ -44,7 +44,7 @@ impl Registry {
     }
 
     /// Records until when this replica's lease surely holds.
-    pub fn set_lease_until(&self, until: std::time::Instant) {
+    pub fn set_lease_until(&self, until: tokio::time::Instant) {
         *self
             .inner
             .lease_until

@@ -26,7 +26,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::catalog::{Catalog, Effects, Event, EventKind, PatchTicket, WorkerStart};
 use crate::config::RegistryConfig;
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::memory::MemoryStore;
 use crate::store::sqlite::SqliteStore;
@@ -38,6 +37,7 @@ pub mod fanout;
 mod operations;
 mod reads;
 
+pub use operations::WriteError;
 pub use reads::{CachedRead, READ_CACHE};
 
 /// How many recent events are kept for `/v1/events` and the dashboard.
@@ -69,7 +69,7 @@ struct Inner {
     /// In cluster mode, until when this replica's lease surely holds: past
     /// it, it sends nothing (a frozen replica that wakes up acts on nothing
     /// it owned before). `None`: not clustered.
-    lease_until: Mutex<Option<std::time::Instant>>,
+    lease_until: Mutex<Option<tokio::time::Instant>>,
     /// Cluster mode: etcd has not answered lately, so what this replica
     /// reads out may be behind the others.
     stale: std::sync::atomic::AtomicBool,
@@ -324,7 +324,7 @@ impl Registry {
         &self,
         ack: bool,
         command: impl FnOnce(&mut Core, Timestamp) -> (T, Effects),
-    ) -> Result<(T, Option<oneshot::Receiver<Result<(), String>>>), StoreError> {
+    ) -> Result<(T, Option<oneshot::Receiver<Result<(), StoreError>>>), StoreError> {
         let permit = self.inner.store.reserve().await?;
         let (value, effects, done, revision) = {
             let mut core = self.lock();

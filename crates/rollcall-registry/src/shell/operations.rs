@@ -7,37 +7,51 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::catalog::Instance;
 
+/// Why a write (register, deregister, maintenance) changed nothing. The
+/// HTTP layer maps each to its status.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the catalog holds its most instances ({0}, --max-instances); nothing was changed")]
+    CatalogFull(usize),
+    #[error("no instance is registered at {0}")]
+    NotRegistered(ServiceUrl),
+    #[error("the catalog could not be written ({0}); nothing was changed")]
+    Store(StoreError),
+    #[error("the registry is shutting down")]
+    ShuttingDown,
+}
+
 impl Registry {
     /// Runs a write to its end in a task of the registry's own: its commit
     /// and, if the store refuses it, its undo complete whatever the client
     /// does (a handler's future is dropped when its client hangs up).
     async fn to_completion<T: Send + 'static>(
         &self,
-        write: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
-    ) -> Result<T, ApiError> {
+        write: impl std::future::Future<Output = Result<T, WriteError>> + Send + 'static,
+    ) -> Result<T, WriteError> {
         self.inner
             .tasks
             .spawn(write)
             .await
-            .unwrap_or(Err(ApiError::ShuttingDown))
+            .unwrap_or(Err(WriteError::ShuttingDown))
     }
 
     /// Registers an instance: stores it, answers once its initial patch is
     /// delivered or the delivery timeout passes.
-    pub async fn register(&self, registration: Registration) -> Result<(), ApiError> {
+    pub async fn register(&self, registration: Registration) -> Result<(), WriteError> {
         let registry = self.clone();
         self.to_completion(async move { registry.register_now(registration).await })
             .await
     }
 
-    async fn register_now(&self, registration: Registration) -> Result<(), ApiError> {
+    async fn register_now(&self, registration: Registration) -> Result<(), WriteError> {
         let url = registration.url.clone();
         let max = self.inner.config.max_instances;
         let mut previous = None;
         let (waiter, committed) = self
             .run(true, |core, now| {
                 if core.catalog.len() >= max && core.catalog.get(&registration.url).is_none() {
-                    return (Err(ApiError::CatalogFull(max)), Effects::default());
+                    return (Err(WriteError::CatalogFull(max)), Effects::default());
                 }
                 previous = core.catalog.get(&url).map(Instance::stored);
                 let registered = core.catalog.register(registration, now);
@@ -57,7 +71,7 @@ impl Registry {
                 (Ok(waiter), registered.effects)
             })
             .await
-            .map_err(|_| ApiError::ShuttingDown)?;
+            .map_err(|_| WriteError::ShuttingDown)?;
         let waiter = waiter?;
         if let Some(committed) = committed
             && let Err(reason) = store_outcome(committed).await
@@ -74,7 +88,7 @@ impl Registry {
                     ((), undone)
                 })
                 .await;
-            return Err(ApiError::StoreUnavailable(reason));
+            return Err(WriteError::Store(reason));
         }
         self.inner.metrics.registrations.inc();
         if let Some((ticket, delivered)) = waiter {
@@ -92,7 +106,7 @@ impl Registry {
     }
 
     /// Deregisters an instance.
-    pub async fn deregister(&self, url: &ServiceUrl) -> Result<(), ApiError> {
+    pub async fn deregister(&self, url: &ServiceUrl) -> Result<(), WriteError> {
         let registry = self.clone();
         let url = url.clone();
         self.to_completion(async move {
@@ -111,7 +125,7 @@ impl Registry {
     }
 
     /// Switches an instance's maintenance on or off.
-    pub async fn set_maintenance(&self, url: &ServiceUrl, on: bool) -> Result<(), ApiError> {
+    pub async fn set_maintenance(&self, url: &ServiceUrl, on: bool) -> Result<(), WriteError> {
         let registry = self.clone();
         let url = url.clone();
         self.to_completion(async move {
@@ -135,16 +149,16 @@ impl Registry {
         url: &ServiceUrl,
         command: impl FnOnce(&mut Catalog, Timestamp) -> Option<Effects>,
         undo: impl FnOnce(&mut Catalog, Timestamp) -> Option<Effects>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), WriteError> {
         let (found, committed) = self
             .run(true, |core, now| match command(&mut core.catalog, now) {
                 Some(effects) => (true, effects),
                 None => (false, Effects::default()),
             })
             .await
-            .map_err(|_| ApiError::ShuttingDown)?;
+            .map_err(|_| WriteError::ShuttingDown)?;
         if !found {
-            return Err(ApiError::NotRegistered(url.to_string()));
+            return Err(WriteError::NotRegistered(url.clone()));
         }
         if let Some(committed) = committed
             && let Err(reason) = store_outcome(committed).await
@@ -154,7 +168,7 @@ impl Registry {
                     ((), undo(&mut core.catalog, now).unwrap_or_default())
                 })
                 .await;
-            return Err(ApiError::StoreUnavailable(reason));
+            return Err(WriteError::Store(reason));
         }
         Ok(())
     }
@@ -239,9 +253,7 @@ impl Registry {
 /// Whether the store committed a batch, and if not, why (the store names
 /// itself: SQLite, etcd).
 async fn store_outcome(
-    committed: tokio::sync::oneshot::Receiver<Result<(), String>>,
-) -> Result<(), String> {
-    committed
-        .await
-        .unwrap_or_else(|_| Err("the store writer has stopped".to_owned()))
+    committed: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+) -> Result<(), StoreError> {
+    committed.await.unwrap_or(Err(StoreError::Stopped))
 }

@@ -35,8 +35,16 @@ pub enum StoreError {
     Stopped,
     #[error("cannot start the store writer thread: {0}")]
     Thread(String),
-    #[error("{0}")]
-    Etcd(String),
+    /// etcd's own kind survives: unavailable (down, no quorum, timed out),
+    /// refused, unreadable.
+    #[error(transparent)]
+    Etcd(#[from] rollcall_etcd::EtcdError),
+    #[error(
+        "this replica holds no etcd lease (it lapsed, or the replica has not joined yet); it writes nothing until it holds one"
+    )]
+    NoLease,
+    #[error("the keys of a batch kept changing under it ({0} attempts)")]
+    Contended(usize),
 }
 
 /// A durable home for the catalog.

@@ -184,7 +184,7 @@ fn sqlite_store_keeps_the_contract() {
 }
 
 fn etcd_store(
-    cluster: &rollcall_testkit::etcd::EtcdCluster,
+    cluster: &rollcall_testproc::etcd::EtcdCluster,
     prefix: &str,
 ) -> super::etcd::EtcdStore {
     let endpoints = cluster
@@ -203,7 +203,7 @@ fn etcd_store(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_store_keeps_the_contract() {
-    let cluster = rollcall_testkit::etcd::EtcdCluster::start(3).await;
+    let cluster = rollcall_testproc::etcd::EtcdCluster::start(3).await;
     let store = etcd_store(&cluster, "/contract/");
     tokio::task::spawn_blocking(move || {
         contract(&store, true);
@@ -251,7 +251,7 @@ async fn etcd_store_keeps_the_contract() {
 /// again), and a SIGKILLed etcd leader loses none of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_store_writers_on_two_replicas_lose_no_update() {
-    let mut cluster = rollcall_testkit::etcd::EtcdCluster::start(3).await;
+    let mut cluster = rollcall_testproc::etcd::EtcdCluster::start(3).await;
     let stores = [
         etcd_store(&cluster, "/race/"),
         etcd_store(&cluster, "/race/"),

@@ -23,7 +23,7 @@ pub const MAX_GROUP: usize = 1024;
 #[derive(Debug)]
 pub struct Batch {
     pub ops: Vec<StoreOp>,
-    pub done: Option<oneshot::Sender<Result<(), String>>>,
+    pub done: Option<oneshot::Sender<Result<(), StoreError>>>,
 }
 
 /// Figures about the writer, for `/metrics`.
@@ -127,7 +127,7 @@ fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Batch>, metrics: Arc
             Err(group_error) => {
                 tracing::warn!(error = %group_error, batches = group.len(), "store commit failed; retrying batches one by one");
                 for batch in group.drain(..) {
-                    let result = store.apply(&batch.ops).map_err(|e| e.to_string());
+                    let result = store.apply(&batch.ops);
                     if let Err(e) = &result {
                         metrics.errors.inc();
                         tracing::error!(error = %e, "store write failed");

@@ -472,9 +472,7 @@ impl EtcdStore {
             }
             // Another replica wrote one of these keys since they were read.
         }
-        Err(StoreError::Etcd(format!(
-            "the keys of a batch kept changing under it ({ATTEMPTS} attempts)"
-        )))
+        Err(StoreError::Contended(ATTEMPTS))
     }
 }
 
@@ -483,12 +481,9 @@ fn current(plan: &BTreeMap<Vec<u8>, Planned>, key: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn lapsed() -> StoreError {
-    StoreError::Etcd(
-        "this replica holds no etcd lease (it lapsed, or the replica has not joined yet); it writes nothing until it holds one"
-            .to_owned(),
-    )
+    StoreError::NoLease
 }
 
 fn unavailable(e: crate::etcd::EtcdError) -> StoreError {
-    StoreError::Etcd(e.to_string())
+    StoreError::Etcd(e)
 }

@@ -6,7 +6,7 @@
 //! confirmed view with what the receiver should hold and sends the difference,
 //! so a patch lost in a crash is re-derived, not forgotten.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rollcall_proto::{PatchEntry, Registration, ServiceUrl, Timestamp};
 
@@ -84,4 +84,77 @@ pub fn apply_view(
         view.remove(e);
     }
     view.extend(added.iter().cloned());
+}
+
+/// The durable state as a store holds it, with what each [`StoreOp`] does to
+/// it: the memory store keeps one, and tests replay ops into one to compare
+/// with what a real store holds.
+#[derive(Debug, Default, Clone)]
+pub struct StoreImage {
+    instances: BTreeMap<ServiceUrl, StoredInstance>,
+    views: BTreeMap<ServiceUrl, BTreeSet<PatchEntry>>,
+    revision: u64,
+}
+
+impl StoreImage {
+    /// Applies one op (an op about an unknown instance changes nothing).
+    pub fn apply(&mut self, op: &StoreOp) {
+        match op {
+            StoreOp::PutInstance { instance, .. } => {
+                let url = instance.registration.url.clone();
+                self.views.remove(&url);
+                self.instances.insert(url, instance.clone());
+            }
+            StoreOp::SetStatus { url, status, since } => {
+                if let Some(i) = self.instances.get_mut(url) {
+                    i.status = *status;
+                    i.status_since = *since;
+                }
+            }
+            StoreOp::SetMaintenance { url, since } => {
+                if let Some(i) = self.instances.get_mut(url) {
+                    i.maintenance = *since;
+                }
+            }
+            StoreOp::DeleteInstance(url) => {
+                self.instances.remove(url);
+                self.views.remove(url);
+            }
+            StoreOp::ApplyView {
+                receiver,
+                added,
+                removed,
+                replace,
+            } => {
+                if !self.instances.contains_key(receiver) {
+                    return;
+                }
+                let view = self.views.entry(receiver.clone()).or_default();
+                apply_view(view, added, removed, *replace);
+            }
+            StoreOp::SetRevision(revision) => self.revision = *revision,
+        }
+    }
+
+    /// Everything held, as a store loads it.
+    pub fn snapshot(&self) -> StoredState {
+        StoredState {
+            instances: self.instances.values().cloned().collect(),
+            views: self
+                .views
+                .iter()
+                .flat_map(|(r, set)| set.iter().map(move |e| (r.clone(), e.clone())))
+                .collect(),
+            revision: self.revision,
+        }
+    }
+}
+
+/// The state `ops` leave behind, applied to an empty store.
+pub fn replay(ops: &[StoreOp]) -> StoredState {
+    let mut image = StoreImage::default();
+    for op in ops {
+        image.apply(op);
+    }
+    image.snapshot()
 }

@@ -3,7 +3,7 @@
 //! Plain data. Every command takes the current time and returns [`Effects`]:
 //! records to persist, delivery workers to start, events to log and show. It
 //! never does I/O, spawns nothing and reads no clock, so every rule here is
-//! tested without sockets or sleeps. The shell (`crate::server`) owns the
+//! tested without sockets or sleeps. The registry's shell (`rollcall_registry::shell`) owns the
 //! clock, the sockets, the store and the workers, and only carries out what the
 //! catalog returned.
 //!

@@ -485,7 +485,7 @@ fn restore_rebuilds_the_catalog_and_resyncs_receivers_that_are_behind() {
     });
     // Log registers; the patch to Grading is lost in a crash before delivery.
     ops.extend(c.register(reg("Log", 4000, &[]), at(1)).effects.persist);
-    let state = crate::store::memory::replay(&ops);
+    let state = crate::records::replay(&ops);
     let (mut restored, fx) = Catalog::restore(CatalogConfig::default(), state, at(10));
     assert_eq!(restored.len(), 2);
     assert_eq!(restored.revision(), c.revision());

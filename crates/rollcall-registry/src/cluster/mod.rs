@@ -13,13 +13,20 @@
 //!   belong to one live member (rendezvous hashing); when a member leaves,
 //!   its share moves to the others, and the receivers a replica gains are
 //!   resynced from their acknowledged views.
+//!
+//! The lease's timing is a step function ([`lease::Lease`]) on tokio's
+//! clock; this module carries out what it says against etcd.
+
+pub mod lease;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::lease::{Lease, Next};
 use crate::Registry;
 use crate::catalog::replica::Ownership;
 use crate::etcd::EtcdError;
@@ -57,7 +64,7 @@ struct Joined {
     lease: i64,
     at: i64,
     /// When it was asked for: the lease surely holds until TTL after.
-    started: Instant,
+    asked: Instant,
 }
 
 /// The replica's state shared by its lease loop and its feed.
@@ -154,7 +161,7 @@ impl Replica {
 
     /// Takes a lease and puts the membership key on it.
     async fn join(&self) -> Result<Joined, EtcdError> {
-        let started = Instant::now();
+        let asked = Instant::now();
         let etcd = self.store.etcd();
         let lease = etcd.grant(self.ttl).await?;
         let at = etcd
@@ -164,7 +171,7 @@ impl Replica {
                 Some(lease),
             )
             .await?;
-        Ok(Joined { lease, at, started })
+        Ok(Joined { lease, at, asked })
     }
 
     /// Acts on a lease just taken: writes are fenced on it, and the replica
@@ -173,88 +180,84 @@ impl Replica {
         self.registry.set_stale(false);
         self.store
             .set_fence(Fence::Lease(self.store.member_key(&self.id), joined.lease));
-        self.registry.set_lease_until(joined.started + self.ttl);
+        self.registry.set_lease_until(joined.asked + self.ttl);
         self.set_joined(Some(joined.at));
         tracing::info!(id = %self.id, lease = joined.lease, "joined the cluster");
     }
 
+    /// Stops acting on a lease that may be gone.
+    fn lapse(&self) {
+        tracing::warn!(id = %self.id, "the lease lapsed: acting on nothing until it joins again");
+        self.store.set_fence(Fence::NoLease);
+        self.registry.set_lease_until(Instant::now());
+        self.set_joined(None);
+    }
+
     /// Holds the lease taken at start (`first`), renewing it; joins again
     /// with a new one whenever it lapses. Revokes it at shutdown, so the
-    /// others take over at once.
+    /// others take over at once. When to do what is [`Lease`]'s to say.
     async fn lease_loop(self: Arc<Self>, first: Option<Joined>, shutdown: CancellationToken) {
         let etcd = self.store.etcd().clone();
-        let renew_every = self.ttl / 3;
-        let mut failures = 0u32;
-        let mut next = first;
-        while !shutdown.is_cancelled() {
-            let joined = match next.take() {
-                Some(joined) => joined,
-                None => {
+        let mut lease = Lease::new(self.ttl);
+        if let Some(first) = first {
+            lease.joined(first.lease, first.asked);
+        }
+        loop {
+            let next = lease.next(Instant::now());
+            if shutdown.is_cancelled() {
+                break;
+            }
+            match next {
+                Next::Wait(time) => tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(time) => {}
+                },
+                Next::Join => {
                     // Whatever was queued for the store under the lease that
                     // lapsed is refused before a new lease lets writes
                     // through again.
                     let _ = self.registry.flush().await;
                     match self.join().await {
                         Ok(joined) => {
+                            lease.joined(joined.lease, joined.asked);
                             self.hold(&joined);
-                            joined
                         }
                         Err(e) => {
-                            failures += 1;
                             self.registry.set_stale(true);
-                            if failures == 1 || failures.is_multiple_of(20) {
+                            if lease.join_failed(Instant::now()) {
                                 tracing::warn!(error = %e, "cannot join the cluster; retrying");
                             }
-                            tokio::select! {
-                                () = shutdown.cancelled() => break,
-                                () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                        }
+                    }
+                }
+                Next::Renew(id) => {
+                    let asked = Instant::now();
+                    match etcd.keep_alive(id).await {
+                        Ok(_) => {
+                            lease.renewed(asked);
+                            if let Some(until) = lease.valid_until() {
+                                self.registry.set_lease_until(until);
                             }
+                            self.registry.set_stale(false);
+                        }
+                        Err(EtcdError::Rejected(e)) => {
+                            tracing::warn!(error = %e, "the lease is gone");
+                            lease.renewal_failed(Instant::now(), true);
+                        }
+                        Err(e) => {
+                            self.registry.set_stale(true);
+                            tracing::warn!(error = %e, "cannot renew the lease");
+                            lease.renewal_failed(Instant::now(), false);
                         }
                     }
                 }
-            };
-            failures = 0;
-            let lease = joined.lease;
-            let mut valid_until = joined.started + self.ttl;
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => {
-                        let _ = etcd.revoke(lease).await;
-                        self.store.set_fence(Fence::NoLease);
-                        return;
-                    }
-                    () = tokio::time::sleep(renew_every) => {}
-                }
-                let asked = Instant::now();
-                if asked >= valid_until {
-                    // Frozen or starved past the TTL: the lease may be gone
-                    // and the others may own our share already.
-                    break;
-                }
-                match etcd.keep_alive(lease).await {
-                    Ok(_) => {
-                        valid_until = asked + self.ttl;
-                        self.registry.set_lease_until(valid_until);
-                        self.registry.set_stale(false);
-                    }
-                    Err(EtcdError::Rejected(e)) => {
-                        tracing::warn!(error = %e, "the lease is gone");
-                        break;
-                    }
-                    Err(e) => {
-                        self.registry.set_stale(true);
-                        tracing::warn!(error = %e, "cannot renew the lease");
-                        if Instant::now() >= valid_until {
-                            break;
-                        }
-                    }
-                }
+                Next::Lapsed(_) => self.lapse(),
             }
-            tracing::warn!(id = %self.id, "the lease lapsed: acting on nothing until it joins again");
-            self.store.set_fence(Fence::NoLease);
-            self.registry.set_lease_until(Instant::now());
-            self.set_joined(None);
         }
+        if let Some(id) = lease.id() {
+            let _ = etcd.revoke(id).await;
+        }
+        self.store.set_fence(Fence::NoLease);
     }
 
     /// Applies every change etcd reports under the prefix, in order, from

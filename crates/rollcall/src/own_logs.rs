@@ -1,4 +1,5 @@
-//! The registry's own logs, shipped into the log store like every service's.
+//! The registry's own logs, shipped into the log store like every service's
+//! (wired here, in the binary: the registry library knows nothing of the SDK).
 //!
 //! The registry is not an SDK service (it is the thing SDK services register
 //! with), so nobody sends it patches: it keeps the log service's providers
@@ -14,7 +15,7 @@ use rollcall_sdk::Providers;
 use rollcall_sdk::logs::LogForwarder;
 use tokio_util::sync::CancellationToken;
 
-use crate::shell::Registry;
+use rollcall_registry::Registry;
 
 /// How long the shipper may take to flush at shutdown.
 pub const FLUSH: Duration = Duration::from_secs(2);
