@@ -1,6 +1,7 @@
 //! The catalog's values: an instance, the events it emits, and the effects a
 //! command returns for the shell to carry out.
 
+use rollcall_proto::views::{DeliveryView, InstanceView};
 use rollcall_proto::{Patch, Registration, ServiceName, ServiceUrl, Timestamp};
 
 use super::delivery::Receiver;
@@ -47,6 +48,43 @@ pub enum StatusWrite {
 }
 
 impl Instance {
+    /// The instance as every reader is shown it (`GET /services`, the watch
+    /// stream, the dashboard, DNS): the wire contract's read view.
+    pub fn view(&self) -> InstanceView {
+        let reg = &self.registration;
+        let last = self.health.last_check();
+        InstanceView {
+            name: reg.name.clone(),
+            url: reg.url.clone(),
+            required: reg.required.clone(),
+            update_url: reg
+                .update_url
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
+            heartbeat_url: reg
+                .heartbeat_url
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
+            meta: reg.meta.clone(),
+            status: self.shown(),
+            in_discovery: self.in_discovery(),
+            maintenance_since: self.maintenance(),
+            status_since: self.health.since,
+            registered_at: self.registered_at,
+            last_check: last.map(|c| c.at),
+            last_check_latency_ms: last.map(|c| (c.latency.as_secs_f64() * 1e6).round() / 1e3),
+            last_check_error: last.and_then(|c| c.error.clone()),
+            consecutive_failures: self.health.consecutive_failures,
+            next_check: self.next_check(),
+            delivery: self.receiver().map(|r| DeliveryView {
+                delivered: r.delivered,
+                failed: r.failed,
+                queued: r.queue.len() + usize::from(r.in_flight.is_some()),
+                resync_owed: r.resync.is_some(),
+            }),
+        }
+    }
+
     pub fn name(&self) -> &ServiceName {
         &self.registration.name
     }

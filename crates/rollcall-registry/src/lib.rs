@@ -5,42 +5,37 @@
 //! so dead instances drop out. The classic protocol of `docs/PROTOCOL.md` §1 works
 //! unchanged; `/v1/...` adds a watch stream and an event log.
 //!
-//! Layout:
-//! - [`catalog`]: the functional core — commands in, effects out; no I/O.
+//! Layout, from the core out:
+//! - [`catalog`]: the functional core, its own crate (`rollcall-catalog`):
+//!   commands in, effects out; no I/O, no clock.
+//! - [`shell`]: the [`Registry`] handle that owns lock, clock, store and
+//!   tasks and carries out the catalog's effects; its reads are what the API,
+//!   the dashboard and DNS read through. It runs no worker itself.
 //! - [`store`]: durable state (SQLite by default, or memory) and its writer.
-//! - [`etcd`]: an etcd v3 client over the JSON gateway (for cluster mode).
-//! - [`shell`]: the [`Registry`] handle that owns lock, clock, store and tasks
-//!   and carries out the catalog's effects. It runs no worker itself.
-//! - [`checker`], [`notifier`]: health checks and patch delivery, each a
-//!   step function plus a thin loop; [`outbound`]: every call to another
-//!   service. [`start`] wires them to a registry (the composition root).
-//! - [`http`], [`read`], [`watch`]: the HTTP API (`read`: the catalog read,
-//!   paged, cached and blocking); [`dashboard`]: the page at `GET /`.
+//! - [`workers`]: health checks, patch delivery, held connections and every
+//!   call to another service.
+//! - [`cluster`]: a replica over etcd (`--etcd`): the lease, the feed, the
+//!   etcd store ([`etcd`] is the client, its own crate).
+//! - [`api`]: the HTTP API (the only layer that knows HTTP status codes);
+//!   [`dashboard`]: the page at `GET /`; [`dns`]: `NAME.service.rollcall`.
 //!
-//! [`run`] serves it all on an already-bound listener until a
-//! `CancellationToken` fires.
+//! [`start`] wires a registry to its workers (the composition root); [`run`]
+//! serves it all on an already-bound listener until a `CancellationToken`
+//! fires.
 
-pub mod callbacks;
+pub mod api;
 /// The functional core, its own crate (`rollcall-catalog`).
 pub use rollcall_catalog as catalog;
-pub mod checker;
 pub mod cluster;
 pub mod config;
 pub mod dashboard;
-pub mod discovery;
 pub mod dns;
-pub mod error;
 /// The etcd client, its own crate (`rollcall-etcd`).
 pub use rollcall_etcd as etcd;
-pub mod held;
-pub mod http;
 pub mod metrics;
-pub mod notifier;
-pub mod outbound;
-pub mod read;
 pub mod shell;
 pub mod store;
-pub mod watch;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -48,8 +43,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use workers::{checker, held, notifier, outbound};
+
+pub use api::error::ApiError;
 pub use config::RegistryConfig;
-pub use error::ApiError;
 pub use shell::{Registry, StartError};
 
 /// Starts a registry with its workers: the check loop, the ticker and the
@@ -76,7 +73,7 @@ pub async fn start_any(
     let client = outbound::client(&config)?;
     let etcd = etcd::Etcd::new(config.etcd.clone(), client, config.etcd_timeout)
         .map_err(|e| StartError::Store(store::StoreError::Etcd(e)))?;
-    let store = std::sync::Arc::new(store::etcd::EtcdStore::new(
+    let store = std::sync::Arc::new(cluster::store::EtcdStore::new(
         std::sync::Arc::new(etcd),
         &config.etcd_prefix,
         tokio::runtime::Handle::current(),
@@ -220,13 +217,13 @@ pub async fn run(
         tracing::info!(addr = %bound, "answering DNS (NAME.service.rollcall)");
         started.dns_addr = Some(bound);
     }
-    let router = http::guarded(registry.clone(), access, browsers);
+    let router = api::guarded(registry.clone(), access, browsers);
     ready(started);
     let served = rollcall_http::server::serve_with(
         listener,
         router,
         shutdown.clone(),
-        http::DRAIN,
+        api::DRAIN,
         limits,
         tls,
     )

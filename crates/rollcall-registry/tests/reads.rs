@@ -331,7 +331,7 @@ async fn a_full_read_is_one_moment_of_the_catalog_while_registrations_go_on() {
     // read made of chunks from different moments would hold `z/i` without
     // `a/i` (the first chunk read before `a/i` came, the last after `z/i`).
     let (router, _registry, _stop) = router();
-    let middle = rollcall_registry::read::CHUNK * 3 / 2;
+    let middle = rollcall_registry::shell::CHUNK * 3 / 2;
     let url = |part: &str, i: usize| format!("http://127.0.0.1:9/{part}/{i:08}");
     for i in 0..middle {
         register(&router, "S", &url("m", i)).await;

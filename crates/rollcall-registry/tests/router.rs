@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rollcall_registry::{Registry, RegistryConfig, http};
+use rollcall_registry::{Registry, RegistryConfig, api as http};
 use rollcall_testkit::router::{assert_refused, call};
 use tokio_util::sync::CancellationToken;
 

@@ -49,7 +49,7 @@ pub fn registry(
     let (registry, _background, _starts) =
         rollcall_registry::Registry::start(config, shutdown.clone()).expect("a registry");
     (
-        rollcall_registry::http::router(registry.clone()),
+        rollcall_registry::api::router(registry.clone()),
         registry,
         shutdown,
     )

@@ -18,6 +18,7 @@
 //! clock; this module carries out what it says against etcd.
 
 pub mod lease;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -27,10 +28,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::lease::{Lease, Next};
+use self::store::{Change, EtcdStore, Fence, Loaded};
 use crate::Registry;
 use crate::catalog::replica::Ownership;
 use crate::etcd::EtcdError;
-use crate::store::etcd::{Change, EtcdStore, Fence, Loaded};
 
 /// The longest an etcd watch may stay silent before it is opened again.
 const WATCH_IDLE: Duration = Duration::from_secs(30);

@@ -236,7 +236,7 @@ async fn fetch_logs(registry: &Registry, base: &str) -> LogPanel {
     // reads shares it (as it shares `ROLLCALL_TOKEN` with everyone).
     let access = &registry.config().access;
     let token = access.token.as_ref().or(access.token_file.as_ref());
-    let fetched = crate::outbound::get_json::<LogPage>(
+    let fetched = crate::workers::outbound::get_json::<LogPage>(
         registry.client(),
         &url,
         token,

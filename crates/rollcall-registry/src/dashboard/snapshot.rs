@@ -47,7 +47,7 @@ fn keep_best(candidates: &mut Vec<RowKey>, rows: usize, force: bool) {
 }
 
 /// The catalog part of the page (no I/O beyond the lock). The catalog is
-/// walked [`crate::read::CHUNK`] instances per hold of the lock, yielding in
+/// walked [`crate::shell::CHUNK`] instances per hold of the lock, yielding in
 /// between, so a large catalog never holds its writers up for long; what a
 /// chunk keeps is counts and the best candidates for each group's rows, and
 /// rows are made at the end, only for the instances shown. (A view of a
@@ -66,7 +66,7 @@ pub(super) async fn snapshot(
             let (chunk, more) = c.page(
                 None,
                 after.as_ref().map(|(n, u)| (n, u)),
-                crate::read::CHUNK,
+                crate::shell::CHUNK,
                 |_| true,
             );
             for i in &chunk {
@@ -144,7 +144,7 @@ pub(super) async fn snapshot(
     // Rows for the instances shown (at most MAX_GROUPS × OPEN_ROWS), a few
     // groups per hold; one that left meanwhile is not shown.
     let mut shown = Vec::with_capacity(services.len());
-    for batch in services.chunks_mut(crate::read::CHUNK / OPEN_ROWS) {
+    for batch in services.chunks_mut(crate::shell::CHUNK / OPEN_ROWS) {
         registry.read(|c| {
             for (group, urls) in batch.iter_mut() {
                 group.instances = urls

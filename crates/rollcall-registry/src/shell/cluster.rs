@@ -54,7 +54,7 @@ impl Registry {
 
     /// Cluster mode: this replica writes through `store` and follows etcd
     /// from `revision` on.
-    pub fn follow(&self, store: Arc<crate::store::etcd::EtcdStore>, revision: i64) {
+    pub fn follow(&self, store: Arc<crate::cluster::store::EtcdStore>, revision: i64) {
         let (tx, rx) = mpsc::channel(LOST_CONTACT_QUEUE);
         if self.inner.lost_elsewhere.set(tx).is_ok() {
             self.spawn(self.clone().report_lost_contact(store.clone(), rx));
@@ -67,7 +67,7 @@ impl Registry {
     /// contact with, up to a transaction's worth at a time.
     async fn report_lost_contact(
         self,
-        store: Arc<crate::store::etcd::EtcdStore>,
+        store: Arc<crate::cluster::store::EtcdStore>,
         mut queue: mpsc::Receiver<ServiceUrl>,
     ) {
         let mut urls = Vec::new();
@@ -75,7 +75,7 @@ impl Registry {
             urls.clear();
             tokio::select! {
                 () = self.inner.shutdown.cancelled() => return,
-                n = queue.recv_many(&mut urls, crate::store::etcd::MAX_TXN_OPS) => if n == 0 {
+                n = queue.recv_many(&mut urls, crate::cluster::store::MAX_TXN_OPS) => if n == 0 {
                     return;
                 },
             }

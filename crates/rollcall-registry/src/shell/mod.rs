@@ -38,7 +38,7 @@ mod operations;
 mod reads;
 
 pub use operations::WriteError;
-pub use reads::{CachedRead, READ_CACHE};
+pub use reads::{CHUNK, CachedRead, READ_CACHE, Views};
 
 /// How many recent events are kept for `/v1/events` and the dashboard.
 pub const RECENT_EVENTS: usize = 1000;
@@ -75,7 +75,7 @@ struct Inner {
     stale: std::sync::atomic::AtomicBool,
     /// Cluster mode: the store this replica writes to etcd through, whose
     /// commits its deliveries wait to see come back through the feed.
-    followed: std::sync::OnceLock<Arc<crate::store::etcd::EtcdStore>>,
+    followed: std::sync::OnceLock<Arc<crate::cluster::store::EtcdStore>>,
     /// Cluster mode: instances to tell the replica that checks them about
     /// (this one lost contact with them), bounded.
     lost_elsewhere: std::sync::OnceLock<mpsc::Sender<ServiceUrl>>,
@@ -178,7 +178,7 @@ impl Registry {
         let (catalog, effects) = Catalog::restore(config.catalog(), state, clock.now());
         let revision = catalog.revision();
         let (writer, writer_thread) = StoreWriter::spawn(store, STORE_QUEUE)?;
-        let client = crate::outbound::client(&config)?;
+        let client = crate::workers::outbound::client(&config)?;
         let events = Arc::new(fanout::Fanout::default());
         let (worker_starts, starts) = mpsc::unbounded_channel();
         let registry = Registry {
@@ -226,7 +226,7 @@ impl Registry {
         ))
     }
 
-    /// The client for calls to other services (see [`crate::outbound`]).
+    /// The client for calls to other services (see [`crate::workers::outbound`]).
     pub fn client(&self) -> &reqwest::Client {
         &self.inner.client
     }

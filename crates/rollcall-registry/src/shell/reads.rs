@@ -1,8 +1,14 @@
-//! Reads for the HTTP API: the catalog with the change count it was read
-//! at, the shared cache of serialized answers, and the revision as it
-//! moves (blocking reads).
+//! Reads of the catalog for the HTTP API, the dashboard and DNS: the catalog
+//! with the change count it was read at, large reads a chunk per hold of the
+//! lock that still form one moment ([`Registry::read_views`]), the shared
+//! cache of serialized answers, and the revision as it moves (blocking
+//! reads).
+
+use rollcall_proto::ServiceName;
+use rollcall_proto::views::InstanceView;
 
 use super::*;
+use crate::catalog::Instance;
 
 /// Most answers the read cache keeps (past it, it starts again empty).
 pub const READ_CACHE: usize = 256;
@@ -108,4 +114,89 @@ impl Registry {
     pub fn revision_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.revision.subscribe()
     }
+
+    /// Every instance in discovery (passing, or not checked yet; never critical
+    /// or in maintenance), of one service or all, sorted by name then URL: what
+    /// Prometheus discovery and DNS answer. Read a chunk per hold of the lock,
+    /// like every large read.
+    pub async fn discovered(&self, service: Option<&ServiceName>) -> Vec<InstanceView> {
+        self.read_views(service, Instance::in_discovery, usize::MAX, None)
+            .await
+            .views
+    }
+
+    /// Up to `want` views after `after`, a [`CHUNK`] per hold of the lock. The
+    /// answer is one moment of the catalog all the same: the registry's count
+    /// of commands must be the same at every chunk (a command ran in between
+    /// otherwise, and the read starts again); a catalog that keeps changing is
+    /// read in one hold after [`CHUNKED_TRIES`].
+    pub async fn read_views(
+        &self,
+        service: Option<&ServiceName>,
+        keep: impl Fn(&Instance) -> bool,
+        want: usize,
+        after: Option<&(ServiceName, ServiceUrl)>,
+    ) -> Views {
+        let keep = &keep;
+        let mut tries = 0;
+        'read: loop {
+            tries += 1;
+            // Past the tries, one hold: nothing can come between chunks.
+            let chunk_size = if tries > CHUNKED_TRIES {
+                usize::MAX
+            } else {
+                CHUNK
+            };
+            let mut views: Vec<InstanceView> = Vec::new();
+            let mut start = after.cloned();
+            let mut first = None;
+            loop {
+                let room = want - views.len();
+                let ((chunk, more, revision), changes) = self.read_counted(|c| {
+                    let (page, more) = c.page(
+                        service,
+                        start.as_ref().map(|(n, u)| (n, u)),
+                        room.min(chunk_size),
+                        keep,
+                    );
+                    let chunk: Vec<InstanceView> = page.into_iter().map(Instance::view).collect();
+                    (chunk, more, c.revision())
+                });
+                if *first.get_or_insert(changes) != changes {
+                    continue 'read;
+                }
+                views.extend(chunk);
+                if !more || views.len() == want {
+                    return Views {
+                        views,
+                        more,
+                        revision,
+                        changes,
+                    };
+                }
+                start = views.last().map(|v| (v.name.clone(), v.url.clone()));
+                // Writers waiting for the lock get it now, not after the
+                // whole read.
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+/// Instances whose views one hold of the catalog's lock builds: a large
+/// read takes the lock once per chunk, never for the whole catalog.
+pub const CHUNK: usize = 1_000;
+/// Times a chunked read starts again because the catalog changed between
+/// its chunks, before it reads in one hold of the lock.
+const CHUNKED_TRIES: usize = 3;
+
+/// What [`Registry::read_views`] read: one moment of the catalog.
+#[derive(Debug)]
+pub struct Views {
+    pub views: Vec<InstanceView>,
+    /// Whether more instances follow the last one.
+    pub more: bool,
+    pub revision: u64,
+    /// The registry's count of commands it was read at.
+    pub changes: u64,
 }

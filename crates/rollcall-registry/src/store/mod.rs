@@ -1,15 +1,15 @@
 //! Durable storage for the catalog.
 //!
 //! [`Store`] is the contract: load everything at start, apply a batch of
-//! [`StoreOp`]s atomically and in order. Two backends implement it:
+//! [`StoreOp`]s atomically and in order. Three backends implement it:
 //! [`sqlite::SqliteStore`] (the default, one file under the data dir),
 //! [`memory::MemoryStore`] (`--in-memory`: keeps nothing on disk) and
-//! [`etcd::EtcdStore`] (cluster mode: the records live in etcd). One contract
-//! test suite (`tests`) runs against all three (etcd as real processes). [`writer::StoreWriter`] is the shell
-//! around a store: one thread that commits whatever is waiting in one
-//! transaction (group commit).
+//! [`crate::cluster::store::EtcdStore`] (cluster mode: the records live in
+//! etcd, beside the rest of cluster mode). One contract test suite (`tests`)
+//! runs against all three (etcd as real processes).
+//! [`writer::StoreWriter`] is the shell around a store: one thread that
+//! commits whatever is waiting in one transaction (group commit).
 
-pub mod etcd;
 pub mod memory;
 pub mod sqlite;
 pub mod writer;

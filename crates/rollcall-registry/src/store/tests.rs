@@ -186,7 +186,7 @@ fn sqlite_store_keeps_the_contract() {
 fn etcd_store(
     cluster: &rollcall_testproc::etcd::EtcdCluster,
     prefix: &str,
-) -> super::etcd::EtcdStore {
+) -> crate::cluster::store::EtcdStore {
     let endpoints = cluster
         .endpoints()
         .iter()
@@ -194,7 +194,7 @@ fn etcd_store(
         .collect();
     let etcd =
         crate::etcd::Etcd::new(endpoints, reqwest::Client::new(), Duration::from_secs(2)).unwrap();
-    super::etcd::EtcdStore::new(
+    crate::cluster::store::EtcdStore::new(
         std::sync::Arc::new(etcd),
         prefix,
         tokio::runtime::Handle::current(),

@@ -27,11 +27,11 @@ use rollcall_proto::{ServiceName, ServiceUrl};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::api::error::ApiError;
 use crate::catalog::Instance;
 use crate::catalog::health::Shown;
-use crate::error::ApiError;
-use crate::shell::{CachedRead, Registry};
-use rollcall_proto::views::{DeliveryView, InstanceView};
+use crate::shell::{CachedRead, Registry, Views};
+use rollcall_proto::views::InstanceView;
 
 /// Most instances one page may ask for.
 pub const MAX_PAGE: usize = 10_000;
@@ -100,7 +100,7 @@ pub async fn list_services(
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
     let invalid = |param: &'static str, reason: String| ApiError::InvalidQuery { param, reason };
-    let service = crate::error::optional_name(query.service, "service")?;
+    let service = crate::api::error::optional_name(query.service, "service")?;
     let status = query
         .status
         .filter(|s| !s.is_empty())
@@ -218,17 +218,17 @@ async fn build(
         more,
         revision,
         changes,
-    } = read_views(
-        registry,
-        service,
-        |i: &Instance| {
-            status.is_none_or(|s| s == i.shown())
-                && meta.is_none_or(|(k, v)| i.registration.meta.matches(k, v))
-        },
-        limit.unwrap_or(usize::MAX),
-        after,
-    )
-    .await;
+    } = registry
+        .read_views(
+            service,
+            |i: &Instance| {
+                status.is_none_or(|s| s == i.shown())
+                    && meta.is_none_or(|(k, v)| i.registration.meta.matches(k, v))
+            },
+            limit.unwrap_or(usize::MAX),
+            after,
+        )
+        .await;
     let next = more
         .then(|| views.last().map(|v| encode_cursor(&v.name, &v.url)))
         .flatten();
@@ -244,124 +244,6 @@ async fn build(
         body: bytes::Bytes::from(body),
         next,
     })
-}
-
-/// Every instance in discovery (passing, or not checked yet; never critical
-/// or in maintenance), of one service or all, sorted by name then URL: what
-/// Prometheus discovery and DNS answer. Read a chunk per hold of the lock,
-/// like every large read.
-pub async fn discovered(registry: &Registry, service: Option<&ServiceName>) -> Vec<InstanceView> {
-    read_views(registry, service, Instance::in_discovery, usize::MAX, None)
-        .await
-        .views
-}
-
-/// Instances whose views one hold of the catalog's lock builds: a large
-/// read takes the lock once per chunk, never for the whole catalog.
-pub const CHUNK: usize = 1_000;
-/// Times a chunked read starts again because the catalog changed between
-/// its chunks, before it reads in one hold of the lock.
-const CHUNKED_TRIES: usize = 3;
-
-/// What [`read_views`] read: one moment of the catalog.
-struct Views {
-    views: Vec<InstanceView>,
-    more: bool,
-    revision: u64,
-    changes: u64,
-}
-
-/// Up to `want` views after `after`, a [`CHUNK`] per hold of the lock. The
-/// answer is one moment of the catalog all the same: the registry's count
-/// of commands must be the same at every chunk (a command ran in between
-/// otherwise, and the read starts again); a catalog that keeps changing is
-/// read in one hold after [`CHUNKED_TRIES`].
-async fn read_views(
-    registry: &Registry,
-    service: Option<&ServiceName>,
-    keep: impl Fn(&Instance) -> bool,
-    want: usize,
-    after: Option<&(ServiceName, ServiceUrl)>,
-) -> Views {
-    let keep = &keep;
-    let mut tries = 0;
-    'read: loop {
-        tries += 1;
-        // Past the tries, one hold: nothing can come between chunks.
-        let chunk_size = if tries > CHUNKED_TRIES {
-            usize::MAX
-        } else {
-            CHUNK
-        };
-        let mut views: Vec<InstanceView> = Vec::new();
-        let mut start = after.cloned();
-        let mut first = None;
-        loop {
-            let room = want - views.len();
-            let ((chunk, more, revision), changes) = registry.read_counted(|c| {
-                let (page, more) = c.page(
-                    service,
-                    start.as_ref().map(|(n, u)| (n, u)),
-                    room.min(chunk_size),
-                    keep,
-                );
-                let chunk: Vec<InstanceView> = page.into_iter().map(view_of).collect();
-                (chunk, more, c.revision())
-            });
-            if *first.get_or_insert(changes) != changes {
-                continue 'read;
-            }
-            views.extend(chunk);
-            if !more || views.len() == want {
-                return Views {
-                    views,
-                    more,
-                    revision,
-                    changes,
-                };
-            }
-            start = views.last().map(|v| (v.name.clone(), v.url.clone()));
-            // Writers waiting for the lock get it now, not after the
-            // whole read.
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// An instance as `GET /services` shows it.
-pub fn view_of(i: &Instance) -> InstanceView {
-    let reg = &i.registration;
-    let last = i.health.last_check();
-    InstanceView {
-        name: reg.name.clone(),
-        url: reg.url.clone(),
-        required: reg.required.clone(),
-        update_url: reg
-            .update_url
-            .as_ref()
-            .map_or_else(String::new, ToString::to_string),
-        heartbeat_url: reg
-            .heartbeat_url
-            .as_ref()
-            .map_or_else(String::new, ToString::to_string),
-        meta: reg.meta.clone(),
-        status: i.shown(),
-        in_discovery: i.in_discovery(),
-        maintenance_since: i.maintenance(),
-        status_since: i.health.since,
-        registered_at: i.registered_at,
-        last_check: last.map(|c| c.at),
-        last_check_latency_ms: last.map(|c| (c.latency.as_secs_f64() * 1e6).round() / 1e3),
-        last_check_error: last.and_then(|c| c.error.clone()),
-        consecutive_failures: i.health.consecutive_failures,
-        next_check: i.next_check(),
-        delivery: i.receiver().map(|r| DeliveryView {
-            delivered: r.delivered,
-            failed: r.failed,
-            queued: r.queue.len() + usize::from(r.in_flight.is_some()),
-            resync_owed: r.resync.is_some(),
-        }),
-    }
 }
 
 #[cfg(test)]

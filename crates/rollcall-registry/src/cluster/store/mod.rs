@@ -28,13 +28,12 @@ use std::sync::Arc;
 
 use rollcall_proto::{PatchEntry, ServiceUrl};
 
-use super::StoreError;
 use crate::catalog::records::{StoreOp, StoredState, apply_view};
 use crate::etcd::{Etcd, Txn};
+use crate::store::StoreError;
 
 mod codec;
 mod load;
-mod lost_contact;
 
 use codec::{corrupt, decode_instance, decode_view, encode_instance, encode_view};
 
@@ -197,7 +196,7 @@ impl EtcdStore {
             };
             return Ok(Change::Member(text(id)?, url));
         }
-        if let Some(url) = rest(lost_contact::KEYS) {
+        if let Some(url) = rest(LOST_CONTACT_KEYS) {
             return Ok(match event {
                 crate::etcd::Event::Put(_) => {
                     Change::LostContact(ServiceUrl::parse(&text(url)?).map_err(corrupt)?)
@@ -486,4 +485,40 @@ fn lapsed() -> StoreError {
 
 fn unavailable(e: crate::etcd::EtcdError) -> StoreError {
     StoreError::Etcd(e)
+}
+
+/// Where under the prefix the lost-contact messages go.
+const LOST_CONTACT_KEYS: &str = "s/";
+
+impl EtcdStore {
+    /// Tells whichever replica checks them that this one lost contact with
+    /// `urls` (see the module's `s/` keys): one transaction puts a key per
+    /// instance, fenced on and attached to this replica's lease, a second
+    /// deletes them (should it fail, the lease takes them with it).
+    pub async fn report_lost_contact(&self, urls: &[ServiceUrl]) -> Result<(), StoreError> {
+        let lease = match self.fence() {
+            Fence::Lease(_, lease) => Some(lease),
+            Fence::Open => None,
+            Fence::NoLease => return Err(lapsed()),
+        };
+        // A URL twice is one key (etcd refuses a key twice in a transaction).
+        let keys: BTreeSet<Vec<u8>> = urls
+            .iter()
+            .map(|url| format!("{}{LOST_CONTACT_KEYS}{url}", self.prefix).into_bytes())
+            .collect();
+        let keys: Vec<Vec<u8>> = keys.into_iter().collect();
+        for part in keys.chunks(MAX_TXN_OPS) {
+            let (mut put, _) = self.fenced_txn()?;
+            let mut delete = Txn::new();
+            for key in part {
+                put = put.then_put(key, b"", lease);
+                delete = delete.then_delete(key);
+            }
+            if !self.etcd.txn(put).await.map_err(unavailable)?.succeeded {
+                return Err(lapsed());
+            }
+            self.etcd.txn(delete).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
 }

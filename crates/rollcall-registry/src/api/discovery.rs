@@ -21,7 +21,7 @@ use rollcall_proto::meta::METRICS_PATH;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::shell::Registry;
 use rollcall_proto::views::InstanceView;
 
@@ -53,8 +53,8 @@ pub async fn prometheus_targets(
     State(registry): State<Registry>,
     QueryParams(query): QueryParams<TargetsQuery>,
 ) -> Result<axum::Json<Vec<TargetGroup>>, ApiError> {
-    let service = crate::error::optional_name(query.service, "service")?;
-    let views = crate::read::discovered(&registry, service.as_ref()).await;
+    let service = crate::api::error::optional_name(query.service, "service")?;
+    let views = registry.discovered(service.as_ref()).await;
     Ok(axum::Json(views.iter().filter_map(target_group).collect()))
 }
 

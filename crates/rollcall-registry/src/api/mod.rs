@@ -2,6 +2,12 @@
 //! rollcall's additions (§2). Handlers parse, call one operation on
 //! [`Registry`], and map the result; no rules live here.
 
+pub mod callbacks;
+pub mod discovery;
+pub mod error;
+pub mod read;
+pub mod watch;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +26,10 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use self::error::ApiError;
 use crate::catalog::Event;
-use crate::error::ApiError;
 use crate::shell::Registry;
-use crate::{callbacks, dashboard, metrics, watch};
+use crate::{dashboard, metrics};
 
 /// Largest accepted request body. A registration is a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -42,7 +48,11 @@ struct Doc;
 /// come from this one list, so neither can miss what the other has.
 pub fn api() -> OpenApiRouter<Registry> {
     OpenApiRouter::with_openapi(Doc::openapi())
-        .routes(routes!(crate::read::list_services, register, deregister))
+        .routes(routes!(
+            crate::api::read::list_services,
+            register,
+            deregister
+        ))
         .routes(routes!(dashboard::page))
         .routes(routes!(dashboard::live))
         .routes(routes!(dashboard::pages::service_page))
@@ -51,7 +61,7 @@ pub fn api() -> OpenApiRouter<Registry> {
         .routes(routes!(metrics_text))
         .routes(routes!(rollcall_http::openapi::document))
         .routes(routes!(recent_events))
-        .routes(routes!(crate::discovery::prometheus_targets))
+        .routes(routes!(crate::api::discovery::prometheus_targets))
         .routes(routes!(maintenance))
         .routes(routes!(watch::watch))
 }

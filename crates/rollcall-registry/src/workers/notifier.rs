@@ -26,7 +26,7 @@ pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Starts a worker for every `WorkerStart` until shutdown; `post` sends one
-/// patch body once (the real one is [`crate::outbound::post_patch`]).
+/// patch body once (the real one is [`crate::workers::outbound::post_patch`]).
 pub async fn run_dispatcher<P, F>(registry: Registry, mut starts: WorkerStarts, post: P)
 where
     P: Fn(ServiceUrl, Vec<u8>) -> F + Clone + Send + Sync + 'static,

@@ -31,8 +31,8 @@ use rollcall_proto::ServiceUrl;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::health::CheckOutcome;
-use crate::outbound::MAX_ANSWER_READ;
 use crate::shell::Registry;
+use crate::workers::outbound::MAX_ANSWER_READ;
 
 /// The read buffer of a held connection (an answer's head must fit).
 const READ_BUFFER: usize = 4096;
@@ -169,7 +169,7 @@ impl HeldConnections {
         timeout: Duration,
         key: Option<&SigningKey>,
     ) -> CheckOutcome {
-        crate::outbound::timed_check(timeout, self.attempt(instance, heartbeat, key)).await
+        crate::workers::outbound::timed_check(timeout, self.attempt(instance, heartbeat, key)).await
     }
 
     /// Whether `instance`'s checks of `heartbeat` go through a held

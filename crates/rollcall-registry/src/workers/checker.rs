@@ -63,7 +63,7 @@ pub fn check_step(registry: &Registry, permits: &Arc<Semaphore>) -> Step {
 }
 
 /// Runs checks until shutdown; `probe` performs one (the real one is
-/// [`crate::outbound::probe`]; tests pass their own).
+/// [`crate::workers::outbound::probe`]; tests pass their own).
 pub async fn run_checker<P, F>(registry: Registry, probe: P)
 where
     P: Fn(CheckRequest) -> F + Clone + Send + Sync + 'static,

@@ -33,8 +33,8 @@ use rollcall_proto::{Patch, PatchEntry, ServiceName, ServiceUrl, liveness};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::error::ApiError;
 use crate::catalog::{Event, EventKind};
-use crate::error::ApiError;
 use crate::shell::Registry;
 use crate::shell::fanout::{Interest, Lagged, Subscription};
 
@@ -65,7 +65,7 @@ impl TryFrom<WatchQuery> for WatchFilter {
     type Error = ApiError;
 
     fn try_from(q: WatchQuery) -> Result<Self, ApiError> {
-        let service = crate::error::optional_name(q.service, "service")?;
+        let service = crate::api::error::optional_name(q.service, "service")?;
         let requires = rollcall_proto::names::parse_name_list(&q.requires.unwrap_or_default())
             .map_err(|reason| ApiError::InvalidName {
                 param: "requires",
@@ -371,7 +371,7 @@ pub async fn watch(
     // Binding a stream to an instance is its liveness session: only the
     // instance's own address may hold it (the callback guard).
     if let Some(instance) = &filter.instance {
-        crate::callbacks::check_url(
+        crate::api::callbacks::check_url(
             "instance",
             instance,
             peer,
