@@ -55,6 +55,22 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
 }
 
 /// A JSON error response from a complete body (one that names a field, say).
+/// An HTML page with `status`, from a template's rendering (askama's
+/// `Template::render()`): a page that failed to render is a plain 500, said
+/// in the log, never half a page.
+pub fn html_page<E: std::fmt::Display>(
+    status: StatusCode,
+    rendered: Result<String, E>,
+) -> Response {
+    match rendered {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
 pub fn error_body_response(status: StatusCode, body: &ErrorBody) -> Response {
     let text = serde_json::to_string(body).unwrap_or_else(|_| {
         r#"{"error":{"code":"internal","message":"internal error"}}"#.to_owned()

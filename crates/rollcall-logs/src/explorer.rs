@@ -10,7 +10,7 @@
 use askama::Template;
 use axum::extract::{Query as QueryString, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use rollcall_proto::Timestamp;
 
 use crate::query::QueryParams;
@@ -234,11 +234,5 @@ pub async fn explorer(
     if error.is_none() {
         status = StatusCode::OK;
     }
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "the explorer failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
+    rollcall_http::html_page(status, page.render())
 }

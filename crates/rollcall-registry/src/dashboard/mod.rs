@@ -25,7 +25,7 @@ use std::time::Duration;
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use rollcall_http::QueryParams;
 use rollcall_proto::{ServiceUrl, Timestamp};
 use serde::Deserialize;
@@ -277,13 +277,7 @@ async fn live_part(registry: &Registry, query: &str) -> Live {
 }
 
 fn render(template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "the dashboard failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
+    rollcall_http::html_page(StatusCode::OK, template.render())
 }
 
 /// `?q=`: the search.

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use rollcall_http::QueryParams;
 use rollcall_proto::{ServiceName, ServiceUrl};
 use serde::Deserialize;
@@ -231,8 +231,5 @@ struct NotFound<'a> {
 }
 
 fn not_found(message: &str) -> Response {
-    match (NotFound { message }).render() {
-        Ok(html) => (StatusCode::NOT_FOUND, Html(html)).into_response(),
-        Err(_) => StatusCode::NOT_FOUND.into_response(),
-    }
+    rollcall_http::html_page(StatusCode::NOT_FOUND, (NotFound { message }).render())
 }

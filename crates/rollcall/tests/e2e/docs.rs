@@ -78,3 +78,71 @@ fn the_readme_digs_for_the_name_up_registers() {
 fn rollcall_grades_name() -> &'static str {
     rollcall_proto::names::well_known::GRADING_SERVICE
 }
+
+/// ARCHITECTURE.md is a map: short, and every path it names exists. A path
+/// (a word in backticks with a `/` or a file ending) is looked up from the
+/// workspace root and, in a crate's section (`### \`rollcall-…\``), from that
+/// crate's folder; elsewhere from any crate's folder.
+#[test]
+fn the_architecture_map_is_short_and_every_path_in_it_exists() {
+    let root = root();
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let lines = text.lines().count();
+    assert!(
+        lines <= 200,
+        "ARCHITECTURE.md has {lines} lines; a map fits in 200"
+    );
+    let crates: Vec<String> = std::fs::read_dir(root.join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let endings = [".rs", ".md", ".toml", ".sh", ".html", ".css", ".json"];
+    let mut section: Vec<String> = crates.clone();
+    let mut fenced = false;
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        if line.starts_with("## ") {
+            section = crates.clone();
+        }
+        if let Some(heading) = line.strip_prefix("### ") {
+            section = heading
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|c| crates.iter().any(|k| k == c))
+                .map(str::to_owned)
+                .collect();
+        }
+        for word in line.split('`').skip(1).step_by(2) {
+            let pathlike = word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_-.".contains(c))
+                && !word.starts_with('/')
+                && (word.contains('/') || endings.iter().any(|e| word.ends_with(e)));
+            if !pathlike {
+                continue;
+            }
+            checked += 1;
+            let found = root.join(word).exists()
+                || section
+                    .iter()
+                    .any(|c| root.join("crates").join(c).join(word).exists());
+            if !found {
+                missing.push(format!("{word} (in: {line})"));
+            }
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} paths found: is the parsing right?"
+    );
+    assert!(missing.is_empty(), "{missing:#?}");
+}
