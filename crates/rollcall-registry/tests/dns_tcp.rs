@@ -127,5 +127,23 @@ async fn tcp_connections_past_the_cap_are_closed_and_the_held_ones_still_answere
     };
     assert!(closed_within(&mut slow, IDLE + Duration::from_secs(3)).await);
     assert!(started.elapsed() >= IDLE - Duration::from_millis(500));
+
+    // A query trickled in (one byte of its length, the other most of IDLE
+    // later) gets IDLE for the whole of it, not IDLE per part.
+    wait_for_a_place(dns).await;
+    let mut trickle = TcpStream::connect(dns).await.unwrap();
+    let whole = query(2);
+    trickle.write_all(&whole[..1]).await.unwrap();
+    let started = Instant::now();
+    assert!(
+        !closed_within(&mut trickle, IDLE - Duration::from_secs(1)).await,
+        "refused, or closed before IDLE"
+    );
+    trickle.write_all(&whole[1..2]).await.unwrap();
+    assert!(
+        closed_within(&mut trickle, Duration::from_secs(2)).await,
+        "still open {:?} after the query began",
+        started.elapsed()
+    );
     registry.stop().await;
 }

@@ -1,10 +1,12 @@
 //! DNS over TCP (RFC 7766: each message after its two-byte length), served
-//! here rather than by hickory-server, which caps neither connections nor
-//! how long one may take: at most [`MAX_CONNECTIONS`] at once (one past it
-//! is closed at once and counted), each closed after [`IDLE`] without a
-//! whole query or while its answer cannot be written; queries on one
-//! connection are answered in turn. The answers are the same handler's as
-//! over UDP, up to 64 KiB.
+//! here rather than by hickory-server, which does not cap how many
+//! connections are open at once (its timeout is per read, so a client that
+//! trickles a query holds a connection longer): at most [`MAX_CONNECTIONS`]
+//! at once (one past it is closed at once and counted), each closed when a
+//! whole query (length and message) has not arrived within [`IDLE`], or its
+//! answer could not be written within it; queries on one connection are
+//! answered in turn. The answers are the same handler's as over UDP, up to
+//! 64 KiB.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,8 +29,8 @@ use crate::shell::Registry;
 
 /// Most TCP connections served at once.
 pub const MAX_CONNECTIONS: usize = 128;
-/// How long a connection may take to send a whole query (or to take its
-/// answer), and stay without one.
+/// How long a connection may take to send a whole query, length and
+/// message (or to take its answer), and stay without one.
 pub const IDLE: Duration = Duration::from_secs(5);
 
 /// Keeps the encoded answer the handler sends.
@@ -115,10 +117,15 @@ async fn answer_queries(
     handler: &DnsHandler,
 ) -> std::io::Result<()> {
     loop {
-        let mut length = [0u8; 2];
-        within(stream.read_exact(&mut length)).await?;
-        let mut raw = vec![0u8; usize::from(u16::from_be_bytes(length))];
-        within(stream.read_exact(&mut raw)).await?;
+        // One deadline for the whole query: the length, then the message.
+        let raw = within(async {
+            let mut length = [0u8; 2];
+            stream.read_exact(&mut length).await?;
+            let mut raw = vec![0u8; usize::from(u16::from_be_bytes(length))];
+            stream.read_exact(&mut raw).await?;
+            Ok(raw)
+        })
+        .await?;
         let Ok(request) = Request::from_bytes(raw, peer, Protocol::Tcp) else {
             return Ok(());
         };
