@@ -27,6 +27,21 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 use tower_http::timeout::DeadlineBody;
 
+/// How a service serves, the flags every service shares (the registry
+/// flattens it, SDK services through their `Membership`): the host names
+/// browsers may use, connection limits, TLS.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub hosts: crate::browser::HostArgs,
+
+    #[command(flatten)]
+    pub limits: Limits,
+
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+}
+
 /// Connection limits (flatten into a service's settings).
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Limits {

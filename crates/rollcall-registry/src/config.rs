@@ -24,13 +24,7 @@ pub struct RegistryConfig {
     pub access: rollcall_http::access::AccessArgs,
 
     #[command(flatten)]
-    pub hosts: rollcall_http::browser::HostArgs,
-
-    #[command(flatten)]
-    pub limits: rollcall_http::server::Limits,
-
-    #[command(flatten)]
-    pub tls: rollcall_http::tls::TlsArgs,
+    pub serving: rollcall_http::server::ServeArgs,
 
     /// Answer DNS queries (UDP and TCP) on this address:
     /// `NAME.service.rollcall` A/AAAA and SRV, instances in discovery only.
@@ -174,9 +168,7 @@ impl RegistryConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             access: rollcall_http::access::AccessArgs::default(),
-            hosts: rollcall_http::browser::HostArgs::default(),
-            limits: rollcall_http::server::Limits::default(),
-            tls: rollcall_http::tls::TlsArgs::default(),
+            serving: rollcall_http::server::ServeArgs::default(),
             dns_addr: None,
             dns_ttl: 0,
             max_instances: 10_000,

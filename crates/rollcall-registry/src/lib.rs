@@ -194,12 +194,12 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let own_url = listener.local_addr().map_or_else(
         |_| "registry".to_owned(),
-        |a| format!("{}://{a}", config.tls.scheme()),
+        |a| format!("{}://{a}", config.serving.tls.scheme()),
     );
-    let tls = config.tls.acceptor().map_err(StartError::from)?;
+    let tls = config.serving.tls.acceptor().map_err(StartError::from)?;
     let access = std::sync::Arc::new(config.access.policy());
-    let browsers = config.hosts.policy();
-    let limits = config.limits;
+    let browsers = config.serving.hosts.policy();
+    let limits = config.serving.limits;
     if let Ok(addr) = listener.local_addr() {
         rollcall_http::access::warn_if_exposed(addr, &access);
     }

@@ -48,13 +48,7 @@ pub struct Membership {
     pub classic: bool,
 
     #[command(flatten)]
-    pub hosts: rollcall_http::browser::HostArgs,
-
-    #[command(flatten)]
-    pub limits: rollcall_http::server::Limits,
-
-    #[command(flatten)]
-    pub tls: rollcall_http::tls::TlsArgs,
+    pub serving: rollcall_http::server::ServeArgs,
 }
 
 impl Membership {
@@ -63,9 +57,7 @@ impl Membership {
         Self {
             registry: RegistryUrl(Vec::new()),
             classic: false,
-            hosts: rollcall_http::browser::HostArgs::default(),
-            limits: rollcall_http::server::Limits::default(),
-            tls: rollcall_http::tls::TlsArgs::default(),
+            serving: rollcall_http::server::ServeArgs::default(),
         }
     }
 
@@ -74,9 +66,7 @@ impl Membership {
         RegistryUrl::parse(url).map(|registry| Self {
             registry,
             classic: false,
-            hosts: rollcall_http::browser::HostArgs::default(),
-            limits: rollcall_http::server::Limits::default(),
-            tls: rollcall_http::tls::TlsArgs::default(),
+            serving: rollcall_http::server::ServeArgs::default(),
         })
     }
 

@@ -81,9 +81,9 @@ pub async fn registry(
     config: RegistryConfig,
     forwarder: Option<LogForwarder>,
 ) -> anyhow::Result<()> {
-    check_tls(&config.tls)?;
+    check_tls(&config.serving.tls)?;
     let listener = bind(config.addr, "--addr", "ROLLCALL_REGISTRY_ADDR").await?;
-    let ready = announcer(&listener, config.tls.scheme())?;
+    let ready = announcer(&listener, config.serving.tls.scheme())?;
     if config.in_memory {
         tracing::info!("in memory: the catalog is not kept on disk");
     }
@@ -117,9 +117,9 @@ pub async fn registry(
 
 /// `rollcall log`.
 pub async fn log(config: LogConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
-    check_tls(&config.membership.tls)?;
+    check_tls(&config.membership.serving.tls)?;
     let listener = bind(config.addr, "--addr", "ROLLCALL_LOG_ADDR").await?;
-    let ready = announcer(&listener, config.membership.tls.scheme())?;
+    let ready = announcer(&listener, config.membership.serving.tls.scheme())?;
     let shutdown = shutdown_token();
     rollcall_logs::run(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
@@ -127,9 +127,9 @@ pub async fn log(config: LogConfig, forwarder: Option<LogForwarder>) -> anyhow::
 
 /// `rollcall grades`.
 pub async fn grades(config: GradesConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
-    check_tls(&config.membership.tls)?;
+    check_tls(&config.membership.serving.tls)?;
     let listener = bind(config.addr, "--addr", "ROLLCALL_GRADES_ADDR").await?;
-    let ready = announcer(&listener, config.membership.tls.scheme())?;
+    let ready = announcer(&listener, config.membership.serving.tls.scheme())?;
     let shutdown = shutdown_token();
     rollcall_grades::run(config, listener, shutdown, forwarder, ready).await?;
     Ok(())
@@ -137,9 +137,9 @@ pub async fn grades(config: GradesConfig, forwarder: Option<LogForwarder>) -> an
 
 /// `rollcall portal`.
 pub async fn portal(config: PortalConfig, forwarder: Option<LogForwarder>) -> anyhow::Result<()> {
-    check_tls(&config.membership.tls)?;
+    check_tls(&config.membership.serving.tls)?;
     let listener = bind(config.addr, "--addr", "ROLLCALL_PORTAL_ADDR").await?;
-    announce(&listener, config.membership.tls.scheme())?;
+    announce(&listener, config.membership.serving.tls.scheme())?;
     let shutdown = shutdown_token();
     rollcall_portal::run(config, listener, shutdown, forwarder).await?;
     Ok(())

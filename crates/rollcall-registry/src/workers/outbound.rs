@@ -30,7 +30,7 @@ pub fn client(config: &RegistryConfig) -> Result<reqwest::Client, crate::StartEr
         // A redirect is an answer, not an address to call next: an
         // instance cannot send the registry's calls somewhere else.
         .redirect(reqwest::redirect::Policy::none());
-    Ok(config.tls.client(builder)?.build()?)
+    Ok(config.serving.tls.client(builder)?.build()?)
 }
 
 /// `request` signed with `key` (if the registry has one) over `body`.

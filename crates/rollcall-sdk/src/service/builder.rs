@@ -139,9 +139,9 @@ impl ServiceBuilder {
     pub fn membership(mut self, membership: &crate::args::Membership) -> Self {
         self.registry = membership.url();
         self.watch_stream = !membership.classic;
-        self.browsers = membership.hosts.policy();
-        self.limits = membership.limits;
-        self.tls = membership.tls.clone();
+        self.browsers = membership.serving.hosts.policy();
+        self.limits = membership.serving.limits;
+        self.tls = membership.serving.tls.clone();
         self
     }
 
