@@ -30,6 +30,7 @@ pub struct Metrics {
     pub held_connections: Gauge,
     pub held_connections_lost: Counter,
     pub lost_contact_reported: Counter,
+    pub cluster_joins: Counter,
     pub dns_tcp_refused: Counter,
     pub dns_queries: Counter,
     pub dns_nxdomain: Counter,
@@ -265,6 +266,11 @@ pub fn render(m: &Metrics, figures: CatalogFigures, store: &StoreWriter) -> Stri
                 "rollcall_registry_dns_tcp_refused",
                 "DNS over TCP connections closed at once: as many as allowed were open",
                 &m.dns_tcp_refused,
+            ),
+            (
+                "rollcall_registry_cluster_joins",
+                "Leases this replica took and joined the cluster on: one at start, one more after every lapse (cluster mode)",
+                &m.cluster_joins,
             ),
             (
                 "rollcall_registry_lost_contact_reported",

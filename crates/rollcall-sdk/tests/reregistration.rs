@@ -105,18 +105,31 @@ async fn an_sdk_service_registers_again_when_a_classic_registry_stops_checking_i
 
     let service = start("App", &url, &[], false).await;
     assert!(service.wait_registered(WAIT).await);
-    // The registry checks it every 300 ms for a while: it stays registered.
+    // The registry checks it every 300 ms for a while: it stays registered
+    // through ten answered checks.
     let checking = CancellationToken::new();
     let heartbeat = format!("{}/heartbeat", service.url().as_str());
     let stop = checking.clone();
+    let answered = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = answered.clone();
     tokio::spawn(async move {
         let client = reqwest::Client::new();
         while !stop.is_cancelled() {
-            let _ = client.get(&heartbeat).send().await;
+            if client
+                .get(&heartbeat)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(WAIT, "ten checks answered", || async {
+        (answered.load(std::sync::atomic::Ordering::Relaxed) >= 10).then_some(())
+    })
+    .await;
     assert_eq!(
         state.registrations.lock().unwrap().len(),
         1,

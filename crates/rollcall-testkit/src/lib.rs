@@ -19,35 +19,17 @@ pub mod prometheus;
 pub mod router;
 pub mod tls;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Real processes (in `rollcall-testproc`, which depends on no rollcall
 /// service, so the etcd client's tests use it without the registry).
-pub use rollcall_testproc::{ChildProcess, bin_on_path, child, etcd, read_lines, signal};
+pub use rollcall_testproc::{
+    ChildProcess, bin_on_path, child, etcd, eventually, read_lines, signal, within,
+};
 
 pub use fake::{FakeService, Mode};
 use rollcall_registry::RegistryConfig;
 use tokio_util::sync::CancellationToken;
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// A registry running in this process.
 #[derive(Debug)]

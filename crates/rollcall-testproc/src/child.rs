@@ -102,16 +102,11 @@ impl ChildProcess {
 
     /// Waits for the process to exit, at most `timeout`; its exit status.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let child = &mut self.child;
+        crate::within(timeout, || {
+            std::future::ready(child.try_wait().ok().flatten())
+        })
+        .await
     }
 }
 

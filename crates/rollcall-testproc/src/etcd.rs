@@ -162,16 +162,7 @@ impl EtcdCluster {
     /// The index of the leader, waiting (up to 20 s) until every running
     /// member names the same one.
     pub async fn leader(&self) -> Option<usize> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(leader) = self.agreed_leader().await {
-                return Some(leader);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::within(Duration::from_secs(20), || self.agreed_leader()).await
     }
 
     /// The index of the leader, if every running member names the same now.

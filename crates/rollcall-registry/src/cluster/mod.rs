@@ -183,6 +183,7 @@ impl Replica {
             .set_fence(Fence::Lease(self.store.member_key(&self.id), joined.lease));
         self.registry.set_lease_until(joined.asked + self.ttl);
         self.set_joined(Some(joined.at));
+        self.registry.metrics().cluster_joins.inc();
         tracing::info!(id = %self.id, lease = joined.lease, "joined the cluster");
     }
 

@@ -288,14 +288,13 @@ async fn patches_from_every_replica_carry_etcds_revision() {
     // A dependent delivered to by each replica.
     let mut dependents: Vec<FakeService> = Vec::new();
     for replica in &r {
-        loop {
+        let fake = eventually(SOON, "a dependent this replica delivers to", || async {
             let fake = FakeService::start().await;
-            if owner_of(&r, &fake.url).url == replica.url {
-                register_ok(&replica.url, &fake.registration("Dependent", &["Numbered"])).await;
-                dependents.push(fake);
-                break;
-            }
-        }
+            (owner_of(&r, &fake.url).url == replica.url).then_some(fake)
+        })
+        .await;
+        register_ok(&replica.url, &fake.registration("Dependent", &["Numbered"])).await;
+        dependents.push(fake);
     }
     let provider = FakeService::start().await;
     register_ok(&r[0].url, &provider.registration("Numbered", &[])).await;
@@ -325,12 +324,11 @@ async fn patches_from_every_replica_carry_etcds_revision() {
     // dependent holds its providers when the registration is answered, as
     // with one registry (the answer waits for the owner's record of it).
     for replica in &r {
-        let late = loop {
+        let late = eventually(SOON, "a dependent another replica delivers to", || async {
             let fake = FakeService::start().await;
-            if owner_of(&r, &fake.url).url != replica.url {
-                break fake;
-            }
-        };
+            (owner_of(&r, &fake.url).url != replica.url).then_some(fake)
+        })
+        .await;
         register_ok(&replica.url, &late.registration("Late", &["Numbered"])).await;
         assert_eq!(late.providers("Numbered"), vec![provider.url.clone()]);
     }
@@ -438,16 +436,35 @@ async fn a_frozen_replica_wakes_up_without_sending_anything_stale() {
     // Freeze the replica that delivers to the dependent for twice its lease;
     // meanwhile the provider fails and the others take over.
     let frozen = owner_of(&r, &dependent.url);
+    // (Read before it is stopped: a stopped process never answers.)
+    let joins = metric(&frozen.url, "rollcall_registry_cluster_joins_total").await;
+    assert_eq!(joins, Some(1.0), "joined once, at start");
     frozen.signal("STOP");
     provider.set_heartbeat(Mode::Status(500));
     wait_providers(&dependent, "Provider", &[], Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Its lease is gone in etcd: the others count two members.
+    for replica in r.iter().filter(|x| x.url != frozen.url) {
+        eventually(SOON, "the frozen replica's lease expired", || async {
+            let members = metric(&replica.url, "rollcall_registry_cluster_members").await;
+            (members == Some(2.0)).then_some(())
+        })
+        .await;
+    }
     let before = dependent.patches().len();
     frozen.signal("CONT");
-    // Awake: it learns what happened from etcd and rejoins. Nothing stale
-    // and nothing twice reaches the dependent: no patch names the provider
-    // again, and it ends holding exactly what the registry passes.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Awake: it finds its lease lapsed (before acting on anything), learns
+    // what happened from etcd, rejoins on a new lease and owes nobody a
+    // resync. Nothing stale and nothing twice reached the dependent
+    // meanwhile: no patch names the provider again, and it ends holding
+    // exactly what the registry passes.
+    eventually(SOON, "the frozen replica rejoined and settled", || async {
+        let joins = metric(&frozen.url, "rollcall_registry_cluster_joins_total").await?;
+        let members = metric(&frozen.url, "rollcall_registry_cluster_members").await?;
+        let owed = metric(&frozen.url, "rollcall_registry_receivers_owed_resync").await?;
+        (joins >= 2.0 && members == 3.0 && owed == 0.0).then_some(())
+    })
+    .await;
+    wait_status(&frozen.url, &provider.url, "critical").await;
     let after = dependent.patches();
     let again: Vec<_> = after[before..]
         .iter()

@@ -319,9 +319,14 @@ pub async fn post_until_acknowledged(
 /// The longest a test waits for a write to be acknowledged through faults.
 pub const ACKNOWLEDGED_WITHIN: Duration = Duration::from_secs(90);
 
-/// `GET url` as text.
+/// `GET url` as text; `None` if it does not answer within 10 s (a stopped
+/// process never does).
 pub async fn get_text(url: &str) -> Option<String> {
-    reqwest::get(url).await.ok()?.text().await.ok()
+    let exchange = async { reqwest::get(url).await.ok()?.text().await.ok() };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The value of a counter or gauge in a Prometheus text page.
