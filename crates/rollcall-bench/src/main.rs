@@ -33,6 +33,18 @@ use report::{Report, Row, Section};
 use servers::Receivers;
 use stats::{Samples, ms};
 
+/// The sections `--only` may name (the ceiling runs with each).
+const SECTIONS: [&str; 8] = [
+    "registry throughput",
+    "push latency",
+    "failure detection",
+    "health-check scale",
+    "logs",
+    "application",
+    "memory",
+    "cluster",
+];
+
 #[derive(Debug, Parser)]
 #[command(
     name = "rollcall-bench",
@@ -52,7 +64,7 @@ struct Args {
     connections: usize,
     /// Run only this section (and the ceiling), e.g. `--only cluster`; the
     /// report goes to target/bench-only unless --out says otherwise.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(SECTIONS), String::from))]
     only: Option<String>,
     /// Do not build the rollcall binaries first.
     #[arg(long)]
