@@ -141,7 +141,7 @@ fn with_workers(
         let may_act = acting.may_act();
         async move {
             if !may_act {
-                return Err(notifier::LEASE_LAPSED.to_owned());
+                return Err(outbound::CallError::NotSent);
             }
             outbound::post_patch(&client, &url, body, delivery_timeout, key.as_ref()).await
         }

@@ -12,7 +12,8 @@ use rollcall_proto::{Patch, PatchEntry, Registration, ServiceName, ServiceUrl};
 use rollcall_registry::catalog::health::CheckOutcome;
 use rollcall_registry::catalog::{Delivery, PatchTicket};
 use rollcall_registry::workers::checker;
-use rollcall_registry::workers::notifier::{Attempts, Delivered, deliver};
+use rollcall_registry::workers::notifier::{Attempts, Delivered, DeliveryError, deliver};
+use rollcall_registry::workers::outbound::CallError;
 use rollcall_registry::{Registry, RegistryConfig};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -106,7 +107,7 @@ fn delivery() -> Delivery {
     }
 }
 
-type Posted = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+type Posted = Pin<Box<dyn Future<Output = Result<(), CallError>>>>;
 /// When each attempt started.
 type Calls = Arc<Mutex<Vec<Instant>>>;
 
@@ -125,7 +126,7 @@ fn receiver(failures: usize, takes: Duration) -> (impl Fn(ServiceUrl, Vec<u8>) -
         Box::pin(async move {
             tokio::time::sleep(takes).await;
             if n <= failures {
-                Err("HTTP 500".to_owned())
+                Err(CallError::Status(500))
             } else {
                 Ok(())
             }
@@ -169,7 +170,10 @@ async fn a_hung_receiver_is_given_up_on_after_four_timeouts_and_the_back_offs() 
     let stop = CancellationToken::new();
     let began = Instant::now();
     let done = deliver(&delivery(), &attempts(), &post, || true, &stop).await;
-    assert_eq!(done.result, Err("HTTP 500".to_owned()));
+    assert_eq!(
+        done.result,
+        Err(DeliveryError::Call(CallError::Status(500)))
+    );
     assert_eq!(done.failed_attempts, 4);
     assert_eq!(calls.lock().unwrap().len(), 4);
     // README: "a dead receiver is given up on within about 4.7 s": four
@@ -186,9 +190,6 @@ async fn a_receiver_that_re_registered_is_not_sent_the_old_patch_again() {
     let (post, calls) = receiver(usize::MAX, Duration::ZERO);
     let stop = CancellationToken::new();
     let done = deliver(&delivery(), &attempts(), &post, || false, &stop).await;
-    assert_eq!(
-        done.result,
-        Err("the receiver re-registered or left".to_owned())
-    );
+    assert_eq!(done.result, Err(DeliveryError::Superseded));
     assert_eq!(calls.lock().unwrap().len(), 1);
 }

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::health::CheckOutcome;
 use crate::shell::Registry;
-use crate::workers::outbound::MAX_ANSWER_READ;
+use crate::workers::outbound::{CallError, MAX_ANSWER_READ};
 
 /// The read buffer of a held connection (an answer's head must fit).
 const READ_BUFFER: usize = 4096;
@@ -114,14 +114,14 @@ struct Target {
 }
 
 impl Target {
-    fn parse(url: &ServiceUrl) -> Result<Self, String> {
+    fn parse(url: &ServiceUrl) -> Result<Self, CallError> {
         let uri: hyper::Uri = url
             .as_str()
             .parse()
-            .map_err(|e| format!("invalid heartbeat URL: {e}"))?;
+            .map_err(|e| CallError::Failed(format!("invalid heartbeat URL: {e}")))?;
         let authority = uri
             .authority()
-            .ok_or_else(|| "the heartbeat URL has no host".to_owned())?;
+            .ok_or_else(|| CallError::Failed("the heartbeat URL has no host".to_owned()))?;
         let host = authority
             .host()
             .trim_start_matches('[')
@@ -199,7 +199,7 @@ impl HeldConnections {
         instance: &ServiceUrl,
         heartbeat: &ServiceUrl,
         key: Option<&SigningKey>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CallError> {
         let target = Target::parse(heartbeat)?;
         if let Some(mut conn) = self.take(instance, &target) {
             // A held connection the server closed just now fails at once;
@@ -214,14 +214,14 @@ impl HeldConnections {
     }
 
     /// Holds `conn` again if the server keeps it; the check's result.
-    fn finish(&self, instance: &ServiceUrl, conn: Conn, answer: &Answer) -> Result<(), String> {
+    fn finish(&self, instance: &ServiceUrl, conn: Conn, answer: &Answer) -> Result<(), CallError> {
         if answer.reusable {
             self.put(instance, conn);
         }
         if answer.status.is_success() {
             Ok(())
         } else {
-            Err(format!("HTTP {}", answer.status.as_u16()))
+            Err(CallError::Status(answer.status.as_u16()))
         }
     }
 
@@ -273,10 +273,10 @@ impl HeldConnections {
     }
 
     /// Opens a connection for `instance`'s checks and starts its watcher.
-    async fn connect(&self, instance: &ServiceUrl, target: &Target) -> Result<Conn, String> {
+    async fn connect(&self, instance: &ServiceUrl, target: &Target) -> Result<Conn, CallError> {
         let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
             .await
-            .map_err(|e| format!("connection failed: {e}"))?;
+            .map_err(|e| CallError::Connect(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         // A small fixed read buffer: a heartbeat's answer is small, and
         // thousands of these are held.
@@ -284,7 +284,7 @@ impl HeldConnections {
             .read_buf_exact_size(Some(READ_BUFFER))
             .handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| format!("connection failed: {e}"))?;
+            .map_err(|e| CallError::Connect(e.to_string()))?;
         let watch = Arc::new(Watch::default());
         let watcher = watch.clone();
         let held = Arc::downgrade(&self.inner);
@@ -337,11 +337,11 @@ async fn exchange(
     sender: &mut SendRequest<Empty<Bytes>>,
     target: &Target,
     key: Option<&SigningKey>,
-) -> Result<Answer, String> {
+) -> Result<Answer, CallError> {
     sender
         .ready()
         .await
-        .map_err(|e| format!("connection failed: {e}"))?;
+        .map_err(|e| CallError::Connect(e.to_string()))?;
     let mut request = hyper::Request::get(target.path.as_str())
         .header(HOST, target.authority.as_str())
         .header(USER_AGENT, AGENT);
@@ -352,11 +352,11 @@ async fn exchange(
     }
     let request = request
         .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("invalid request: {e}"))?;
+        .map_err(|e| CallError::Failed(format!("invalid request: {e}")))?;
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CallError::Failed(e.to_string()))?;
     let status = response.status();
     let mut reusable = response.version() == hyper::Version::HTTP_11
         && !response.headers().get_all(CONNECTION).iter().any(|v| {

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Delivery, WorkerStart};
 use crate::shell::{Registry, WorkerStarts};
+use crate::workers::outbound::CallError;
 
 /// First wait between attempts at one patch; doubles per attempt (±20 %).
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
@@ -30,7 +31,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub async fn run_dispatcher<P, F>(registry: Registry, mut starts: WorkerStarts, post: P)
 where
     P: Fn(ServiceUrl, Vec<u8>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Result<(), String>> + Send + 'static,
+    F: Future<Output = Result<(), CallError>> + Send + 'static,
 {
     let shutdown = registry.shutdown_token().clone();
     loop {
@@ -50,7 +51,7 @@ where
 pub async fn run_worker<P, F>(registry: Registry, start: WorkerStart, post: P)
 where
     P: Fn(ServiceUrl, Vec<u8>) -> F,
-    F: Future<Output = Result<(), String>>,
+    F: Future<Output = Result<(), CallError>>,
 {
     let attempts = Attempts::from(registry.config());
     loop {
@@ -109,10 +110,12 @@ where
                     }
                     Ok(()) => core.catalog.delivery_succeeded(&ticket, now),
                     // Never sent: the receiver's owner settles it.
-                    Err(error) if error == LEASE_LAPSED && never_sent => {
+                    Err(DeliveryError::Call(CallError::NotSent)) if never_sent => {
                         core.catalog.delivery_abandoned(&ticket)
                     }
-                    Err(error) => core.catalog.delivery_failed(&ticket, error, now),
+                    Err(error) => core
+                        .catalog
+                        .delivery_failed(&ticket, &error.to_string(), now),
                 };
                 if let Some(waiter) = core.waiters.remove(&ticket) {
                     let _ = waiter.send(outcome.is_ok());
@@ -144,16 +147,26 @@ impl From<&crate::config::RegistryConfig> for Attempts {
     }
 }
 
-/// What a `post` answers, without sending anything, when this replica's
-/// lease may have lapsed (cluster mode): the receiver may have another
-/// owner by now.
-pub const LEASE_LAPSED: &str = "not sent: this replica's lease may have lapsed";
+/// Why a patch was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// The last attempt's error. A `post` answers [`CallError::NotSent`],
+    /// without sending anything, when this replica's lease may have lapsed
+    /// (cluster mode): the receiver may have another owner by now.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("registry stopping")]
+    Stopping,
+    #[error("the receiver re-registered or left")]
+    Superseded,
+    #[error("the patch could not be encoded: {0}")]
+    Encode(String),
+}
 
 /// What [`deliver`] came to.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Delivered {
-    /// `Err` carries the last attempt's error.
-    pub result: Result<(), String>,
+    pub result: Result<(), DeliveryError>,
     pub failed_attempts: u32,
 }
 
@@ -169,18 +182,18 @@ pub async fn deliver<P, F>(
 ) -> Delivered
 where
     P: Fn(ServiceUrl, Vec<u8>) -> F,
-    F: Future<Output = Result<(), String>>,
+    F: Future<Output = Result<(), CallError>>,
 {
     let body = match serde_json::to_vec(&delivery.patch) {
         Ok(body) => body,
         Err(e) => {
             return Delivered {
-                result: Err(e.to_string()),
+                result: Err(DeliveryError::Encode(e.to_string())),
                 failed_attempts: 0,
             };
         }
     };
-    let mut last_error = String::from("not attempted");
+    let mut last_error = None;
     let mut failed_attempts = 0;
     for attempt in 0..attempts.count.max(1) {
         if attempt > 0 {
@@ -192,13 +205,13 @@ where
             );
             tokio::select! {
                 () = stop.cancelled() => {
-                    last_error = "registry stopping".into();
+                    last_error = Some(DeliveryError::Stopping);
                     break;
                 }
                 () = tokio::time::sleep(backoff) => {}
             }
             if !still_current() {
-                last_error = "the receiver re-registered or left".into();
+                last_error = Some(DeliveryError::Superseded);
                 break;
             }
         }
@@ -210,20 +223,21 @@ where
                 };
             }
             // Nothing was sent, and nothing more will be from here.
-            Err(error) if error == LEASE_LAPSED => {
+            Err(CallError::NotSent) => {
                 return Delivered {
-                    result: Err(error),
+                    result: Err(CallError::NotSent.into()),
                     failed_attempts,
                 };
             }
             Err(error) => {
                 failed_attempts += 1;
-                last_error = error;
+                last_error = Some(error.into());
             }
         }
     }
     Delivered {
-        result: Err(last_error),
+        // At least one attempt ran unless stopped or superseded first.
+        result: Err(last_error.unwrap_or(DeliveryError::Stopping)),
         failed_attempts,
     }
 }

@@ -12,6 +12,30 @@ use rollcall_proto::ServiceUrl;
 use crate::catalog::health::CheckOutcome;
 use crate::config::RegistryConfig;
 
+/// Why a call to another service did not succeed. Its text is what events,
+/// logs and the dashboard show ("HTTP 500", "connection failed: …").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// Nothing was sent: this replica may no longer act (its lease may have
+    /// lapsed, so the receiver may have another owner by now).
+    #[error("not sent: this replica's lease may have lapsed")]
+    NotSent,
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// No answer within the call's own timeout.
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    /// The HTTP client's own timeout (connecting) ran out.
+    #[error("timed out")]
+    ClientTimedOut,
+    /// An answer that is not a 2xx.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// Anything else the exchange failed on: its innermost cause.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Most bytes of an answer read (to keep the connection reusable).
 pub const MAX_ANSWER_READ: usize = 16 * 1024;
 
@@ -66,7 +90,7 @@ pub async fn probe(
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("HTTP {}", status.as_u16()))
+            Err(CallError::Status(status.as_u16()))
         }
     };
     timed_check(timeout, attempt).await
@@ -76,20 +100,17 @@ pub async fn probe(
 /// long it took.
 pub async fn timed_check(
     timeout: Duration,
-    attempt: impl std::future::Future<Output = Result<(), String>>,
+    attempt: impl std::future::Future<Output = Result<(), CallError>>,
 ) -> CheckOutcome {
     let started = Instant::now();
-    let result = match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "timed out after {}",
-            humantime::format_duration(timeout)
-        )),
-    };
+    let result = tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or(Err(CallError::TimedOut(timeout)));
     let latency = started.elapsed();
     match result {
         Ok(()) => CheckOutcome::pass(latency),
-        Err(error) => CheckOutcome::fail(latency, error),
+        // The catalog keeps the text, to show.
+        Err(error) => CheckOutcome::fail(latency, error.to_string()),
     }
 }
 
@@ -100,7 +121,7 @@ pub async fn post_patch(
     body: Vec<u8>,
     timeout: Duration,
     key: Option<&SigningKey>,
-) -> Result<(), String> {
+) -> Result<(), CallError> {
     let request = client
         .post(url.as_str())
         .header(reqwest::header::CONTENT_TYPE, "application/json");
@@ -110,12 +131,9 @@ pub async fn post_patch(
             drain(response).await;
             Ok(())
         }
-        Ok(Ok(response)) => Err(format!("HTTP {}", response.status().as_u16())),
+        Ok(Ok(response)) => Err(CallError::Status(response.status().as_u16())),
         Ok(Err(error)) => Err(describe(error)),
-        Err(_) => Err(format!(
-            "timed out after {}",
-            humantime::format_duration(timeout)
-        )),
+        Err(_) => Err(CallError::TimedOut(timeout)),
     }
 }
 
@@ -128,7 +146,7 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     token: Option<&rollcall_http::access::Secret>,
     timeout: Duration,
     max_bytes: usize,
-) -> Result<T, String> {
+) -> Result<T, CallError> {
     let exchange = async {
         let mut request = client.get(url);
         if let Some(token) = token {
@@ -136,17 +154,15 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
         }
         let response = request.send().await.map_err(describe)?;
         if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status().as_u16()));
+            return Err(CallError::Status(response.status().as_u16()));
         }
-        rollcall_http::bounded::json(response, max_bytes).await
+        rollcall_http::bounded::json(response, max_bytes)
+            .await
+            .map_err(CallError::Failed)
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "timed out after {}",
-            humantime::format_duration(timeout)
-        )),
-    }
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(CallError::TimedOut(timeout)))
 }
 
 /// Reads a small answer to the end so the connection can be reused; a large
@@ -161,18 +177,18 @@ pub async fn drain(mut response: reqwest::Response) {
     }
 }
 
-/// A short description of a client error: its innermost cause
+/// A client error as a [`CallError`], told by its innermost cause
 /// ("Connection refused (os error 111)").
-pub fn describe(error: reqwest::Error) -> String {
+pub fn describe(error: reqwest::Error) -> CallError {
     let mut cause: &dyn std::error::Error = &error;
     while let Some(next) = cause.source() {
         cause = next;
     }
     if error.is_connect() {
-        format!("connection failed: {cause}")
+        CallError::Connect(cause.to_string())
     } else if error.is_timeout() {
-        "timed out".to_owned()
+        CallError::ClientTimedOut
     } else {
-        cause.to_string()
+        CallError::Failed(cause.to_string())
     }
 }
