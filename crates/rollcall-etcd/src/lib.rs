@@ -200,7 +200,7 @@ impl Etcd {
                 let status = response.status();
                 let answer: Value = rollcall_http::bounded::json(response, MAX_ANSWER)
                     .await
-                    .map_err(|e| (true, e))?;
+                    .map_err(|e| (true, e.to_string()))?;
                 if status.is_success() && answer.get("error").is_none() {
                     return Ok(answer);
                 }

@@ -167,7 +167,7 @@ impl Grading {
                     // endless answer is an error, not a bigger buffer.
                     let bytes = rollcall_sdk::bounded::read(response, MAX_ANSWER)
                         .await
-                        .map_err(GradingError::Bad)?;
+                        .map_err(|e| GradingError::Bad(e.to_string()))?;
                     return Ok((status, bytes));
                 }
                 Err(e) => {

@@ -158,7 +158,7 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
         }
         rollcall_http::bounded::json(response, max_bytes)
             .await
-            .map_err(CallError::Failed)
+            .map_err(|e| CallError::Failed(e.to_string()))
     };
     tokio::time::timeout(timeout, exchange)
         .await
