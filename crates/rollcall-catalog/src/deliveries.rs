@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use rollcall_proto::{Patch, PatchEntry, ServiceName, ServiceUrl, Timestamp};
 
 use super::delivery::Pushed;
-use super::records::StoreOp;
+use super::records::{StoreOp, ViewChange};
 use super::*;
 
 impl Catalog {
@@ -76,12 +76,12 @@ impl Catalog {
             return effects;
         };
         receiver.failing = false;
-        effects.persist.push(StoreOp::ApplyView {
+        effects.persist.push(StoreOp::ApplyView(ViewChange {
             receiver: ticket.receiver.clone(),
             added: patch.added,
             removed: patch.removed,
             replace: patch.resync,
-        });
+        }));
         if was_owed && let Some(instance) = self.instances.get(&ticket.receiver) {
             let name = instance.name().clone();
             effects.events.push(self.event(

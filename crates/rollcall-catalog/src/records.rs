@@ -47,14 +47,8 @@ pub enum StoreOp {
     },
     /// Remove an instance and its confirmed view.
     DeleteInstance(ServiceUrl),
-    /// A receiver acknowledged a patch. With `replace`, the view becomes exactly
-    /// `added`.
-    ApplyView {
-        receiver: ServiceUrl,
-        added: Vec<PatchEntry>,
-        removed: Vec<PatchEntry>,
-        replace: bool,
-    },
+    /// A receiver acknowledged a patch.
+    ApplyView(ViewChange),
     /// The catalog revision.
     SetRevision(u64),
 }
@@ -68,22 +62,28 @@ pub struct StoredState {
     pub revision: u64,
 }
 
-/// A receiver's confirmed view after it acknowledged a patch (what
-/// [`StoreOp::ApplyView`] means, for every store and replica alike): with
-/// `replace` it becomes exactly `added`.
-pub fn apply_view(
-    view: &mut BTreeSet<PatchEntry>,
-    added: &[PatchEntry],
-    removed: &[PatchEntry],
-    replace: bool,
-) {
-    if replace {
-        view.clear();
+/// What a patch a receiver acknowledged changes in its confirmed view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewChange {
+    pub receiver: ServiceUrl,
+    pub added: Vec<PatchEntry>,
+    pub removed: Vec<PatchEntry>,
+    /// The view becomes exactly `added`.
+    pub replace: bool,
+}
+
+impl ViewChange {
+    /// The receiver's view after it (what [`StoreOp::ApplyView`] means, for
+    /// every store and replica alike).
+    pub fn apply_to(&self, view: &mut BTreeSet<PatchEntry>) {
+        if self.replace {
+            view.clear();
+        }
+        for e in &self.removed {
+            view.remove(e);
+        }
+        view.extend(self.added.iter().cloned());
     }
-    for e in removed {
-        view.remove(e);
-    }
-    view.extend(added.iter().cloned());
 }
 
 /// The durable state as a store holds it, with what each [`StoreOp`] does to
@@ -120,17 +120,11 @@ impl StoreImage {
                 self.instances.remove(url);
                 self.views.remove(url);
             }
-            StoreOp::ApplyView {
-                receiver,
-                added,
-                removed,
-                replace,
-            } => {
-                if !self.instances.contains_key(receiver) {
+            StoreOp::ApplyView(change) => {
+                if !self.instances.contains_key(&change.receiver) {
                     return;
                 }
-                let view = self.views.entry(receiver.clone()).or_default();
-                apply_view(view, added, removed, *replace);
+                change.apply_to(self.views.entry(change.receiver.clone()).or_default());
             }
             StoreOp::SetRevision(revision) => self.revision = *revision,
         }

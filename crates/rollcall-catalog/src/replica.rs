@@ -223,16 +223,11 @@ impl Catalog {
             StoreOp::DeleteInstance(url) => self
                 .remove(&url, Removal::Deregistered, now)
                 .unwrap_or_default(),
-            StoreOp::ApplyView {
-                receiver,
-                added,
-                removed,
-                replace,
-            } => {
+            StoreOp::ApplyView(change) => {
                 // Another replica delivered this (this replica's own writes
                 // never come back here): it is what the receiver holds.
-                let owned = self.owns(&receiver);
-                if let Some(r) = self.receiver_mut(&receiver) {
+                let owned = self.owns(&change.receiver);
+                if let Some(r) = self.receiver_mut(&change.receiver) {
                     if !owned {
                         // What this replica tried and failed to send while
                         // it owned the receiver is settled by the owner now.
@@ -241,7 +236,7 @@ impl Catalog {
                         r.full_resync_owed = false;
                         r.queue.clear();
                     }
-                    super::records::apply_view(&mut r.confirmed, &added, &removed, replace);
+                    change.apply_to(&mut r.confirmed);
                 }
                 Effects::default()
             }

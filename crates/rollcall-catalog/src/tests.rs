@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use rollcall_proto::{Patch, PatchEntry, Registration, ServiceName, ServiceUrl, Timestamp};
 
 use super::health::{CheckOutcome, Health, Shown};
-use super::records::StoreOp;
+use super::records::{StoreOp, ViewChange};
 use super::*;
 
 fn name(n: &str) -> ServiceName {
@@ -477,12 +477,12 @@ fn restore_rebuilds_the_catalog_and_resyncs_receivers_that_are_behind() {
         let _ = p;
     }
     // The delivery's ApplyView is persisted by delivery_succeeded; collect it.
-    ops.push(StoreOp::ApplyView {
+    ops.push(StoreOp::ApplyView(ViewChange {
         receiver: url(6000),
         added: vec![],
         removed: vec![],
         replace: true,
-    });
+    }));
     // Log registers; the patch to Grading is lost in a crash before delivery.
     ops.extend(c.register(reg("Log", 4000, &[]), at(1)).effects.persist);
     let state = crate::records::replay(&ops);

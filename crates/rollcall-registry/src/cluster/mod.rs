@@ -371,7 +371,7 @@ impl Replica {
 
     /// Brings the catalog to `state` (after the feed lost its history).
     fn reload(&self, state: crate::catalog::records::StoredState, revision: i64) {
-        use crate::catalog::records::StoreOp;
+        use crate::catalog::records::{StoreOp, ViewChange};
         let present: BTreeSet<_> = state
             .instances
             .iter()
@@ -397,16 +397,14 @@ impl Replica {
         for (receiver, entry) in state.views {
             views.entry(receiver).or_default().push(entry);
         }
-        ops.extend(
-            views
-                .into_iter()
-                .map(|(receiver, added)| StoreOp::ApplyView {
-                    receiver,
-                    added,
-                    removed: Vec::new(),
-                    replace: true,
-                }),
-        );
+        ops.extend(views.into_iter().map(|(receiver, added)| {
+            StoreOp::ApplyView(ViewChange {
+                receiver,
+                added,
+                removed: Vec::new(),
+                replace: true,
+            })
+        }));
         self.registry
             .apply_remote(ops.into_iter().map(|op| (op, revision)).collect(), revision);
     }

@@ -111,12 +111,9 @@ impl Registry {
         self.run_now(|core, now| {
             let mut effects = Effects::default();
             for (op, at) in ops {
-                if let crate::catalog::records::StoreOp::ApplyView {
-                    receiver,
-                    replace: true,
-                    ..
-                } = &op
-                    && let Some(waiter) = core.told_elsewhere.remove(receiver)
+                if let crate::catalog::records::StoreOp::ApplyView(change) = &op
+                    && change.replace
+                    && let Some(waiter) = core.told_elsewhere.remove(&change.receiver)
                 {
                     let _ = waiter.send(true);
                 }

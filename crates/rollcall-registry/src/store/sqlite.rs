@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Store, StoreError};
 use crate::catalog::health::Health;
-use crate::catalog::records::{StoreOp, StoredInstance, StoredState};
+use crate::catalog::records::{StoreOp, StoredInstance, StoredState, ViewChange};
 
 /// The file name under the data dir.
 pub const FILE_NAME: &str = "registry.db";
@@ -148,12 +148,12 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> Result<(), StoreErr
             tx.prepare_cached("DELETE FROM views WHERE receiver = ?1")?
                 .execute(params![url.as_str()])?;
         }
-        StoreOp::ApplyView {
+        StoreOp::ApplyView(ViewChange {
             receiver,
             added,
             removed,
             replace,
-        } => {
+        }) => {
             let exists = tx
                 .prepare_cached("SELECT 1 FROM instances WHERE url = ?1")?
                 .query_row(params![receiver.as_str()], |_| Ok(()))

@@ -8,7 +8,7 @@ use super::Store;
 use super::memory::MemoryStore;
 use super::sqlite::{SqliteStore, Sync};
 use crate::catalog::health::Health;
-use crate::catalog::records::{StoreOp, StoredInstance};
+use crate::catalog::records::{StoreOp, StoredInstance, ViewChange};
 
 fn reg(name: &str, port: u16) -> Registration {
     Registration::from_json(
@@ -73,30 +73,30 @@ fn contract(store: &dyn Store, etcds_revision: bool) {
 
     // Replacing keeps one row and resets the view.
     store
-        .apply(&[StoreOp::ApplyView {
+        .apply(&[StoreOp::ApplyView(ViewChange {
             receiver: url(1),
             added: vec![entry("Log", 9), entry("Log", 8)],
             removed: vec![],
             replace: false,
-        }])
+        })])
         .unwrap();
     assert_eq!(store.load().unwrap().views.len(), 2);
     store
-        .apply(&[StoreOp::ApplyView {
+        .apply(&[StoreOp::ApplyView(ViewChange {
             receiver: url(1),
             added: vec![],
             removed: vec![entry("Log", 8)],
             replace: false,
-        }])
+        })])
         .unwrap();
     assert_eq!(store.load().unwrap().views, vec![(url(1), entry("Log", 9))]);
     store
-        .apply(&[StoreOp::ApplyView {
+        .apply(&[StoreOp::ApplyView(ViewChange {
             receiver: url(1),
             added: vec![entry("Log", 7)],
             removed: vec![],
             replace: true,
-        }])
+        })])
         .unwrap();
     assert_eq!(store.load().unwrap().views, vec![(url(1), entry("Log", 7))]);
     store.apply(&[put_as("A2", 1, true)]).unwrap();
@@ -152,18 +152,18 @@ fn contract(store: &dyn Store, etcds_revision: bool) {
     // A view for an unknown receiver is ignored, deletion removes the view too.
     store
         .apply(&[
-            StoreOp::ApplyView {
+            StoreOp::ApplyView(ViewChange {
                 receiver: url(3),
                 added: vec![entry("Log", 9)],
                 removed: vec![],
                 replace: false,
-            },
-            StoreOp::ApplyView {
+            }),
+            StoreOp::ApplyView(ViewChange {
                 receiver: url(2),
                 added: vec![entry("Log", 9)],
                 removed: vec![],
                 replace: false,
-            },
+            }),
             StoreOp::DeleteInstance(url(2)),
         ])
         .unwrap();
@@ -267,12 +267,12 @@ async fn etcd_store_writers_on_two_replicas_lose_no_update() {
         .map(|(w, store)| {
             tokio::task::spawn_blocking(move || {
                 for i in 0..40u16 {
-                    let op = StoreOp::ApplyView {
+                    let op = StoreOp::ApplyView(ViewChange {
                         receiver: url(1),
                         added: vec![entry("Log", 1000 + 100 * w as u16 + i)],
                         removed: vec![],
                         replace: false,
-                    };
+                    });
                     // A write that found no quorum is tried again, as the
                     // writer's caller would.
                     while store.apply(std::slice::from_ref(&op)).is_err() {

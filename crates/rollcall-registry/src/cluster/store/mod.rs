@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use rollcall_proto::{PatchEntry, ServiceUrl};
 
-use crate::catalog::records::{StoreOp, StoredState, apply_view};
+use crate::catalog::records::{StoreOp, StoredState, ViewChange};
 use crate::etcd::{Etcd, Txn};
 use crate::store::StoreError;
 
@@ -212,12 +212,12 @@ impl EtcdStore {
             (crate::etcd::Event::Delete { .. }, Some(url), _) => {
                 StoreOp::DeleteInstance(ServiceUrl::parse(&text(url)?).map_err(corrupt)?)
             }
-            (crate::etcd::Event::Put(kv), None, Some(receiver)) => StoreOp::ApplyView {
+            (crate::etcd::Event::Put(kv), None, Some(receiver)) => StoreOp::ApplyView(ViewChange {
                 receiver: ServiceUrl::parse(&text(receiver)?).map_err(corrupt)?,
                 added: decode_view(&kv.value)?,
                 removed: Vec::new(),
                 replace: true,
-            },
+            }),
             // A deleted view goes with its instance; anything else under the
             // prefix (a revision key an older version wrote) is not the
             // catalog's.
@@ -251,7 +251,8 @@ impl EtcdStore {
                 StoreOp::SetStatus { url, .. } | StoreOp::SetMaintenance { url, .. } => {
                     add(self.instance_key(url));
                 }
-                StoreOp::DeleteInstance(url) | StoreOp::ApplyView { receiver: url, .. } => {
+                StoreOp::DeleteInstance(url)
+                | StoreOp::ApplyView(ViewChange { receiver: url, .. }) => {
                     add(self.instance_key(url));
                     add(self.view_key(url));
                 }
@@ -311,21 +312,16 @@ impl EtcdStore {
                     set(plan, self.instance_key(url), None);
                     set(plan, self.view_key(url), None);
                 }
-                StoreOp::ApplyView {
-                    receiver,
-                    added,
-                    removed,
-                    replace,
-                } => {
-                    if current(plan, &self.instance_key(receiver)).is_none() {
+                StoreOp::ApplyView(change) => {
+                    if current(plan, &self.instance_key(&change.receiver)).is_none() {
                         continue;
                     }
-                    let key = self.view_key(receiver);
+                    let key = self.view_key(&change.receiver);
                     let mut view: BTreeSet<PatchEntry> = match current(plan, &key) {
                         Some(bytes) => decode_view(&bytes)?.into_iter().collect(),
                         None => BTreeSet::new(),
                     };
-                    apply_view(&mut view, added, removed, *replace);
+                    change.apply_to(&mut view);
                     set(plan, key, Some(encode_view(view.iter())?));
                 }
                 StoreOp::SetRevision(_) => {}
