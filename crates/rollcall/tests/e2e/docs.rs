@@ -146,3 +146,64 @@ fn the_architecture_map_is_short_and_every_path_in_it_exists() {
     );
     assert!(missing.is_empty(), "{missing:#?}");
 }
+
+/// Every crate `krate` depends on for its build (not its tests), as Cargo
+/// resolves it: `cargo tree`'s names.
+fn dependencies(krate: &str) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+            "--package",
+            krate,
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The layers ARCHITECTURE.md draws hold in Cargo, not by review: the core
+/// has no runtime, no clock, no I/O crate anywhere below it; the registry
+/// does not depend on the SDK; the real-process helpers on no service.
+#[test]
+fn the_layers_the_map_draws_hold_in_cargo() {
+    let catalog = dependencies("rollcall-catalog");
+    assert!(catalog.iter().any(|d| d == "rollcall-proto"), "{catalog:?}");
+    for io in [
+        "tokio", "axum", "hyper", "reqwest", "rusqlite", "mio", "socket2",
+    ] {
+        assert!(
+            !catalog.iter().any(|d| d == io),
+            "rollcall-catalog pulls in {io}: {catalog:?}"
+        );
+    }
+    let registry = dependencies("rollcall-registry");
+    assert!(registry.iter().any(|d| d == "rollcall-catalog"));
+    assert!(
+        !registry.iter().any(|d| d == "rollcall-sdk"),
+        "{registry:?}"
+    );
+    let testproc = dependencies("rollcall-testproc");
+    assert!(
+        !testproc.iter().any(|d| d.starts_with("rollcall-")),
+        "{testproc:?}"
+    );
+}
