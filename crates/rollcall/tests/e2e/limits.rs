@@ -147,18 +147,6 @@ async fn a_client_that_never_finishes_its_body_gets_a_408() {
     assert!(answer.contains("body_timeout"), "{answer}");
 }
 
-/// Resident memory of a process, in MB (from `/proc`).
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024.0
-}
-
 /// A fake provider whose every answer is an endless body, registered under
 /// `name` (it passes its checks: `/heartbeat` answers 200).
 async fn endless_provider(registry: &str, name: &str) -> String {
@@ -213,14 +201,14 @@ async fn an_endless_answer_from_a_provider_does_not_grow_the_registry_or_the_por
         );
     }
     assert!(
-        rss_mb(reg.pid()) < 100.0,
+        memory_mb("VmRSS", reg.pid()) < 100.0,
         "registry: {} MB",
-        rss_mb(reg.pid())
+        memory_mb("VmRSS", reg.pid())
     );
     assert!(
-        rss_mb(portal.pid()) < 100.0,
+        memory_mb("VmRSS", portal.pid()) < 100.0,
         "portal: {} MB",
-        rss_mb(portal.pid())
+        memory_mb("VmRSS", portal.pid())
     );
 }
 
@@ -382,7 +370,7 @@ async fn an_endless_event_line_does_not_grow_the_cli() {
     });
     let (mut follow, _out, mut err) = spawn_rollcall(&["logs", "--log-url", &url, "-f"]);
     crate::cli::next_with(&mut err, "lost the stream").await;
-    let rss = rss_mb(follow.id());
+    let rss = memory_mb("VmRSS", follow.id());
     let _ = follow.kill();
     let _ = follow.wait();
     assert!(rss < 100.0, "the CLI holds {rss} MB");

@@ -22,6 +22,7 @@ mod failover;
 mod full_disk;
 mod grading;
 mod health;
+mod hostile;
 mod limits;
 mod logging;
 mod notification;

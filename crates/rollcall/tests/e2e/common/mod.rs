@@ -319,6 +319,19 @@ pub async fn post_until_acknowledged(
 /// The longest a test waits for a write to be acknowledged through faults.
 pub const ACKNOWLEDGED_WITHIN: Duration = Duration::from_secs(90);
 
+/// A process's memory in MB from `/proc`: `VmRSS` (resident now) or
+/// `VmHWM` (the most it was ever resident).
+pub fn memory_mb(field: &str, pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
 /// `GET url` as text; `None` if it does not answer within 10 s (a stopped
 /// process never does).
 pub async fn get_text(url: &str) -> Option<String> {

@@ -35,6 +35,8 @@
 //! `partialSuccess`: nothing is ever half-stored), or on an error a
 //! `google.rpc.Status` (in JSON also rollcall's `{"error": {...}}`).
 
+mod shape;
+
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use axum::http::{StatusCode, header};
@@ -284,6 +286,31 @@ pub fn incoming(export: &ExportLogsServiceRequest) -> Vec<IncomingRecord> {
 
 /// Stores an OTLP export (all or nothing) and answers as OTLP does.
 pub async fn ingest(state: &AppState, body: &[u8], encoding: Encoding) -> Response {
+    // Measured before it is decoded: decoding materialises every record,
+    // and copies every resource attribute into each of them.
+    let limits = shape::Limits {
+        records: state.config.max_batch_records,
+        expanded_bytes: state.config.max_batch_bytes,
+    };
+    let measured = match encoding {
+        Encoding::Protobuf => shape::protobuf(body, limits),
+        Encoding::Json => shape::json(body, limits),
+    };
+    if let Err(refused) = measured {
+        state.metrics.batches_rejected.inc();
+        let (status, code) = match refused {
+            shape::Refused::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_export"),
+            shape::Refused::TooManyRecords(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_many_records")
+            }
+            shape::Refused::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "export_too_large"),
+        };
+        let message = match refused {
+            shape::Refused::Malformed(e) => format!("not an OTLP logs export: {e}"),
+            other => format!("{other}; nothing was stored"),
+        };
+        return error(encoding, status, code, message);
+    }
     let export = match decode(body, encoding) {
         Ok(export) => export,
         Err(e) => {

@@ -1,0 +1,178 @@
+//! The hostile suite: what a stranger who reaches a port can send, as a real
+//! client against the real binary, each attack asserting its bound — the
+//! answer, the memory the service reached (`VmHWM` from `/proc`), a second
+//! client answered within a second throughout, nothing stored past the
+//! limit. Floods are short and bounded, loopback only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+/// A length-delimited protobuf field.
+fn len_field(number: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(number << 3) | 2];
+    let mut n = bytes.len();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// An OTLP export (protobuf) of one resource with `attributes` string
+/// attributes and one scope of `records` empty log records, written by hand
+/// (building it with the generated types would take the memory the attack
+/// is about).
+fn otlp_export(attributes: usize, records: usize) -> Vec<u8> {
+    let resource: Vec<u8> = (0..attributes)
+        .flat_map(|i| len_field(1, &len_field(1, format!("attribute.{i:05}").as_bytes())))
+        .collect();
+    let scope: Vec<u8> = (0..records).flat_map(|_| len_field(2, b"")).collect();
+    let mut resource_logs = len_field(1, &resource);
+    resource_logs.extend(len_field(2, &scope));
+    len_field(1, &resource_logs)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A second client asking `url` every 50 ms until stopped: the slowest
+/// answer, and how many did not come within a second.
+struct Bystander {
+    stop: CancellationToken,
+    slowest_ms: Arc<AtomicU64>,
+    missed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Bystander {
+    fn start(url: String) -> Self {
+        let stop = CancellationToken::new();
+        let (slowest_ms, missed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (s, m, done) = (slowest_ms.clone(), missed.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while !done.is_cancelled() {
+                let asked = Instant::now();
+                let answered = client
+                    .get(&url)
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if !answered {
+                    m.fetch_add(1, Ordering::Relaxed);
+                }
+                s.fetch_max(asked.elapsed().as_millis() as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Self {
+            stop,
+            slowest_ms,
+            missed,
+            task,
+        }
+    }
+
+    /// Stops it; the slowest answer in ms and the missed ones.
+    async fn finish(self) -> (u64, u64) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+        (
+            self.slowest_ms.load(Ordering::Relaxed),
+            self.missed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A few KB of OTLP once took the log service past 1.5 GB: an export is
+/// measured before it is decoded, and refused with a 413 when its records,
+/// or its records with their resource's attributes copied in, pass the
+/// batch limits. Nothing is stored; the service stays small and answers
+/// others meanwhile.
+#[tokio::test]
+async fn otlp_bombs_are_refused_before_they_are_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_service(dir.path(), "127.0.0.1:0", "", &[]).await;
+    let bystander = Bystander::start(format!("{}/healthz", log.url));
+    let client = reqwest::Client::new();
+    let json_records = "{},".repeat(2_500_000);
+    let bombs: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        (
+            "4 M empty records",
+            "application/x-protobuf",
+            otlp_export(0, 4_000_000),
+            "too_many_records",
+        ),
+        (
+            "1,000 resource attributes × 10,000 records",
+            "application/x-protobuf",
+            otlp_export(1_000, 10_000),
+            "export_too_large",
+        ),
+        (
+            "300 resource attributes × 10,000 records",
+            "application/x-protobuf",
+            otlp_export(300, 10_000),
+            "export_too_large",
+        ),
+        (
+            "2.5 M empty records in JSON",
+            "application/json",
+            format!(
+                r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{json_records}{{}}]}}]}}]}}"#
+            )
+            .into_bytes(),
+            "too_many_records",
+        ),
+    ];
+    for (what, content_type, body, code) in bombs {
+        let packed = gzip(&body);
+        assert!(
+            packed.len() < 100_000,
+            "{what}: {} bytes gzipped",
+            packed.len()
+        );
+        let answer = client
+            .post(format!("{}/v1/logs", log.url))
+            .header("content-type", content_type)
+            .header("content-encoding", "gzip")
+            .body(packed)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 413, "{what}");
+        if content_type == "application/json" {
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        }
+    }
+    let (slowest, missed) = bystander.finish().await;
+    assert_eq!(
+        missed, 0,
+        "a second client went unanswered (slowest {slowest} ms)"
+    );
+    assert!(slowest < 1_000, "a second client waited {slowest} ms");
+    let peak = memory_mb("VmHWM", log.pid());
+    assert!(peak < 200.0, "the log service reached {peak:.0} MB");
+    let page: serde_json::Value = get_json(&format!("{}/v1/logs?limit=10", log.url)).await;
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(0), "{page}");
+}
