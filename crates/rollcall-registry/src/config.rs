@@ -58,8 +58,8 @@ pub struct RegistryConfig {
     /// `any`: by default every URL in a registration must point at the
     /// address it comes from (`localhost` counts from loopback); a request
     /// with the token may name anything.
-    #[arg(long, env = "ROLLCALL_ALLOW_CALLBACKS", value_delimiter = ',', value_parser = crate::api::callbacks::CallbackRange::parse)]
-    pub allow_callbacks: Vec<crate::api::callbacks::CallbackRange>,
+    #[arg(long, env = "ROLLCALL_ALLOW_CALLBACKS", value_delimiter = ',', value_parser = crate::callbacks::CallbackRange::parse)]
+    pub allow_callbacks: Vec<crate::callbacks::CallbackRange>,
 
     /// Sign every patch and heartbeat request (HMAC-SHA256 over a timestamp
     /// and the body); SDK services holding the same key refuse unsigned,

@@ -17,6 +17,7 @@
 //! - [`cluster`]: a replica over etcd (`--etcd`): the lease, the feed, the
 //!   etcd store ([`etcd`] is the client, its own crate).
 //! - [`api`]: the HTTP API (the only layer that knows HTTP status codes);
+//!   [`callbacks`]: the guard every write naming an instance passes;
 //!   [`dashboard`]: the page at `GET /`; [`dns`]: `NAME.service.rollcall`.
 //!
 //! [`start`] wires a registry to its workers (the composition root); [`run`]
@@ -24,6 +25,7 @@
 //! fires.
 
 pub mod api;
+pub mod callbacks;
 /// The functional core, its own crate (`rollcall-catalog`).
 pub use rollcall_catalog as catalog;
 pub mod cluster;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rollcall_proto::{Patch, PatchEntry, Registration, ServiceName, ServiceUrl};
+use rollcall_registry::callbacks::Claimed;
 use rollcall_registry::catalog::health::CheckOutcome;
 use rollcall_registry::catalog::{Delivery, PatchTicket};
 use rollcall_registry::workers::checker;
@@ -18,6 +19,16 @@ use rollcall_registry::{Registry, RegistryConfig};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// A registration as the API hands it on: in process there is no address
+/// for the callback guard to compare with.
+fn claimed(registration: Registration) -> Claimed<Registration> {
+    let in_process = rollcall_http::access::Peer {
+        addr: None,
+        authenticated: false,
+    };
+    rollcall_registry::callbacks::claim_registration(registration, in_process, &[]).unwrap()
+}
 
 fn registration(port: u16) -> Registration {
     Registration::from_json(
@@ -47,7 +58,7 @@ async fn a_failed_check_is_rechecked_on_time_not_at_the_next_idle_wake() {
         async { CheckOutcome::fail(Duration::from_millis(1), "connection refused") }
     };
     tokio::spawn(checker::run_checker(registry.clone(), probe));
-    registry.register(registration(1)).await.unwrap();
+    registry.register(claimed(registration(1))).await.unwrap();
     // Paused time: the deadline is virtual, and passes only if checks stop.
     tokio::time::timeout(Duration::from_secs(30), async {
         while times.lock().unwrap().len() < 3 {
@@ -79,7 +90,10 @@ async fn a_failed_check_is_rechecked_on_time_not_at_the_next_idle_wake() {
 async fn a_check_step_hands_out_only_what_the_permits_allow() {
     let (registry, shutdown) = started();
     for port in 1..=3 {
-        registry.register(registration(port)).await.unwrap();
+        registry
+            .register(claimed(registration(port)))
+            .await
+            .unwrap();
     }
     let permits = Arc::new(Semaphore::new(2));
     let step = checker::check_step(&registry, &permits);

@@ -41,7 +41,7 @@ pub enum ApiError {
     #[error("the body is invalid: {0}")]
     InvalidBody(String),
     #[error(transparent)]
-    Callback(#[from] crate::api::callbacks::Refused),
+    Callback(#[from] crate::callbacks::Refused),
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("the registry holds its most watch streams ({0}, --max-watch-streams)")]

@@ -2,7 +2,6 @@
 //! rollcall's additions (§2). Handlers parse, call one operation on
 //! [`Registry`], and map the result; no rules live here.
 
-pub mod callbacks;
 pub mod discovery;
 pub mod error;
 pub mod read;
@@ -29,7 +28,7 @@ use utoipa_axum::routes;
 use self::error::ApiError;
 use crate::catalog::Event;
 use crate::shell::Registry;
-use crate::{dashboard, metrics};
+use crate::{callbacks, dashboard, metrics};
 
 /// Largest accepted request body. A registration is a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -141,7 +140,8 @@ async fn register(
     RawBody(body): RawBody<MAX_BODY>,
 ) -> Result<StatusCode, ApiError> {
     let registration = Registration::from_json(&body)?;
-    callbacks::check_registration(&registration, peer, &registry.config().allow_callbacks)?;
+    let registration =
+        callbacks::claim_registration(registration, peer, &registry.config().allow_callbacks)?;
     registry.register(registration).await?;
     Ok(StatusCode::OK)
 }
@@ -166,9 +166,9 @@ async fn deregister(
 ) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::NotText)?;
     let url = ServiceUrl::parse(text).map_err(ApiError::InvalidUrl)?;
-    callbacks::check_url("ServiceURL", &url, peer, &registry.config().allow_callbacks)?;
+    let url = callbacks::claim("ServiceURL", url, peer, &registry.config().allow_callbacks)?;
     // Asked first: the removal ends the instance's stream.
-    let live = registry.holds_stream(&url);
+    let live = registry.holds_stream(url.get());
     registry.deregister(&url).await?;
     let note = live.then(|| {
         "this instance holds a watch stream (a running SDK service): it will register again \
@@ -176,7 +176,7 @@ async fn deregister(
             .to_owned()
     });
     Ok(axum::Json(Deregistered {
-        deregistered: url,
+        deregistered: url.into_inner(),
         live,
         note,
     })
@@ -207,15 +207,20 @@ struct MaintenanceRequest {
     ))]
 async fn maintenance(
     State(registry): State<Registry>,
+    peer: Peer,
     RawBody(body): RawBody<MAX_BODY>,
 ) -> Result<Response, ApiError> {
     let request: MaintenanceRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
-    registry
-        .set_maintenance(&request.url, request.enable)
-        .await?;
+    let url = callbacks::claim(
+        "ServiceURL",
+        request.url,
+        peer,
+        &registry.config().allow_callbacks,
+    )?;
+    registry.set_maintenance(&url, request.enable).await?;
     Ok(axum::Json(serde_json::json!({
-        "ServiceURL": request.url,
+        "ServiceURL": url.get(),
         "Maintenance": request.enable,
     }))
     .into_response())

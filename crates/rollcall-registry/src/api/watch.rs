@@ -371,9 +371,9 @@ pub async fn watch(
     // Binding a stream to an instance is its liveness session: only the
     // instance's own address may hold it (the callback guard).
     if let Some(instance) = &filter.instance {
-        crate::api::callbacks::check_url(
+        crate::callbacks::claim(
             "instance",
-            instance,
+            instance.clone(),
             peer,
             &registry.config().allow_callbacks,
         )?;

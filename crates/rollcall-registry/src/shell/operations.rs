@@ -5,6 +5,7 @@ use rollcall_proto::{Registration, ServiceUrl, Timestamp};
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::callbacks::Claimed;
 use crate::catalog::Instance;
 
 /// Why a write (register, deregister, maintenance) changed nothing. The
@@ -38,7 +39,8 @@ impl Registry {
 
     /// Registers an instance: stores it, answers once its initial patch is
     /// delivered or the delivery timeout passes.
-    pub async fn register(&self, registration: Registration) -> Result<(), WriteError> {
+    pub async fn register(&self, registration: Claimed<Registration>) -> Result<(), WriteError> {
+        let registration = registration.into_inner();
         let registry = self.clone();
         self.to_completion(async move { registry.register_now(registration).await })
             .await
@@ -106,9 +108,9 @@ impl Registry {
     }
 
     /// Deregisters an instance.
-    pub async fn deregister(&self, url: &ServiceUrl) -> Result<(), WriteError> {
+    pub async fn deregister(&self, url: &Claimed<ServiceUrl>) -> Result<(), WriteError> {
         let registry = self.clone();
-        let url = url.clone();
+        let url = url.get().clone();
         self.to_completion(async move {
             let saved = registry.read(|c| c.get(&url).map(Instance::stored));
             registry
@@ -125,9 +127,13 @@ impl Registry {
     }
 
     /// Switches an instance's maintenance on or off.
-    pub async fn set_maintenance(&self, url: &ServiceUrl, on: bool) -> Result<(), WriteError> {
+    pub async fn set_maintenance(
+        &self,
+        url: &Claimed<ServiceUrl>,
+        on: bool,
+    ) -> Result<(), WriteError> {
         let registry = self.clone();
-        let url = url.clone();
+        let url = url.get().clone();
         self.to_completion(async move {
             registry
                 .change_instance(

@@ -93,3 +93,47 @@ async fn only_an_instance_itself_may_bind_a_watch_stream_to_it() {
         .unwrap();
     assert_eq!(answer.status(), 403);
 }
+
+/// Maintenance names an instance like a deregistration does, and passes the
+/// same guard: a client admitted without the token (a trusted classic
+/// range) cannot hold another host's instance out of discovery; the token's
+/// holder can.
+#[tokio::test]
+async fn maintenance_on_another_hosts_instance_is_refused_like_its_deregistration() {
+    let reg = registry(&["--token", "t0ken", "--trust-classic-from", "127.0.0.0/8"]).await;
+    let fake = FakeService::start().await;
+    let mut body = fake.registration("Elsewhere", &[]);
+    body["ServiceURL"] = serde_json::json!("http://10.255.0.1:9");
+    body["HeartbeatURL"] = serde_json::json!("http://10.255.0.1:9/heartbeat");
+    let client = reqwest::Client::new();
+    let status = send_with_token(
+        client.post(format!("{}/services", reg.url)).json(&body),
+        "t0ken",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let switch = serde_json::json!({"ServiceURL": "http://10.255.0.1:9", "Enable": true});
+    // Untokened, from a trusted range: refused, and nothing changed.
+    let answer = client
+        .put(format!("{}/v1/maintenance", reg.url))
+        .json(&switch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    let error: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "callback_refused", "{error}");
+    let shown = instance(&reg.url, "http://10.255.0.1:9").await.unwrap();
+    assert!(shown["MaintenanceSince"].is_null(), "{shown}");
+    // With the token: done.
+    let status = send_with_token(
+        client
+            .put(format!("{}/v1/maintenance", reg.url))
+            .json(&switch),
+        "t0ken",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let shown = instance(&reg.url, "http://10.255.0.1:9").await.unwrap();
+    assert!(!shown["MaintenanceSince"].is_null(), "{shown}");
+}

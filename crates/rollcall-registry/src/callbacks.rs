@@ -1,11 +1,17 @@
-//! The callback guard: a registration may only name its own address. The
+//! The callback guard: a request may only name its own address. The
 //! registry calls the URLs an instance registers (checks, patches), so
-//! without this anyone could aim it at any host, or take over another
-//! instance's URL under another name. By default every URL in a
-//! registration (and the URL of a deregistration) must point at the address
-//! the request came from — `localhost` counts as the caller's own when the
-//! caller is on loopback. `--allow-callbacks CIDR,…` widens it (`any` lifts
-//! it); a request with the registry's token may name anything.
+//! without this anyone could aim it at any host, or take over, remove or
+//! hold out of discovery another instance. By default every URL in a
+//! registration, and the instance a deregistration, a maintenance switch or
+//! a bound watch stream names, must point at the address the request came
+//! from — `localhost` counts as the caller's own when the caller is on
+//! loopback. `--allow-callbacks CIDR,…` widens it (`any` lifts it); a
+//! request with the registry's token may name anything (one a
+//! `--trust-classic-from` range admits without it may not).
+//!
+//! The guard is in one place: a registry write takes a [`Claimed`] value,
+//! and only [`claim`] and [`claim_registration`] make one, so a route
+//! cannot name an instance without passing it.
 
 use std::net::IpAddr;
 
@@ -45,8 +51,44 @@ pub struct Refused {
     pub peer: String,
 }
 
+/// What a request may name, having passed the guard.
+#[derive(Debug)]
+pub struct Claimed<T>(T);
+
+impl<T> Claimed<T> {
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// `registration`, if every URL in it is its caller's to name.
+pub fn claim_registration(
+    registration: Registration,
+    peer: Peer,
+    allowed: &[CallbackRange],
+) -> Result<Claimed<Registration>, Refused> {
+    check_registration(&registration, peer, allowed)?;
+    Ok(Claimed(registration))
+}
+
+/// The instance `url` (named in request field `field`), if it is its
+/// caller's to name.
+pub fn claim(
+    field: &'static str,
+    url: ServiceUrl,
+    peer: Peer,
+    allowed: &[CallbackRange],
+) -> Result<Claimed<ServiceUrl>, Refused> {
+    check_url(field, &url, peer, allowed)?;
+    Ok(Claimed(url))
+}
+
 /// Checks every URL of `registration` against where it came from.
-pub fn check_registration(
+fn check_registration(
     registration: &Registration,
     peer: Peer,
     allowed: &[CallbackRange],
@@ -65,7 +107,7 @@ pub fn check_registration(
 }
 
 /// Checks one URL against where the request came from.
-pub fn check_url(
+fn check_url(
     field: &'static str,
     url: &ServiceUrl,
     peer: Peer,
