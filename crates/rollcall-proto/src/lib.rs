@@ -20,6 +20,7 @@ pub mod paths;
 pub mod prom;
 pub mod registration;
 pub mod schema;
+pub mod text;
 pub mod time;
 pub mod units;
 pub mod views;

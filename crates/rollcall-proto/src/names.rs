@@ -91,8 +91,12 @@ pub enum InvalidUrl {
     Scheme(String),
     #[error("the URL has no host")]
     NoHost,
-    #[error("the URL contains a control character (U+{0:04X})")]
+    #[error("the URL contains a control or invisible format character (U+{0:04X})")]
     ControlCharacter(u32),
+    #[error(
+        "the URL has user information (`user@`), which makes it read as naming another host; write the host alone"
+    )]
+    UserInfo,
 }
 
 /// An absolute `http`/`https` URL, kept exactly as sent (surrounding white space
@@ -112,7 +116,7 @@ impl ServiceUrl {
         }
         // The URL parser would quietly drop a tab or a newline; a URL kept as
         // sent must not carry one into a log line, a table or a terminal.
-        if let Some(c) = url.chars().find(|c| c.is_control()) {
+        if let Some(c) = url.chars().find(|&c| crate::text::is_hidden(c)) {
             return Err(InvalidUrl::ControlCharacter(u32::from(c)));
         }
         let parsed = url::Url::parse(url).map_err(|e| InvalidUrl::Unparsable(e.to_string()))?;
@@ -122,6 +126,11 @@ impl ServiceUrl {
         }
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(InvalidUrl::NoHost);
+        }
+        // `http://10.9.0.3@10.9.0.2/` reads as the first address and goes
+        // to the second.
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(InvalidUrl::UserInfo);
         }
         Ok(Self(url.into()))
     }

@@ -174,7 +174,7 @@ fn filters(args: &LogsArgs) -> Vec<(&'static str, String)> {
 /// Formats one record for people (or as JSON).
 pub fn format_record(record: &LogRecord, style: Style, json: bool) -> String {
     if json {
-        return serde_json::to_string(record).unwrap_or_default();
+        return super::clean_json(&serde_json::to_string(record).unwrap_or_default());
     }
     let level = format!("{:5}", record.level.as_str().to_uppercase());
     let level = match record.level {

@@ -334,20 +334,16 @@ pub fn write_line(line: std::fmt::Arguments<'_>) {
 
 /// Text from a remote party made safe for a terminal: control characters
 /// (a newline that would forge a table row, an escape that clears the
-/// screen) are shown escaped.
+/// screen) and invisible format characters (a bidi override that makes a
+/// row read backwards, a zero-width space) are shown escaped.
 pub fn clean(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_owned();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    rollcall_proto::text::escaped(text).into_owned()
+}
+
+/// Serialized JSON for a terminal or a pipe: the same JSON, with C1
+/// controls and format characters (which JSON lets through raw) escaped.
+pub fn clean_json(json: &str) -> String {
+    rollcall_proto::text::json_escaped(json).into_owned()
 }
 
 /// ANSI styling, on only when writing to a terminal and `NO_COLOR` is unset.

@@ -216,7 +216,10 @@ pub async fn watch(mut args: WatchArgs) -> anyhow::Result<()> {
     let style = Style::for_stdout();
     let print = |change: &Change| {
         if args.json {
-            outln!("{}", serde_json::to_string(change).unwrap_or_default());
+            outln!(
+                "{}",
+                super::clean_json(&serde_json::to_string(change).unwrap_or_default())
+            );
         } else {
             outln!("{}", format_change(change, style));
         }

@@ -176,3 +176,66 @@ async fn otlp_bombs_are_refused_before_they_are_decoded() {
     let page: serde_json::Value = get_json(&format!("{}/v1/logs?limit=10", log.url)).await;
     assert_eq!(page["records"].as_array().map(Vec::len), Some(0), "{page}");
 }
+
+/// Nothing a stranger registers or logs prints raw to a terminal: bidi
+/// overrides and isolates, zero-width characters and C1 controls come out
+/// of `ls`, `logs` and their `--json` escaped (the JSON still parses to the
+/// same values). A URL cannot carry them at all, nor user information that
+/// makes it read as another host (both a 400).
+#[tokio::test]
+async fn terminal_tricks_are_escaped_and_deceptive_urls_refused() {
+    let reg = registry(&[]).await;
+    let fake = FakeService::start().await;
+    // (Metadata refuses control characters; format characters are text.)
+    let tricks = "evil\u{202E}txt.exe\u{2066}\u{200B}";
+    let mut body = fake.registration("Tricky", &[]);
+    body["Meta"] = serde_json::json!({ "note": tricks });
+    register_ok(&reg.url, &body).await;
+    for url in [
+        format!("{}/\u{202E}gnp", fake.url),
+        format!("{}/a\u{200B}b", fake.url),
+        "http://10.9.0.3@127.0.0.1:7300/".to_owned(),
+        "http://user:pass@127.0.0.1:7300/".to_owned(),
+    ] {
+        let mut deceptive = fake.registration("Deceptive", &[]);
+        deceptive["ServiceURL"] = serde_json::json!(url);
+        let answer = register_raw(&reg.url, &deceptive).await;
+        assert_eq!(answer.status(), 400, "{url:?}");
+    }
+    let hidden = |text: &str| {
+        text.chars()
+            .filter(|&c| rollcall_proto::text::is_hidden(c) && c != '\n')
+            .count()
+    };
+    let (ok, out, err) = run_rollcall(&["ls", "--registry", &reg.url]).await;
+    assert!(ok, "{err}");
+    assert_eq!(hidden(&out), 0, "{out:?}");
+    assert!(out.contains("\\u{202e}"), "{out}");
+    let (ok, out, err) = run_rollcall(&["ls", "--registry", &reg.url, "--json"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(hidden(&out), 0, "{out:?}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["Meta"]["note"], tricks, "the JSON means the same");
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_service(dir.path(), "127.0.0.1:0", "", &[]).await;
+    let record =
+        serde_json::json!([{"service": "Tricky", "message": tricks, "fields": {"k": tricks}}]);
+    let stored = reqwest::Client::new()
+        .post(format!("{}/v1/logs", log.url))
+        .body(record.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+    for json in [false, true] {
+        let mut args = vec!["logs", "--log-url", &log.url];
+        if json {
+            args.push("--json");
+        }
+        let (ok, out, err) = run_rollcall(&args).await;
+        assert!(ok, "{err}");
+        assert_eq!(hidden(&out), 0, "{out:?}");
+        assert!(out.contains("evil"), "{out}");
+    }
+}

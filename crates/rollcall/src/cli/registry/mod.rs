@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use rollcall_proto::views::InstanceView;
 
 use super::table::table;
-use super::{REQUEST_TIMEOUT, Style, clean, client, error_text};
+use super::{REQUEST_TIMEOUT, Style, clean, clean_json, client, error_text};
 
 /// Where the registry is (shared by the registry commands).
 #[derive(Debug, Clone, clap::Args)]
@@ -218,7 +218,7 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
         }
     }
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&instances)?);
+        outln!("{}", clean_json(&serde_json::to_string_pretty(&instances)?));
         return Ok(());
     }
     if instances.is_empty() {
