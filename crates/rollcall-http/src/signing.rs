@@ -56,6 +56,13 @@ impl SigningKey {
         Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, text.as_bytes())))
     }
 
+    /// A new key's text: 32 random bytes, hex.
+    pub fn generate() -> Result<String, aws_lc_rs::error::Unspecified> {
+        let mut bytes = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut bytes)?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// The key in `ROLLCALL_SIGNING_KEY`, if set (an invalid one is ignored
     /// with a warning: it could never verify anything).
     pub fn from_env() -> Option<Self> {

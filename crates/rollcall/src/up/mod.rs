@@ -26,6 +26,7 @@ use crate::cli::Style;
 
 mod args;
 mod ports;
+mod signing;
 
 pub use args::UpArgs;
 use args::{dns_flags, etcd_flags};
@@ -53,6 +54,8 @@ struct Spec {
     extra: Vec<String>,
     /// Asks its `/healthz` (trusting what the children trust).
     client: reqwest::Client,
+    /// `ROLLCALL_SIGNING_KEY` for the child (`None`: it inherits `up`'s).
+    signing_key: Option<std::sync::Arc<str>>,
 }
 
 impl Spec {
@@ -116,6 +119,11 @@ async fn start(
     command
         .args(spec.args(addr, data_dir))
         .env(EXIT_WITH_PARENT, "1")
+        .envs(
+            spec.signing_key
+                .iter()
+                .map(|k| ("ROLLCALL_SIGNING_KEY", &**k)),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -338,6 +346,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot build an HTTP client")?;
     let extra = args.tls_flags();
+    let (signing_key, signing_note) = signing::key(&args.data_dir)?;
     let program: std::sync::Arc<std::path::Path> = std::env::current_exe()
         .context("cannot find this program to start the services")?
         .into();
@@ -356,6 +365,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ]
             .concat(),
             client: client.clone(),
+            signing_key: signing_key.clone(),
         },
         Spec {
             program: program.clone(),
@@ -366,6 +376,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             color: "33",
             extra: extra.clone(),
             client: client.clone(),
+            signing_key: signing_key.clone(),
         },
         Spec {
             program: program.clone(),
@@ -376,6 +387,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             color: "32",
             extra: extra.clone(),
             client: client.clone(),
+            signing_key: signing_key.clone(),
         },
         Spec {
             program: program.clone(),
@@ -386,6 +398,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             color: "35",
             extra: extra.clone(),
             client: client.clone(),
+            signing_key: signing_key.clone(),
         },
     ];
     for spec in &specs {
@@ -399,6 +412,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         width: specs.iter().map(|s| s.name.len()).max().unwrap_or(8),
     };
     printer.note(&format!("data in {data_dir}"));
+    printer.note(&signing_note);
     let signal = rollcall_http::wait_for_signal();
     tokio::pin!(signal);
     let mut started: Vec<(Spec, Running)> = Vec::new();

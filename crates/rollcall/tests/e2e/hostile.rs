@@ -239,3 +239,35 @@ async fn terminal_tricks_are_escaped_and_deceptive_urls_refused() {
         assert!(out.contains("evil"), "{out}");
     }
 }
+
+/// Under `rollcall up` every service signs or verifies patches with a key
+/// `up` made (kept in the data directory, readable by its owner only): a
+/// local process that posts its own patch to the portal, naming itself the
+/// grading service, is refused; the portal goes on reaching the real one.
+#[tokio::test]
+async fn under_up_a_local_process_cannot_post_a_patch_to_a_service() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let up = Up::start(&[]).await;
+    let key_file = up.data_dir.path().join("signing-key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(key.trim().len() >= 32, "{key:?}");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let portal = up.url("portal").to_owned();
+    let impostor = FakeService::start().await;
+    let patch = serde_json::json!({
+        "Added": [{"Name": "GradingService", "URL": impostor.url}],
+        "Removed": [],
+        "Resync": true,
+    });
+    let answer = reqwest::Client::new()
+        .post(format!("{portal}/services"))
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    // The class list still comes from the real grading service.
+    let page = reqwest::get(format!("{portal}/students")).await.unwrap();
+    assert_eq!(page.status(), 200);
+}
