@@ -1,10 +1,12 @@
 //! Signed calls from the registry to the services it tells things
 //! (`--signing-key`, `ROLLCALL_SIGNING_KEY`). Every patch `POST` and every
 //! heartbeat `GET` the registry sends carries a timestamp and an
-//! HMAC-SHA256 over `"{timestamp}.{METHOD}."` followed by the body; a
-//! service holding the same key refuses (401) what is unsigned, forged, more
-//! than [`MAX_SKEW`] away from its own clock, or — for patches — seen before
-//! (a replay).
+//! HMAC-SHA256 over `"{timestamp}.{METHOD}.{URL}."` followed by the body,
+//! where URL is the one the request is sent to; a service holding the same
+//! key refuses (401) what is unsigned, forged, signed for another URL (a
+//! patch one service received, replayed to another), more than
+//! [`MAX_SKEW`] away from its own clock, or — for patches — seen before (a
+//! replay).
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -20,6 +22,9 @@ pub const TIMESTAMP: &str = "x-rollcall-timestamp";
 pub const SIGNATURE: &str = "x-rollcall-signature";
 /// How far a signed request's time may be from the receiver's.
 pub const MAX_SKEW: Duration = Duration::from_secs(30);
+/// The signature scheme: `v2` signs the recipient's URL too (`v1`, which
+/// did not, is refused).
+const VERSION: &str = "v2";
 
 /// The shared key: at least 16 visible ASCII characters; shown as
 /// `[redacted]`.
@@ -69,27 +74,38 @@ impl SigningKey {
         crate::access::from_env("ROLLCALL_SIGNING_KEY", Self::parse)
     }
 
-    fn message(ts: u64, method: &str, body: &[u8]) -> Vec<u8> {
-        let mut message = format!("{ts}.{method}.").into_bytes();
+    /// What is signed: the time, the method, the URL the request is sent
+    /// to (so a signature is good at one recipient only: a service cannot
+    /// replay a patch signed for it to another) and the body.
+    fn message(ts: u64, method: &str, url: &str, body: &[u8]) -> Vec<u8> {
+        let mut message = format!("{ts}.{method}.{url}.").into_bytes();
         message.extend_from_slice(body);
         message
     }
 
-    /// The two headers to send with a request signed at `now_ms`.
-    pub fn sign(&self, method: &str, body: &[u8], now_ms: u64) -> [(&'static str, String); 2] {
-        let tag = hmac::sign(&self.0, &Self::message(now_ms, method, body));
+    /// The two headers to send with a request to `url` signed at `now_ms`.
+    pub fn sign(
+        &self,
+        method: &str,
+        url: &str,
+        body: &[u8],
+        now_ms: u64,
+    ) -> [(&'static str, String); 2] {
+        let tag = hmac::sign(&self.0, &Self::message(now_ms, method, url, body));
         let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         [
             (TIMESTAMP, now_ms.to_string()),
-            (SIGNATURE, format!("v1={hex}")),
+            (SIGNATURE, format!("{VERSION}={hex}")),
         ]
     }
 
-    /// Checks a received request's signature (constant-time); returns its
-    /// time and tag (for the replay check).
+    /// Checks the signature of a request received at `url` (the URL this
+    /// service registered for it; constant-time); returns its time and tag
+    /// (for the replay check).
     pub fn verify(
         &self,
         method: &str,
+        url: &str,
         body: &[u8],
         headers: &HeaderMap,
         now_ms: u64,
@@ -100,13 +116,14 @@ impl SigningKey {
         };
         let ts: u64 = ts.parse().map_err(|_| SignatureError::Malformed)?;
         let tag = signature
-            .strip_prefix("v1=")
+            .strip_prefix(VERSION)
+            .and_then(|rest| rest.strip_prefix('='))
             .and_then(unhex)
             .ok_or(SignatureError::Malformed)?;
         if now_ms.abs_diff(ts) > MAX_SKEW.as_millis() as u64 {
             return Err(SignatureError::Stale);
         }
-        hmac::verify(&self.0, &Self::message(ts, method, body), &tag)
+        hmac::verify(&self.0, &Self::message(ts, method, url, body), &tag)
             .map_err(|_| SignatureError::Forged)?;
         Ok((ts, tag))
     }
@@ -179,30 +196,38 @@ mod tests {
     }
 
     #[test]
-    fn a_signature_verifies_only_for_its_key_body_method_and_time() {
+    fn a_signature_verifies_only_for_its_key_recipient_body_method_and_time() {
         let key = SigningKey::parse("a-shared-signing-key").unwrap();
         let other = SigningKey::parse("another-signing-key!").unwrap();
         let now = 1_700_000_000_000;
-        let signed = headers(key.sign("POST", b"{}", now));
-        assert!(key.verify("POST", b"{}", &signed, now + 1000).is_ok());
+        let signed = headers(key.sign("POST", "http://a/services", b"{}", now));
+        assert!(
+            key.verify("POST", "http://a/services", b"{}", &signed, now + 1000)
+                .is_ok()
+        );
         assert_eq!(
-            key.verify("POST", b"{ }", &signed, now),
+            key.verify("POST", "http://a/services", b"{ }", &signed, now),
             Err(SignatureError::Forged)
         );
         assert_eq!(
-            key.verify("GET", b"{}", &signed, now),
+            key.verify("GET", "http://a/services", b"{}", &signed, now),
             Err(SignatureError::Forged)
         );
         assert_eq!(
-            other.verify("POST", b"{}", &signed, now),
+            other.verify("POST", "http://a/services", b"{}", &signed, now),
+            Err(SignatureError::Forged)
+        );
+        // Signed for one service, replayed to another.
+        assert_eq!(
+            key.verify("POST", "http://b/services", b"{}", &signed, now),
             Err(SignatureError::Forged)
         );
         assert_eq!(
-            key.verify("POST", b"{}", &signed, now + 31_000),
+            key.verify("POST", "http://a/services", b"{}", &signed, now + 31_000),
             Err(SignatureError::Stale)
         );
         assert_eq!(
-            key.verify("POST", b"{}", &HeaderMap::new(), now),
+            key.verify("POST", "http://a/services", b"{}", &HeaderMap::new(), now),
             Err(SignatureError::Missing)
         );
         assert!(SigningKey::parse("short").is_err());

@@ -107,6 +107,8 @@ fn lock(
 
 /// What a check's URL says to connect to and ask for.
 struct Target {
+    /// The URL as registered (what a signature names).
+    url: String,
     authority: String,
     host: String,
     port: u16,
@@ -128,6 +130,7 @@ impl Target {
             .trim_end_matches(']')
             .to_owned();
         Ok(Self {
+            url: url.as_str().to_owned(),
             authority: authority.as_str().to_owned(),
             host,
             port: authority.port_u16().unwrap_or(80),
@@ -346,7 +349,12 @@ async fn exchange(
         .header(HOST, target.authority.as_str())
         .header(USER_AGENT, AGENT);
     if let Some(key) = key {
-        for (name, value) in key.sign("GET", b"", rollcall_proto::Timestamp::system_now().0) {
+        for (name, value) in key.sign(
+            "GET",
+            &target.url,
+            b"",
+            rollcall_proto::Timestamp::system_now().0,
+        ) {
             request = request.header(name, value);
         }
     }

@@ -57,16 +57,23 @@ pub fn client(config: &RegistryConfig) -> Result<reqwest::Client, crate::StartEr
     Ok(config.serving.tls.client(builder)?.build()?)
 }
 
-/// `request` signed with `key` (if the registry has one) over `body`.
+/// `request` to `url` signed with `key` (if the registry has one) over
+/// `body`.
 fn signed(
     request: reqwest::RequestBuilder,
     key: Option<&SigningKey>,
     method: &str,
+    url: &ServiceUrl,
     body: &[u8],
 ) -> reqwest::RequestBuilder {
     match key {
         Some(key) => key
-            .sign(method, body, rollcall_proto::Timestamp::system_now().0)
+            .sign(
+                method,
+                url.as_str(),
+                body,
+                rollcall_proto::Timestamp::system_now().0,
+            )
             .into_iter()
             .fold(request, |r, (name, value)| r.header(name, value)),
         None => request,
@@ -81,7 +88,7 @@ pub async fn probe(
     key: Option<&SigningKey>,
 ) -> CheckOutcome {
     let attempt = async {
-        let response = signed(client.get(url.as_str()), key, "GET", b"")
+        let response = signed(client.get(url.as_str()), key, "GET", url, b"")
             .send()
             .await
             .map_err(describe)?;
@@ -125,7 +132,7 @@ pub async fn post_patch(
     let request = client
         .post(url.as_str())
         .header(reqwest::header::CONTENT_TYPE, "application/json");
-    let request = signed(request, key, "POST", &body).body(body).send();
+    let request = signed(request, key, "POST", url, &body).body(body).send();
     match tokio::time::timeout(timeout, request).await {
         Ok(Ok(response)) if response.status().is_success() => {
             drain(response).await;

@@ -40,7 +40,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (status = 401, description = "With a signing key: not signed by the registry", body = rollcall_proto::ErrorBody),
     ))]
 pub(super) async fn heartbeat(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
-    if let Some(refused) = check_signature(&inner, "GET", b"", &headers, false) {
+    if let Some(refused) = check_signature(&inner, "GET", "/heartbeat", b"", &headers, false) {
         return refused;
     }
     inner.heard_from_registry();
@@ -55,9 +55,12 @@ pub(super) async fn heartbeat(State(inner): State<Arc<Inner>>, headers: HeaderMa
 
 /// With a signing key, the refusal (401, counted) of what the registry did
 /// not sign, a forgery, a stale signature, and — for patches — a replay.
+/// `path` is the route's, joined to the service's URL as it registered it:
+/// a signature is good only for the URL it was sent to.
 fn check_signature(
     inner: &Inner,
     method: &str,
+    path: &str,
     body: &[u8],
     headers: &HeaderMap,
     once: bool,
@@ -65,7 +68,7 @@ fn check_signature(
     let key = inner.signing.as_ref()?;
     let now = rollcall_proto::Timestamp::system_now().0;
     let checked = key
-        .verify(method, body, headers, now)
+        .verify(method, &inner.url.join(path), body, headers, now)
         .and_then(|(ts, tag)| {
             if once && !inner.seen.first_time(ts, tag, now) {
                 Err(rollcall_http::signing::SignatureError::Replayed)
@@ -95,7 +98,7 @@ pub(super) async fn receive_patch(
     headers: HeaderMap,
     RawBody(body): RawBody<MAX_PATCH_BODY>,
 ) -> Response {
-    if let Some(refused) = check_signature(&inner, "POST", &body, &headers, true) {
+    if let Some(refused) = check_signature(&inner, "POST", "/services", &body, &headers, true) {
         return refused;
     }
     match serde_json::from_slice::<Patch>(&body) {

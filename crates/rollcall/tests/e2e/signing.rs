@@ -1,6 +1,7 @@
 //! Signed patches (`ROLLCALL_SIGNING_KEY` on the registry and the SDK): what
 //! the registry sends is applied; an unsigned (forged), wrongly signed,
-//! stale or replayed patch is refused with 401 and changes nothing.
+//! stale or replayed patch, or one signed for another service, is refused
+//! with 401 and changes nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -55,20 +56,30 @@ async fn signed_patches_are_applied_and_forged_stale_or_replayed_ones_are_refuse
     assert_eq!(send_patch(&hello.url, empty, &[]).await, 401, "unsigned");
     let other = SigningKey::parse("some-other-signing-key").unwrap();
     let now = rollcall_proto::Timestamp::system_now().0;
-    let wrong = other.sign("POST", empty.as_bytes(), now);
+    let at_hello = format!("{}/services", hello.url);
+    let wrong = other.sign("POST", &at_hello, empty.as_bytes(), now);
     assert_eq!(
         send_patch(&hello.url, empty, &wrong).await,
         401,
         "another key"
     );
     let key = SigningKey::parse(KEY).unwrap();
-    let stale = key.sign("POST", empty.as_bytes(), now - 60_000);
+    let stale = key.sign("POST", &at_hello, empty.as_bytes(), now - 60_000);
     assert_eq!(send_patch(&hello.url, empty, &stale).await, 401, "stale");
+    // A patch the registry signed for another service (the attacker's own,
+    // which it registered to receive signed patches), replayed here.
+    let elsewhere = key.sign("POST", "http://127.0.0.1:9/services", empty.as_bytes(), now);
+    assert_eq!(
+        send_patch(&hello.url, empty, &elsewhere).await,
+        401,
+        "signed for another service"
+    );
     assert!(page().await.contains(&log.url), "nothing was changed");
 
     let marker = r#"{"Added":[{"Name":"Log","URL":"http://127.0.0.1:9"}],"Removed":[]}"#;
     let signed = key.sign(
         "POST",
+        &at_hello,
         marker.as_bytes(),
         rollcall_proto::Timestamp::system_now().0,
     );
@@ -80,7 +91,7 @@ async fn signed_patches_are_applied_and_forged_stale_or_replayed_ones_are_refuse
     );
     let metrics = get_text(&format!("{}/metrics", hello.url)).await.unwrap();
     assert!(
-        metrics.contains("rollcall_sdk_signatures_rejected_total 4"),
+        metrics.contains("rollcall_sdk_signatures_rejected_total 5"),
         "{metrics}"
     );
 }
