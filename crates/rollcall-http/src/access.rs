@@ -49,6 +49,11 @@ impl AccessArgs {
             trusted: self.trust_classic_from.clone(),
         }
     }
+
+    /// Whether writes need a token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some() || self.token_file.is_some()
+    }
 }
 
 /// The value of environment variable `name` parsed by `parse`; an invalid

@@ -16,7 +16,7 @@
 use std::net::IpAddr;
 
 use rollcall_http::access::{Cidr, Peer, canonical};
-use rollcall_proto::{Registration, ServiceUrl};
+use rollcall_proto::{Registration, ServiceName, ServiceUrl};
 
 /// One `--allow-callbacks` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,12 +65,40 @@ impl<T> Claimed<T> {
     }
 }
 
-/// `registration`, if every URL in it is its caller's to name.
+/// Only a tokened request may register under `0`: every SDK service sends
+/// its token to the log service's providers, so an untokened client (one a
+/// `--trust-classic-from` range admits) registering as the log service
+/// would be handed the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "only a request with the registry's token may register as `{0}`: services send their token to it"
+)]
+pub struct NeedsToken(pub ServiceName);
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationRefused {
+    #[error(transparent)]
+    Callback(#[from] Refused),
+    #[error(transparent)]
+    Name(#[from] NeedsToken),
+}
+
+/// `registration`, if every URL in it is its caller's to name, and its name
+/// too: with a token, `token_only` (the log service's name) needs it.
 pub fn claim_registration(
     registration: Registration,
     peer: Peer,
     allowed: &[CallbackRange],
-) -> Result<Claimed<Registration>, Refused> {
+    token_only: Option<&ServiceName>,
+) -> Result<Claimed<Registration>, RegistrationRefused> {
+    if let Some(name) = token_only
+        && !peer.authenticated
+        && peer.addr.is_some()
+        && registration.name.eq_ignore_case(name.as_str())
+    {
+        return Err(NeedsToken(name.clone()).into());
+    }
     check_registration(&registration, peer, allowed)?;
     Ok(Claimed(registration))
 }

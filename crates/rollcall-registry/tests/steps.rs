@@ -27,7 +27,7 @@ fn claimed(registration: Registration) -> Claimed<Registration> {
         addr: None,
         authenticated: false,
     };
-    rollcall_registry::callbacks::claim_registration(registration, in_process, &[]).unwrap()
+    rollcall_registry::callbacks::claim_registration(registration, in_process, &[], None).unwrap()
 }
 
 fn registration(port: u16) -> Registration {

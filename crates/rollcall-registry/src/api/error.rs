@@ -43,12 +43,23 @@ pub enum ApiError {
     #[error(transparent)]
     Callback(#[from] crate::callbacks::Refused),
     #[error(transparent)]
+    NeedsToken(#[from] crate::callbacks::NeedsToken),
+    #[error(transparent)]
     Write(#[from] WriteError),
     #[error("the registry holds its most watch streams ({0}, --max-watch-streams)")]
     TooManyStreams(usize),
     /// A bug: nothing the client did. The body says no more than that.
     #[error("internal error")]
     Internal,
+}
+
+impl From<crate::callbacks::RegistrationRefused> for ApiError {
+    fn from(refused: crate::callbacks::RegistrationRefused) -> Self {
+        match refused {
+            crate::callbacks::RegistrationRefused::Callback(e) => e.into(),
+            crate::callbacks::RegistrationRefused::Name(e) => e.into(),
+        }
+    }
 }
 
 impl ApiError {
@@ -62,7 +73,7 @@ impl ApiError {
             | ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Body(e) => e.status(),
             ApiError::Write(WriteError::NotRegistered(_)) => StatusCode::NOT_FOUND,
-            ApiError::Callback(_) => StatusCode::FORBIDDEN,
+            ApiError::Callback(_) | ApiError::NeedsToken(_) => StatusCode::FORBIDDEN,
             ApiError::Write(
                 WriteError::Store(_) | WriteError::ShuttingDown | WriteError::CatalogFull(_),
             )
@@ -82,6 +93,7 @@ impl ApiError {
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::Write(WriteError::NotRegistered(_)) => "not_registered",
             ApiError::Callback(_) => "callback_refused",
+            ApiError::NeedsToken(_) => "name_needs_token",
             ApiError::Write(WriteError::Store(_)) => "store_unavailable",
             ApiError::Write(WriteError::CatalogFull(_)) => "catalog_full",
             ApiError::TooManyStreams(_) => "too_many_streams",

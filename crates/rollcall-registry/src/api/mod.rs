@@ -140,8 +140,11 @@ async fn register(
     RawBody(body): RawBody<MAX_BODY>,
 ) -> Result<StatusCode, ApiError> {
     let registration = Registration::from_json(&body)?;
+    let config = registry.config();
+    // With a token, the log service's name is the token holders' to claim.
+    let token_only = config.access.has_token().then_some(&config.log_service);
     let registration =
-        callbacks::claim_registration(registration, peer, &registry.config().allow_callbacks)?;
+        callbacks::claim_registration(registration, peer, &config.allow_callbacks, token_only)?;
     registry.register(registration).await?;
     Ok(StatusCode::OK)
 }

@@ -79,6 +79,21 @@ async fn trusted_classic_addresses_write_without_a_token_and_reads_can_be_protec
         200,
         "a classic client on a trusted address"
     );
+    // But not as the log service: SDK services send it their token.
+    let impostor = FakeService::start().await;
+    let answer = register_raw(&trusting.url, &impostor.registration("LogService", &[])).await;
+    assert_eq!(answer.status(), 403, "an untokened log service");
+    let error: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "name_needs_token", "{error}");
+    assert!(instance(&trusting.url, &impostor.url).await.is_none());
+    let status = send_with_token(
+        reqwest::Client::new()
+            .post(format!("{}/services", trusting.url))
+            .json(&impostor.registration("LogService", &[])),
+        TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200, "the token's holder may");
 
     let guarded = registry(&["--token", TOKEN, "--protect-reads"]).await;
     let url = format!("{}/services", guarded.url);
