@@ -268,10 +268,11 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
 /// Query stored records
 ///
 /// By arrival: newest first (`order=desc`, the default) or oldest first.
-/// A page stops at `limit` records or after scanning `--scan-budget` (256 MiB); `next_cursor`
-/// asks for the next page, `scanned_records` says how much this one looked
-/// at, and `reached_end` whether nothing further can match (an empty page
-/// without it has not searched everything).
+/// A page stops at `limit` records, at 1 MiB of records, or after scanning
+/// `--scan-budget` (256 MiB); `next_cursor` asks for the next page,
+/// `scanned_records` says how much this one looked at, and `reached_end`
+/// whether nothing further can match (an empty page without it has not
+/// searched everything).
 #[utoipa::path(get, path = "/v1/logs", tag = "rollcall", params(QueryParams),
     responses(
         (status = 200, description = "One page", body = Page),
@@ -280,11 +281,22 @@ async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response,
 async fn query(
     State(state): State<AppState>,
     Q(params): Q<QueryParams>,
-) -> Result<(axum::http::HeaderMap, axum::Json<Page>), LogError> {
+) -> Result<Response, LogError> {
     let query = params.query(now())?;
     state.metrics.queries.inc();
     let page = find(&state, query).await?;
-    Ok((store_headers(&state), axum::Json(page)))
+    // Written off the async threads: a page is up to a MiB of records, and
+    // a hundred at once would keep every other request waiting.
+    let body = tokio::task::spawn_blocking(move || serde_json::to_vec(&page))
+        .await
+        .map_err(|_| LogError::Internal)?
+        .map_err(|_| LogError::Internal)?;
+    let mut headers = store_headers(&state);
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Ok((headers, body).into_response())
 }
 
 /// Which store answers, and how far it goes: `X-Rollcall-Log-Store` (its

@@ -15,7 +15,10 @@
 //! - A page that may have more after it carries `next_cursor`; pass it back as
 //!   `cursor` for the next page. A query also stops after reading
 //!   `scan_budget` bytes (256 MiB), so no request reads the whole disk: it then
-//!   returns what it found with a `next_cursor` to continue from.
+//!   returns what it found with a `next_cursor` to continue from. A page also
+//!   ends once its records come to [`MAX_PAGE_BYTES`] (1 MiB, at least one
+//!   record): a thousand records of 64 KiB would be a 64 MiB answer, held in
+//!   memory for as long as its client takes to read it.
 
 use rollcall_proto::{ServiceName, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -25,6 +28,9 @@ use crate::record::{Level, LogRecord};
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 pub const DEFAULT_SCAN_BUDGET: u64 = 256 << 20;
+/// Most bytes of records one page holds (the page ends after the record
+/// that reaches it).
+pub const MAX_PAGE_BYTES: u64 = 1 << 20;
 
 /// Which records match.
 #[derive(Debug, Clone, Default, PartialEq)]

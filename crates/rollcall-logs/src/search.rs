@@ -18,7 +18,13 @@ async fn page(state: &AppState, mut query: Query) -> Result<Page, LogError> {
 /// Runs `query` as it is on a blocking thread (reading segments blocks).
 pub(crate) async fn off_thread(state: &AppState, query: Query) -> Result<Page, LogError> {
     let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.query_blocking(&query)).await {
+    let turn = store.read_turn().await;
+    match tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        store.query_blocking(&query)
+    })
+    .await
+    {
         Ok(page) => page.map_err(|e| LogError::Store(e.into())),
         Err(e) => {
             tracing::error!(error = %e, "a log query's task failed");

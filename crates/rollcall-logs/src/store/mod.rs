@@ -164,7 +164,13 @@ struct Shared {
     dirty: AtomicBool,
     metrics: StoreMetrics,
     tail: broadcast::Sender<Arc<LogRecord>>,
+    /// Queries running at once (the read budget): more wait their turn
+    /// instead of each holding a page's records in memory and a core busy.
+    reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Queries a store runs at once.
+pub const CONCURRENT_QUERIES: usize = 4;
 
 /// A handle to the store. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -288,6 +294,7 @@ impl LogStore {
             dirty: AtomicBool::new(false),
             metrics,
             tail,
+            reads: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_QUERIES)),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let seen: HashSet<String> = ids.iter().cloned().collect();
@@ -390,6 +397,11 @@ impl LogStore {
     }
 
     /// Answers a query (blocking file I/O: call from a blocking thread).
+    /// A turn to run a query (see [`CONCURRENT_QUERIES`]); held while it runs.
+    pub async fn read_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.shared.reads.clone().acquire_owned().await.ok()
+    }
+
     pub fn query_blocking(&self, query: &Query) -> io::Result<Page> {
         let segments: Vec<SegmentMeta> = read(&self.shared.segments).clone();
         run_query(&segments, query)

@@ -46,6 +46,8 @@ struct Scan<'q> {
     page: Page,
     scanned: u64,
     records: u64,
+    /// Bytes of the records on the page.
+    page_bytes: u64,
     last_examined: Option<u64>,
     full: bool,
 }
@@ -63,13 +65,17 @@ impl Scan<'_> {
                 self.last_examined = Some(record.seq);
                 if self.query.filter.matches(&record) {
                     self.page.records.push(record);
+                    self.page_bytes += bytes;
                 }
             }
             Err(_) => {}
         }
         self.scanned += bytes;
         self.records += 1;
-        if self.page.records.len() >= self.query.limit || self.scanned >= self.query.scan_budget {
+        if self.page.records.len() >= self.query.limit
+            || self.scanned >= self.query.scan_budget
+            || self.page_bytes >= crate::query::MAX_PAGE_BYTES
+        {
             self.full = true;
             return false;
         }
@@ -101,6 +107,7 @@ pub(super) fn run_query(segments: &[SegmentMeta], query: &Query) -> io::Result<P
         page: Page::default(),
         scanned: 0,
         records: 0,
+        page_bytes: 0,
         last_examined: None,
         full: false,
     };

@@ -271,3 +271,54 @@ async fn under_up_a_local_process_cannot_post_a_patch_to_a_service() {
     let page = reqwest::get(format!("{portal}/students")).await.unwrap();
     assert_eq!(page.status(), 200);
 }
+
+/// Clients that ask for the biggest pages and never read them once pinned
+/// a page each in the log service's memory (a thousand 60 KB records made a
+/// 60 MB answer; 30 such readers took it down). A page ends at 1 MiB of
+/// records and at most four queries run at once, so 100 of them hold little;
+/// others are answered meanwhile.
+#[tokio::test]
+async fn readers_that_never_read_big_pages_hold_little() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_service(dir.path(), "127.0.0.1:0", "", &[]).await;
+    let client = reqwest::Client::new();
+    let big = "x".repeat(60_000);
+    for batch in 0..10 {
+        let records: Vec<serde_json::Value> = (0..100)
+            .map(|i| serde_json::json!({"service": "Big", "message": format!("{batch}-{i} {big}")}))
+            .collect();
+        let stored = client
+            .post(format!("{}/v1/logs", log.url))
+            .json(&records)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.status(), 200);
+    }
+    let addr = log.url.trim_start_matches("http://").to_owned();
+    let bystander = Bystander::start(format!("{}/healthz", log.url));
+    let mut readers = Vec::new();
+    for i in 0..100u8 {
+        // From addresses of their own, as from several hosts.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(format!("127.0.3.{}:0", i + 1).parse().unwrap())
+            .unwrap();
+        let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+        let request = format!("GET /v1/logs?limit=1000 HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        readers.push(stream);
+    }
+    // Time for every answer to be built and stuck behind its reader.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (slowest, missed) = bystander.finish().await;
+    assert_eq!(
+        missed, 0,
+        "a second client went unanswered (slowest {slowest} ms)"
+    );
+    assert!(slowest < 1_000, "a second client waited {slowest} ms");
+    let peak = memory_mb("VmHWM", log.pid());
+    assert!(peak < 200.0, "the log service reached {peak:.0} MB");
+    drop(readers);
+}
