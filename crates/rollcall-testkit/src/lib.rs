@@ -8,6 +8,7 @@
 //! - [`etcd::EtcdCluster`]: real etcd members on loopback, to kill and stop.
 //! - [`prometheus::Prometheus`]: a real Prometheus discovering through a registry.
 //! - [`tls::TestCa`]: a CA and a server certificate made at run time.
+//! - [`otlp`]: OTLP exports written on the wire format (bombs included).
 //! - [`ChildProcess`]: a real process (the `rollcall` binary, an example) with
 //!   its announced URL, killed or signalled for real.
 
@@ -15,6 +16,7 @@
 
 pub mod fake;
 pub mod openapi;
+pub mod otlp;
 pub mod prometheus;
 pub mod router;
 pub mod tls;

@@ -1,42 +1,11 @@
+use rollcall_testkit::otlp::export;
+
 use super::*;
 
 const LIMITS: Limits = Limits {
     records: 10_000,
     expanded_bytes: 8 << 20,
 };
-
-/// A length-delimited protobuf field.
-fn len_field(number: u8, bytes: &[u8]) -> Vec<u8> {
-    let mut out = vec![(number << 3) | 2];
-    let mut n = bytes.len();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(bytes);
-    out
-}
-
-/// An export of one resource (`resource` bytes of attributes) with one
-/// scope of `records` empty records.
-fn export(resource: &[u8], records: usize) -> Vec<u8> {
-    let scope: Vec<u8> = (0..records).flat_map(|_| len_field(2, b"")).collect();
-    let mut resource_logs = len_field(1, resource);
-    resource_logs.extend(len_field(2, &scope));
-    len_field(1, &resource_logs)
-}
-
-/// A resource of `n` string attributes.
-fn resource(n: usize) -> Vec<u8> {
-    (0..n)
-        .flat_map(|i| len_field(1, &len_field(1, format!("attribute.{i:05}").as_bytes())))
-        .collect()
-}
 
 #[test]
 fn a_real_export_passes() {
@@ -65,7 +34,7 @@ fn json_export(body: &[u8]) -> Result<(), Refused> {
 fn millions_of_empty_records_are_refused_at_the_first_past_the_limit() {
     // 4 M records are 8 MB on the wire (a few KB gzipped) and gigabytes
     // decoded; counting stops at 10,001.
-    let bomb = export(b"", 4_000_000);
+    let bomb = export(0, 4_000_000);
     assert_eq!(
         protobuf(&bomb, LIMITS),
         Err(Refused::TooManyRecords(10_001))
@@ -84,11 +53,11 @@ fn millions_of_empty_records_are_refused_at_the_first_past_the_limit() {
 #[test]
 fn a_resource_copied_into_every_record_counts_as_often_as_it_is_copied() {
     // 1,000 attributes (about 17 KB) into 10,000 records: 170 MB stored.
-    let bomb = export(&resource(1_000), 10_000);
+    let bomb = export(1_000, 10_000);
     assert!(bomb.len() < 100_000);
     assert_eq!(protobuf(&bomb, LIMITS), Err(Refused::TooLarge(8 << 20)));
     // The same resource into a few records is fine.
-    assert_eq!(protobuf(&export(&resource(1_000), 10), LIMITS), Ok(()));
+    assert_eq!(protobuf(&export(1_000, 10), LIMITS), Ok(()));
     let attributes: Vec<String> = (0..1_000)
         .map(|i| format!(r#"{{"key":"attribute.{i:05}","value":{{"stringValue":"x"}}}}"#))
         .collect();
