@@ -508,12 +508,7 @@ async fn opentelemetry_logs_come_back_with_their_attributes_in_both_encodings() 
     assert_eq!(newest(query_logs(&base, "limit=1").await), before);
     // A gzip bomb is refused by what it unpacks to (413), and an encoding
     // the service cannot read is a 415, not misread.
-    let bomb = {
-        use std::io::Write as _;
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        encoder.write_all(&vec![b' '; 9 << 20]).unwrap();
-        encoder.finish().unwrap()
-    };
+    let bomb = gzip(&vec![b' '; 9 << 20]);
     assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
     let bombed = client
         .post(&endpoint)

@@ -319,6 +319,14 @@ pub async fn post_until_acknowledged(
 /// The longest a test waits for a write to be acknowledged through faults.
 pub const ACKNOWLEDGED_WITHIN: Duration = Duration::from_secs(90);
 
+/// `bytes` gzipped (at the best compression: bombs are small).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
 /// A process's memory in MB from `/proc`: `VmRSS` (resident now) or
 /// `VmHWM` (the most it was ever resident).
 pub fn memory_mb(field: &str, pid: u32) -> f64 {
