@@ -270,8 +270,14 @@ async fn readers_that_never_read_big_pages_hold_little() {
         stream.write_all(request.as_bytes()).await.unwrap();
         readers.push(stream);
     }
-    // Time for every answer to be built and stuck behind its reader.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every answer built and being sent: its first bytes wait in each
+    // reader's socket, which never reads them.
+    for reader in &readers {
+        tokio::time::timeout(Duration::from_secs(60), reader.readable())
+            .await
+            .expect("every answer is sent within a minute")
+            .unwrap();
+    }
     bystander.answered_within_a_second().await;
     let peak = memory_mb("VmHWM", log.pid());
     assert!(peak < 200.0, "the log service reached {peak:.0} MB");
